@@ -1,0 +1,1 @@
+//! herald-controller: the pure allocator and the kube-runtime reconciler around it.

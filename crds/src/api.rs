@@ -1,0 +1,1 @@
+//! The herald.dev/v1alpha1 custom resources.

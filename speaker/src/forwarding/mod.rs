@@ -1,0 +1,1 @@
+//! Forwarding: nftables ruleset rendering (pure) and the `nft -f -` executor.

@@ -1,0 +1,11 @@
+//! herald-speaker: per-node announcement of LoadBalancer addresses.
+//!
+//! Pure cores (model, planner, BGP FSM, L2 frames and ownership, membership, nftables
+//! rendering) with thin I/O edges (kube watches, sockets, `nft`). Each module's header says
+//! where its I/O stops.
+
+pub mod bgp;
+pub mod forwarding;
+pub mod l2;
+pub mod model;
+pub mod planner;

@@ -1,0 +1,1 @@
+//! The pure planner: (model, this node, live speakers) -> this node's desired state.

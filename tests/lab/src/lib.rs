@@ -1,0 +1,1 @@
+//! herald-lab: test harness library.
