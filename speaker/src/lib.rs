@@ -7,5 +7,6 @@
 pub mod bgp;
 pub mod forwarding;
 pub mod l2;
+pub mod membership;
 pub mod model;
 pub mod planner;
