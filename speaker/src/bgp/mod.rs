@@ -1,1 +1,7 @@
 //! BGP: message codec wrapper over zettabgp, the sans-IO session FSM (RFC 4271), and the per-peer driver.
+//!
+//! - [`codec`]: bytes <-> messages. Pure; every input from the network is validated here before
+//!   zettabgp sees it.
+//! - [`fsm`]: one session's state machine. Pure; time is passed in, I/O is requested as outputs.
+
+pub mod codec;
