@@ -1,1 +1,740 @@
-//! The speaker's validated internal model of the cluster, converted from Kubernetes objects at the edge.
+//! The speaker's validated internal model of the cluster.
+//!
+//! Owns the plain data types the planner works on: Services (with their external addresses,
+//! ports and endpoints), Nodes, IPAddressPools, L2/BGP advertisements and BGP peers. Every
+//! value here is already parsed and validated (addresses are `IpAddr`/`IpNet`, protocols and
+//! policies are enums); turning Kubernetes objects into this model happens in `convert`,
+//! and nothing in this module does I/O or sees a `k8s-openapi` type.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::net::IpAddr;
+use std::str::FromStr;
+
+use ipnet::IpNet;
+
+/// Why a textual value could not become part of the model.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ModelError {
+    #[error("invalid pool entry {entry:?}: {reason}")]
+    InvalidPoolEntry { entry: String, reason: String },
+    #[error("invalid BGP community {value:?}: {reason}")]
+    InvalidCommunity { value: String, reason: String },
+    #[error("unknown protocol {0:?} (expected TCP, UDP or SCTP)")]
+    UnknownProtocol(String),
+}
+
+/// Namespace and name of a Service; sorts by namespace, then name.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ServiceKey {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl ServiceKey {
+    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
+        Self {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+}
+
+impl fmt::Display for ServiceKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// Transport protocol of a Service port (the three Kubernetes supports).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Protocol {
+    Tcp,
+    Udp,
+    Sctp,
+}
+
+impl Protocol {
+    /// The protocol's name as nftables writes it (`inet_proto` values).
+    pub fn nft_name(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+            Protocol::Sctp => "sctp",
+        }
+    }
+}
+
+impl FromStr for Protocol {
+    type Err = ModelError;
+
+    /// Kubernetes spells protocols in upper case; an absent protocol means TCP (handled by
+    /// the caller).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "TCP" | "tcp" => Ok(Protocol::Tcp),
+            "UDP" | "udp" => Ok(Protocol::Udp),
+            "SCTP" | "sctp" => Ok(Protocol::Sctp),
+            other => Err(ModelError::UnknownProtocol(other.to_string())),
+        }
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.nft_name())
+    }
+}
+
+/// `spec.externalTrafficPolicy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub enum TrafficPolicy {
+    /// Any node may receive the traffic and forward it to any ready endpoint (masquerading
+    /// when the endpoint is on another node).
+    #[default]
+    Cluster,
+    /// Only nodes with a ready local endpoint receive traffic; the client address is kept.
+    Local,
+}
+
+/// Where a Service's external address came from; decides which pools may carry it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum AddressOrigin {
+    /// `status.loadBalancer.ingress[].ip`, written by the controller.
+    LoadBalancerIngress,
+    /// `spec.externalIPs`, set by a user; honoured only inside a pool with `allowExternalIPs`.
+    ExternalIp,
+}
+
+/// One external address of a Service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ExternalAddress {
+    pub ip: IpAddr,
+    pub origin: AddressOrigin,
+}
+
+/// One port of a Service. The target port is resolved per endpoint through `name` (the
+/// EndpointSlice port carrying the same name and protocol holds the pod's port number).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ServicePort {
+    /// The port's name; empty for the single unnamed port a Service may have.
+    pub name: String,
+    pub protocol: Protocol,
+    pub port: u16,
+}
+
+/// The conditions of an EndpointSlice endpoint (`discovery.k8s.io/v1`). An absent
+/// condition is converted as Kubernetes documents it: `ready` and `serving` default to
+/// true, `terminating` to false.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct EndpointConditions {
+    pub ready: bool,
+    pub serving: bool,
+    pub terminating: bool,
+}
+
+impl EndpointConditions {
+    pub const READY: Self = Self {
+        ready: true,
+        serving: true,
+        terminating: false,
+    };
+
+    /// Whether the endpoint should receive new connections: ready and not terminating.
+    pub fn accepts_new_traffic(self) -> bool {
+        self.ready && !self.terminating
+    }
+}
+
+/// A resolved port of an endpoint, as the EndpointSlice lists it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct EndpointPort {
+    /// Matches [`ServicePort::name`].
+    pub name: String,
+    pub protocol: Protocol,
+    pub port: u16,
+}
+
+/// One endpoint of a Service (a pod, usually).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Endpoint {
+    /// The endpoint's addresses; an EndpointSlice holds one family, so this is usually one
+    /// address, and endpoints of both families appear as separate entries.
+    pub addresses: Vec<IpAddr>,
+    /// The node hosting the endpoint, if the EndpointSlice says.
+    pub node: Option<String>,
+    pub conditions: EndpointConditions,
+    pub ports: Vec<EndpointPort>,
+}
+
+impl Endpoint {
+    /// The port number this endpoint serves for a Service port, matched by name and protocol.
+    pub fn target_port(&self, service_port: &ServicePort) -> Option<u16> {
+        self.ports
+            .iter()
+            .find(|p| p.name == service_port.name && p.protocol == service_port.protocol)
+            .map(|p| p.port)
+    }
+
+    /// Whether this endpoint runs on the named node.
+    pub fn is_on(&self, node: &str) -> bool {
+        self.node.as_deref() == Some(node)
+    }
+}
+
+/// A Service Herald serves, with its endpoints merged from all of its EndpointSlices.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Service {
+    pub key: ServiceKey,
+    pub addresses: Vec<ExternalAddress>,
+    pub ports: Vec<ServicePort>,
+    pub traffic_policy: TrafficPolicy,
+    /// The pool the address came from (`herald.dev/ip-allocated-from-pool`, else the
+    /// `herald.dev/address-pool` annotation), used to prefer a pool when looking one up.
+    pub pool: Option<String>,
+    pub endpoints: Vec<Endpoint>,
+}
+
+/// A Kubernetes Node as the speaker needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Node {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub addresses: Vec<IpAddr>,
+    /// Labelled `node.kubernetes.io/exclude-from-external-load-balancers`: never announces.
+    pub excluded: bool,
+}
+
+/// One entry of a pool's `addresses`: a CIDR or an inclusive `first-last` range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum PoolRange {
+    Cidr(IpNet),
+    Range { first: IpAddr, last: IpAddr },
+}
+
+impl PoolRange {
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match self {
+            PoolRange::Cidr(net) => net.contains(&ip),
+            PoolRange::Range { first, last } => {
+                same_family(*first, ip) && *first <= ip && ip <= *last
+            }
+        }
+    }
+
+    /// The prefix length of the entry if it is a CIDR; ranges have none.
+    pub fn prefix_len(&self) -> Option<u8> {
+        match self {
+            PoolRange::Cidr(net) => Some(net.prefix_len()),
+            PoolRange::Range { .. } => None,
+        }
+    }
+}
+
+fn same_family(a: IpAddr, b: IpAddr) -> bool {
+    a.is_ipv4() == b.is_ipv4()
+}
+
+impl FromStr for PoolRange {
+    type Err = ModelError;
+
+    /// Parses `192.0.2.0/24`, `2001:db8::/120`, `192.0.2.10-192.0.2.20` or a single address
+    /// (taken as a host prefix).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let entry = s.trim();
+        let invalid = |reason: &str| ModelError::InvalidPoolEntry {
+            entry: s.to_string(),
+            reason: reason.to_string(),
+        };
+        if let Some((first, last)) = entry.split_once('-') {
+            let first: IpAddr = first
+                .trim()
+                .parse()
+                .map_err(|_| invalid("range start is not an IP address"))?;
+            let last: IpAddr = last
+                .trim()
+                .parse()
+                .map_err(|_| invalid("range end is not an IP address"))?;
+            if !same_family(first, last) {
+                return Err(invalid("range mixes IPv4 and IPv6"));
+            }
+            if first > last {
+                return Err(invalid("range start is after its end"));
+            }
+            return Ok(PoolRange::Range { first, last });
+        }
+        if entry.contains('/') {
+            let net: IpNet = entry.parse().map_err(|_| invalid("not a CIDR"))?;
+            if net.trunc() != net {
+                return Err(invalid("CIDR has host bits set"));
+            }
+            return Ok(PoolRange::Cidr(net));
+        }
+        let ip: IpAddr = entry
+            .parse()
+            .map_err(|_| invalid("neither a CIDR, a range nor an address"))?;
+        Ok(PoolRange::Cidr(IpNet::from(ip)))
+    }
+}
+
+/// An IPAddressPool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pool {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub ranges: Vec<PoolRange>,
+    /// Addresses of this pool may be announced when a Service lists them in
+    /// `spec.externalIPs`.
+    pub allow_external_ips: bool,
+}
+
+impl Pool {
+    /// The entry of this pool containing `ip`, if any.
+    pub fn range_containing(&self, ip: IpAddr) -> Option<&PoolRange> {
+        self.ranges.iter().find(|r| r.contains(ip))
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        self.range_containing(ip).is_some()
+    }
+}
+
+/// Operator of a label-selector requirement (`metav1.LabelSelectorRequirement`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SelectorOperator {
+    In,
+    NotIn,
+    Exists,
+    DoesNotExist,
+}
+
+/// One `matchExpressions` entry.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct LabelRequirement {
+    pub key: String,
+    pub operator: SelectorOperator,
+    pub values: BTreeSet<String>,
+}
+
+impl LabelRequirement {
+    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+        let value = labels.get(&self.key);
+        match self.operator {
+            SelectorOperator::In => value.is_some_and(|v| self.values.contains(v)),
+            SelectorOperator::NotIn => value.is_none_or(|v| !self.values.contains(v)),
+            SelectorOperator::Exists => value.is_some(),
+            SelectorOperator::DoesNotExist => value.is_none(),
+        }
+    }
+}
+
+/// A Kubernetes label selector: all `match_labels` and all `match_expressions` must hold.
+/// The empty selector matches everything.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct LabelSelector {
+    pub match_labels: BTreeMap<String, String>,
+    pub match_expressions: Vec<LabelRequirement>,
+}
+
+impl LabelSelector {
+    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+        self.match_labels
+            .iter()
+            .all(|(k, v)| labels.get(k) == Some(v))
+            && self.match_expressions.iter().all(|r| r.matches(labels))
+    }
+}
+
+/// True when `selectors` is empty (no restriction) or any of them matches, which is how
+/// advertisements and peers treat their lists of `nodeSelectors`.
+pub fn any_selector_matches(
+    selectors: &[LabelSelector],
+    labels: &BTreeMap<String, String>,
+) -> bool {
+    selectors.is_empty() || selectors.iter().any(|s| s.matches(labels))
+}
+
+/// Which pools an advertisement covers: by name or by label selector. When both lists are
+/// empty the advertisement covers every pool.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PoolSelection {
+    pub names: BTreeSet<String>,
+    pub selectors: Vec<LabelSelector>,
+}
+
+impl PoolSelection {
+    pub fn selects(&self, pool: &Pool) -> bool {
+        if self.names.is_empty() && self.selectors.is_empty() {
+            return true;
+        }
+        self.names.contains(&pool.name) || self.selectors.iter().any(|s| s.matches(&pool.labels))
+    }
+}
+
+/// An L2Advertisement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct L2Advertisement {
+    pub name: String,
+    pub pools: PoolSelection,
+    pub node_selectors: Vec<LabelSelector>,
+    /// Interfaces to announce on; empty means any interface whose subnet covers the address.
+    pub interfaces: BTreeSet<String>,
+}
+
+/// A BGP community attached to an announcement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Community {
+    /// RFC 1997: `asn:value`, each 16 bits, carried as one 32-bit number.
+    Standard(u32),
+    /// RFC 8092: `large:global:local1:local2`, each 32 bits.
+    Large {
+        global_admin: u32,
+        local_data_1: u32,
+        local_data_2: u32,
+    },
+}
+
+impl FromStr for Community {
+    type Err = ModelError;
+
+    /// Parses `65000:100` (standard) or `large:65000:1:2` (large), as MetalLB spells them.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let invalid = |reason: &str| ModelError::InvalidCommunity {
+            value: s.to_string(),
+            reason: reason.to_string(),
+        };
+        let text = s.trim();
+        if let Some(rest) = text.strip_prefix("large:") {
+            let parts: Vec<&str> = rest.split(':').collect();
+            let [a, b, c] = parts.as_slice() else {
+                return Err(invalid("a large community has three 32-bit parts"));
+            };
+            let parse = |p: &str| {
+                p.parse::<u32>()
+                    .map_err(|_| invalid("part is not a 32-bit number"))
+            };
+            return Ok(Community::Large {
+                global_admin: parse(a)?,
+                local_data_1: parse(b)?,
+                local_data_2: parse(c)?,
+            });
+        }
+        let Some((high, low)) = text.split_once(':') else {
+            return Err(invalid("expected asn:value or large:a:b:c"));
+        };
+        let parse = |p: &str| {
+            p.parse::<u16>()
+                .map_err(|_| invalid("part is not a 16-bit number"))
+        };
+        let (high, low) = (parse(high)?, parse(low)?);
+        Ok(Community::Standard(
+            (u32::from(high) << 16) | u32::from(low),
+        ))
+    }
+}
+
+impl fmt::Display for Community {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Community::Standard(v) => write!(f, "{}:{}", v >> 16, v & 0xffff),
+            Community::Large {
+                global_admin,
+                local_data_1,
+                local_data_2,
+            } => write!(f, "large:{global_admin}:{local_data_1}:{local_data_2}"),
+        }
+    }
+}
+
+/// A BGPAdvertisement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BgpAdvertisement {
+    pub name: String,
+    pub pools: PoolSelection,
+    pub node_selectors: Vec<LabelSelector>,
+    /// Peer names to announce to; empty means every peer this node sessions with.
+    pub peers: BTreeSet<String>,
+    /// Communities with aliases already resolved.
+    pub communities: BTreeSet<Community>,
+    /// LOCAL_PREF (RFC 4271 §5.1.5); only sent to iBGP peers.
+    pub local_pref: Option<u32>,
+    /// Prefix length announced for IPv4 addresses (32 = one host route per address).
+    pub aggregation_length_v4: u8,
+    /// Prefix length announced for IPv6 addresses (128 = one host route per address).
+    pub aggregation_length_v6: u8,
+}
+
+/// Where a BGP peer's TCP-MD5 password is kept (a Secret key in the install namespace).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SecretKeyRef {
+    pub namespace: String,
+    pub name: String,
+    pub key: String,
+}
+
+/// A BGPPeer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peer {
+    pub name: String,
+    pub my_asn: u32,
+    pub peer_asn: u32,
+    pub peer_address: IpAddr,
+    pub peer_port: u16,
+    pub source_address: Option<IpAddr>,
+    pub hold_time_secs: u16,
+    pub keepalive_time_secs: u16,
+    pub connect_time_secs: u16,
+    pub ebgp_multihop: bool,
+    pub password_secret: Option<SecretKeyRef>,
+    pub node_selectors: Vec<LabelSelector>,
+    pub graceful_restart: bool,
+}
+
+impl Peer {
+    /// iBGP when both ends share an AS (RFC 4271 §1.1).
+    pub fn is_ibgp(&self) -> bool {
+        self.my_asn == self.peer_asn
+    }
+}
+
+/// Everything the planner needs, as one snapshot. Collections are ordered so the planner's
+/// output is deterministic.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Model {
+    pub services: BTreeMap<ServiceKey, Service>,
+    pub nodes: BTreeMap<String, Node>,
+    pub pools: BTreeMap<String, Pool>,
+    pub l2_advertisements: BTreeMap<String, L2Advertisement>,
+    pub bgp_advertisements: BTreeMap<String, BgpAdvertisement>,
+    pub peers: BTreeMap<String, Peer>,
+}
+
+impl Model {
+    /// The pool that holds `ip`: the preferred (named) pool if it contains the address,
+    /// otherwise the first pool by name that does.
+    pub fn pool_for(&self, ip: IpAddr, preferred: Option<&str>) -> Option<&Pool> {
+        if let Some(pool) = preferred.and_then(|name| self.pools.get(name))
+            && pool.contains(ip)
+        {
+            return Some(pool);
+        }
+        self.pools.values().find(|p| p.contains(ip))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn a_pool_range_contains_its_ends_and_nothing_of_the_other_family() {
+        let range: PoolRange = "192.0.2.10-192.0.2.20".parse().expect("valid range");
+        assert!(range.contains("192.0.2.10".parse().expect("ip")));
+        assert!(range.contains("192.0.2.20".parse().expect("ip")));
+        assert!(!range.contains("192.0.2.21".parse().expect("ip")));
+        assert!(!range.contains("2001:db8::1".parse().expect("ip")));
+    }
+
+    #[test]
+    fn a_cidr_with_host_bits_is_rejected() {
+        assert!(matches!(
+            "192.0.2.1/24".parse::<PoolRange>(),
+            Err(ModelError::InvalidPoolEntry { .. })
+        ));
+        assert!("2001:db8:1::100/120".parse::<PoolRange>().is_ok());
+    }
+
+    #[test]
+    fn a_backwards_or_mixed_family_range_is_rejected() {
+        assert!("192.0.2.20-192.0.2.10".parse::<PoolRange>().is_err());
+        assert!("192.0.2.1-2001:db8::1".parse::<PoolRange>().is_err());
+        assert!("not-an-address".parse::<PoolRange>().is_err());
+    }
+
+    #[test]
+    fn a_single_address_is_a_host_prefix() {
+        let entry: PoolRange = "203.0.113.7".parse().expect("address");
+        assert_eq!(entry.prefix_len(), Some(32));
+    }
+
+    #[test]
+    fn standard_and_large_communities_round_trip_through_text() {
+        for text in ["65000:100", "0:0", "65535:65535", "large:4200000000:1:2"] {
+            let community: Community = text.parse().expect("valid community");
+            assert_eq!(community.to_string(), text);
+        }
+        assert_eq!(
+            "65000:100".parse::<Community>(),
+            Ok(Community::Standard(65000 * 65536 + 100))
+        );
+    }
+
+    #[test]
+    fn malformed_communities_are_rejected() {
+        for text in ["65536:1", "1", "large:1:2", "large:1:2:x", "a:b"] {
+            assert!(
+                text.parse::<Community>().is_err(),
+                "{text} should be rejected"
+            );
+        }
+    }
+
+    #[test]
+    fn a_label_selector_needs_all_labels_and_all_expressions() {
+        let selector = LabelSelector {
+            match_labels: labels(&[("zone", "a")]),
+            match_expressions: vec![LabelRequirement {
+                key: "role".into(),
+                operator: SelectorOperator::NotIn,
+                values: ["edge".to_string()].into(),
+            }],
+        };
+        assert!(selector.matches(&labels(&[("zone", "a")])));
+        assert!(selector.matches(&labels(&[("zone", "a"), ("role", "worker")])));
+        assert!(!selector.matches(&labels(&[("zone", "a"), ("role", "edge")])));
+        assert!(!selector.matches(&labels(&[("zone", "b")])));
+        assert!(LabelSelector::default().matches(&labels(&[])));
+    }
+
+    #[test]
+    fn selector_operators_follow_kubernetes_semantics() {
+        let req = |operator, values: &[&str]| LabelRequirement {
+            key: "k".into(),
+            operator,
+            values: values.iter().map(|v| v.to_string()).collect(),
+        };
+        let with = labels(&[("k", "v")]);
+        let without = labels(&[]);
+        assert!(req(SelectorOperator::In, &["v"]).matches(&with));
+        assert!(!req(SelectorOperator::In, &["v"]).matches(&without));
+        assert!(req(SelectorOperator::NotIn, &["v"]).matches(&without));
+        assert!(req(SelectorOperator::Exists, &[]).matches(&with));
+        assert!(!req(SelectorOperator::Exists, &[]).matches(&without));
+        assert!(req(SelectorOperator::DoesNotExist, &[]).matches(&without));
+        assert!(!req(SelectorOperator::DoesNotExist, &[]).matches(&with));
+    }
+
+    #[test]
+    fn an_empty_list_of_node_selectors_selects_every_node() {
+        assert!(any_selector_matches(&[], &labels(&[])));
+        let zone_a = LabelSelector {
+            match_labels: labels(&[("zone", "a")]),
+            ..Default::default()
+        };
+        assert!(!any_selector_matches(
+            std::slice::from_ref(&zone_a),
+            &labels(&[])
+        ));
+    }
+
+    #[test]
+    fn a_pool_selection_by_name_or_label_selects_only_those_pools() {
+        let pool = Pool {
+            name: "l2".into(),
+            labels: labels(&[("mode", "l2")]),
+            ranges: vec![],
+            allow_external_ips: false,
+        };
+        assert!(PoolSelection::default().selects(&pool));
+        let by_name = PoolSelection {
+            names: ["bgp".to_string()].into(),
+            selectors: vec![],
+        };
+        assert!(!by_name.selects(&pool));
+        let by_label = PoolSelection {
+            names: ["bgp".to_string()].into(),
+            selectors: vec![LabelSelector {
+                match_labels: labels(&[("mode", "l2")]),
+                ..Default::default()
+            }],
+        };
+        assert!(by_label.selects(&pool));
+    }
+
+    #[test]
+    fn the_preferred_pool_wins_only_when_it_holds_the_address() {
+        let pool = |name: &str, cidr: &str| Pool {
+            name: name.into(),
+            labels: BTreeMap::new(),
+            ranges: vec![cidr.parse().expect("cidr")],
+            allow_external_ips: false,
+        };
+        let model = Model {
+            pools: [
+                ("a".to_string(), pool("a", "203.0.113.0/24")),
+                ("b".to_string(), pool("b", "203.0.113.0/25")),
+            ]
+            .into(),
+            ..Default::default()
+        };
+        let ip: IpAddr = "203.0.113.5".parse().expect("ip");
+        assert_eq!(
+            model.pool_for(ip, Some("b")).map(|p| p.name.as_str()),
+            Some("b")
+        );
+        assert_eq!(model.pool_for(ip, None).map(|p| p.name.as_str()), Some("a"));
+        let outside: IpAddr = "198.51.100.1".parse().expect("ip");
+        assert!(model.pool_for(outside, Some("b")).is_none());
+    }
+
+    #[test]
+    fn an_endpoint_resolves_its_target_port_by_name_and_protocol() {
+        let endpoint = Endpoint {
+            addresses: vec!["198.18.1.5".parse().expect("ip")],
+            node: Some("n1".into()),
+            conditions: EndpointConditions::READY,
+            ports: vec![
+                EndpointPort {
+                    name: "http".into(),
+                    protocol: Protocol::Tcp,
+                    port: 8080,
+                },
+                EndpointPort {
+                    name: "dns".into(),
+                    protocol: Protocol::Udp,
+                    port: 5353,
+                },
+            ],
+        };
+        let port = |name: &str, protocol| ServicePort {
+            name: name.into(),
+            protocol,
+            port: 80,
+        };
+        assert_eq!(
+            endpoint.target_port(&port("http", Protocol::Tcp)),
+            Some(8080)
+        );
+        assert_eq!(
+            endpoint.target_port(&port("dns", Protocol::Udp)),
+            Some(5353)
+        );
+        assert_eq!(endpoint.target_port(&port("dns", Protocol::Tcp)), None);
+        assert!(endpoint.is_on("n1"));
+        assert!(!endpoint.is_on("n2"));
+    }
+
+    #[test]
+    fn only_ready_endpoints_that_are_not_terminating_take_new_traffic() {
+        assert!(EndpointConditions::READY.accepts_new_traffic());
+        let terminating = EndpointConditions {
+            ready: true,
+            serving: true,
+            terminating: true,
+        };
+        assert!(!terminating.accepts_new_traffic());
+        let not_ready = EndpointConditions {
+            ready: false,
+            serving: true,
+            terminating: false,
+        };
+        assert!(!not_ready.accepts_new_traffic());
+    }
+}

@@ -1,1 +1,1371 @@
 //! The pure planner: (model, this node, live speakers) -> this node's desired state.
+//!
+//! Owns the decisions "which addresses does this node forward, and to which endpoints",
+//! "which nodes are eligible to announce each address over layer 2" and "which prefixes does
+//! this node announce to which BGP peers, with which attributes". It is a plain function of
+//! plain data: no clock, no I/O. Its output feeds the forwarding renderer, the L2 ownership
+//! election (`l2`, which picks one owner among the candidates listed here) and the BGP
+//! sessions (`bgp`).
+//!
+//! Rules it applies:
+//! - An address is served only inside a pool; an address from `spec.externalIPs` only inside
+//!   a pool with `allowExternalIPs`. Anything else becomes a [`PlanWarning`].
+//! - `externalTrafficPolicy: Cluster`: every node forwards to every ready endpoint of the
+//!   address's family, masquerading traffic sent to endpoints on other nodes.
+//!   `Local`: a node forwards only to its own ready endpoints, without masquerade, and
+//!   forwards and announces nothing when it has none.
+//! - Terminating and not-ready endpoints never receive new traffic.
+//! - A node labelled `node.kubernetes.io/exclude-from-external-load-balancers`, or a node the
+//!   model does not know, never announces.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+use crate::model::{
+    AddressOrigin, Community, Endpoint, Model, Node, Peer, Pool, Protocol, Service, ServiceKey,
+    ServicePort, TrafficPolicy, any_selector_matches,
+};
+
+/// The forwarding key: traffic to this address, protocol and port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ForwardKey {
+    pub address: IpAddr,
+    pub protocol: Protocol,
+    pub port: u16,
+}
+
+/// One endpoint traffic may be DNATed to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Backend {
+    pub address: IpAddr,
+    pub port: u16,
+    /// Source-NAT the traffic so replies come back through this node (Cluster policy,
+    /// endpoint on another node).
+    pub masquerade: bool,
+}
+
+/// Where the traffic for one [`ForwardKey`] goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForwardTarget {
+    pub service: ServiceKey,
+    /// The Service port's name (empty for an unnamed port).
+    pub port_name: String,
+    /// Sorted and without duplicates. Empty only for a `Cluster` Service with no ready
+    /// endpoint, whose traffic is rejected rather than left to wander.
+    pub backends: Vec<Backend>,
+}
+
+/// On which interfaces this node would announce an L2 address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InterfaceSelection {
+    /// Any interface whose subnet covers the address.
+    Any,
+    /// Only these interfaces.
+    Only(BTreeSet<String>),
+}
+
+/// Layer-2 facts about one address; the owner is elected by `l2::ownership` among
+/// `candidates`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct L2Announcement {
+    pub services: BTreeSet<ServiceKey>,
+    /// Live nodes that are eligible to own the address (this node included when eligible).
+    pub candidates: BTreeSet<String>,
+    /// Where this node would announce the address; `None` when this node is not a candidate.
+    pub interfaces: Option<InterfaceSelection>,
+}
+
+impl L2Announcement {
+    pub fn is_candidate(&self, node: &str) -> bool {
+        self.candidates.contains(node)
+    }
+}
+
+/// Path attributes and bookkeeping for one announced prefix to one peer.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RouteAttributes {
+    /// Standard and large communities (RFC 1997, RFC 8092), union over advertisements.
+    pub communities: BTreeSet<Community>,
+    /// LOCAL_PREF (RFC 4271 §5.1.5); `None` towards eBGP peers, which must not receive it.
+    /// When several advertisements set one, the highest wins.
+    pub local_pref: Option<u32>,
+    /// Ready endpoints on this node behind the prefix (summed over its Services), for the
+    /// link-bandwidth extended community (draft-ietf-idr-link-bandwidth).
+    pub local_ready_endpoints: u32,
+    pub services: BTreeSet<ServiceKey>,
+}
+
+/// BGP desired state of this node.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct BgpPlan {
+    /// Peers this node keeps a session with (their node selectors match this node).
+    pub sessions: BTreeMap<String, Peer>,
+    /// Per peer name: the prefixes to announce and their attributes.
+    pub routes: BTreeMap<String, BTreeMap<IpNet, RouteAttributes>>,
+}
+
+/// Something in the model the planner had to leave out; reported as Events/conditions.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum PlanWarning {
+    /// The address is in no pool: it is neither forwarded nor announced.
+    AddressOutsidePools {
+        service: ServiceKey,
+        address: IpAddr,
+    },
+    /// A `spec.externalIPs` address inside a pool that does not allow external IPs.
+    ExternalIpNotAllowed {
+        service: ServiceKey,
+        address: IpAddr,
+        pool: String,
+    },
+    /// Two Services claim the same address, protocol and port; the first by key is kept.
+    PortClash {
+        key: ForwardKey,
+        kept: ServiceKey,
+        dropped: ServiceKey,
+    },
+}
+
+/// Everything this node should be doing.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct NodePlan {
+    pub node: String,
+    pub forwarding: BTreeMap<ForwardKey, ForwardTarget>,
+    pub l2: BTreeMap<IpAddr, L2Announcement>,
+    pub bgp: BgpPlan,
+    pub warnings: Vec<PlanWarning>,
+}
+
+/// An address that passed the pool checks, with the Services that use it.
+struct ServedAddress<'m> {
+    pool: &'m Pool,
+    services: Vec<&'m Service>,
+}
+
+/// Computes this node's desired state. `live_speakers` are the nodes whose speakers
+/// membership reports alive; this node always counts as alive (it is running this).
+pub fn plan(model: &Model, this_node: &str, live_speakers: &BTreeSet<String>) -> NodePlan {
+    let mut warnings = Vec::new();
+    let served = served_addresses(model, &mut warnings);
+    let forwarding = plan_forwarding(&served, this_node, &mut warnings);
+    let live_nodes: Vec<&Node> = model
+        .nodes
+        .values()
+        .filter(|n| n.name == this_node || live_speakers.contains(&n.name))
+        .collect();
+    let l2 = plan_l2(model, &served, this_node, &live_nodes);
+    let bgp = plan_bgp(model, &served, this_node);
+    warnings.sort();
+    NodePlan {
+        node: this_node.to_string(),
+        forwarding,
+        l2,
+        bgp,
+        warnings,
+    }
+}
+
+/// Addresses that may be served, by address, each with its pool and Services.
+fn served_addresses<'m>(
+    model: &'m Model,
+    warnings: &mut Vec<PlanWarning>,
+) -> BTreeMap<IpAddr, ServedAddress<'m>> {
+    let mut served: BTreeMap<IpAddr, ServedAddress<'m>> = BTreeMap::new();
+    for service in model.services.values() {
+        // An address may be listed twice (ingress and externalIPs); an ingress entry wins.
+        let mut addresses: BTreeMap<IpAddr, AddressOrigin> = BTreeMap::new();
+        for address in &service.addresses {
+            addresses
+                .entry(address.ip)
+                .and_modify(|origin| *origin = (*origin).min(address.origin))
+                .or_insert(address.origin);
+        }
+        for (ip, origin) in addresses {
+            let Some(pool) = model.pool_for(ip, service.pool.as_deref()) else {
+                warnings.push(PlanWarning::AddressOutsidePools {
+                    service: service.key.clone(),
+                    address: ip,
+                });
+                continue;
+            };
+            if origin == AddressOrigin::ExternalIp && !pool.allow_external_ips {
+                warnings.push(PlanWarning::ExternalIpNotAllowed {
+                    service: service.key.clone(),
+                    address: ip,
+                    pool: pool.name.clone(),
+                });
+                continue;
+            }
+            served
+                .entry(ip)
+                .or_insert_with(|| ServedAddress {
+                    pool,
+                    services: Vec::new(),
+                })
+                .services
+                .push(service);
+        }
+    }
+    served
+}
+
+fn same_family(a: IpAddr, b: IpAddr) -> bool {
+    a.is_ipv4() == b.is_ipv4()
+}
+
+/// The endpoint's address of the same family as `vip`, if it takes new traffic.
+fn ready_address_for(endpoint: &Endpoint, vip: IpAddr) -> Option<IpAddr> {
+    if !endpoint.conditions.accepts_new_traffic() {
+        return None;
+    }
+    endpoint
+        .addresses
+        .iter()
+        .copied()
+        .find(|a| same_family(*a, vip))
+}
+
+/// How many distinct ready endpoints of `vip`'s family the Service has on `node`.
+fn local_ready_endpoints(service: &Service, node: &str, vip: IpAddr) -> u32 {
+    let addresses: BTreeSet<IpAddr> = service
+        .endpoints
+        .iter()
+        .filter(|e| e.is_on(node))
+        .filter_map(|e| ready_address_for(e, vip))
+        .collect();
+    u32::try_from(addresses.len()).unwrap_or(u32::MAX)
+}
+
+/// Whether `node` may announce an address used by `services`: every `Local` Service on it
+/// needs a ready endpoint on that node (otherwise traffic for it would be dropped there).
+fn local_policy_allows(services: &[&Service], node: &str, vip: IpAddr) -> bool {
+    services
+        .iter()
+        .filter(|s| s.traffic_policy == TrafficPolicy::Local)
+        .all(|s| local_ready_endpoints(s, node, vip) > 0)
+}
+
+fn backends_for(
+    service: &Service,
+    port: &ServicePort,
+    vip: IpAddr,
+    this_node: &str,
+) -> Vec<Backend> {
+    let local_only = service.traffic_policy == TrafficPolicy::Local;
+    let mut backends: BTreeSet<Backend> = BTreeSet::new();
+    for endpoint in &service.endpoints {
+        let on_this_node = endpoint.is_on(this_node);
+        if local_only && !on_this_node {
+            continue;
+        }
+        let (Some(address), Some(target)) =
+            (ready_address_for(endpoint, vip), endpoint.target_port(port))
+        else {
+            continue;
+        };
+        backends.insert(Backend {
+            address,
+            port: target,
+            masquerade: !local_only && !on_this_node,
+        });
+    }
+    backends.into_iter().collect()
+}
+
+fn plan_forwarding(
+    served: &BTreeMap<IpAddr, ServedAddress<'_>>,
+    this_node: &str,
+    warnings: &mut Vec<PlanWarning>,
+) -> BTreeMap<ForwardKey, ForwardTarget> {
+    let mut forwarding: BTreeMap<ForwardKey, ForwardTarget> = BTreeMap::new();
+    for (&address, entry) in served {
+        for service in &entry.services {
+            for port in &service.ports {
+                let backends = backends_for(service, port, address, this_node);
+                if service.traffic_policy == TrafficPolicy::Local && backends.is_empty() {
+                    continue;
+                }
+                let key = ForwardKey {
+                    address,
+                    protocol: port.protocol,
+                    port: port.port,
+                };
+                if let Some(existing) = forwarding.get(&key) {
+                    if existing.service != service.key {
+                        warnings.push(PlanWarning::PortClash {
+                            key,
+                            kept: existing.service.clone(),
+                            dropped: service.key.clone(),
+                        });
+                    }
+                    continue;
+                }
+                forwarding.insert(
+                    key,
+                    ForwardTarget {
+                        service: service.key.clone(),
+                        port_name: port.name.clone(),
+                        backends,
+                    },
+                );
+            }
+        }
+    }
+    forwarding
+}
+
+fn plan_l2(
+    model: &Model,
+    served: &BTreeMap<IpAddr, ServedAddress<'_>>,
+    this_node: &str,
+    live_nodes: &[&Node],
+) -> BTreeMap<IpAddr, L2Announcement> {
+    let mut l2 = BTreeMap::new();
+    for (&address, entry) in served {
+        let advertisements: Vec<_> = model
+            .l2_advertisements
+            .values()
+            .filter(|a| a.pools.selects(entry.pool))
+            .collect();
+        if advertisements.is_empty() {
+            continue;
+        }
+        let mut candidates = BTreeSet::new();
+        let mut interfaces = None;
+        for node in live_nodes {
+            if node.excluded || !local_policy_allows(&entry.services, &node.name, address) {
+                continue;
+            }
+            let matching: Vec<_> = advertisements
+                .iter()
+                .filter(|a| any_selector_matches(&a.node_selectors, &node.labels))
+                .collect();
+            if matching.is_empty() {
+                continue;
+            }
+            candidates.insert(node.name.clone());
+            if node.name == this_node {
+                let selection = if matching.iter().any(|a| a.interfaces.is_empty()) {
+                    InterfaceSelection::Any
+                } else {
+                    InterfaceSelection::Only(
+                        matching
+                            .iter()
+                            .flat_map(|a| a.interfaces.iter().cloned())
+                            .collect(),
+                    )
+                };
+                interfaces = Some(selection);
+            }
+        }
+        l2.insert(
+            address,
+            L2Announcement {
+                services: entry.services.iter().map(|s| s.key.clone()).collect(),
+                candidates,
+                interfaces,
+            },
+        );
+    }
+    l2
+}
+
+/// The prefix announced for `address`: the advertisement's aggregation length for
+/// addresses used only by `Cluster` Services, never shorter than the pool's own CIDR; a host
+/// route when a `Local` Service uses it (an aggregate would pull traffic for the other
+/// addresses in it to nodes that may have no endpoint for them).
+fn announced_prefix(
+    address: IpAddr,
+    entry: &ServedAddress<'_>,
+    aggregation_v4: u8,
+    aggregation_v6: u8,
+) -> IpNet {
+    let host = IpNet::from(address);
+    if entry
+        .services
+        .iter()
+        .any(|s| s.traffic_policy == TrafficPolicy::Local)
+    {
+        return host;
+    }
+    let wanted = if address.is_ipv4() {
+        aggregation_v4
+    } else {
+        aggregation_v6
+    };
+    let floor = entry
+        .pool
+        .range_containing(address)
+        .and_then(|r| r.prefix_len())
+        .unwrap_or(0);
+    IpNet::new(address, wanted.max(floor))
+        .map(|net| net.trunc())
+        .unwrap_or(host)
+}
+
+fn plan_bgp(
+    model: &Model,
+    served: &BTreeMap<IpAddr, ServedAddress<'_>>,
+    this_node: &str,
+) -> BgpPlan {
+    let Some(node) = model.nodes.get(this_node) else {
+        return BgpPlan::default();
+    };
+    let sessions: BTreeMap<String, Peer> = model
+        .peers
+        .values()
+        .filter(|p| any_selector_matches(&p.node_selectors, &node.labels))
+        .map(|p| (p.name.clone(), p.clone()))
+        .collect();
+    let mut routes: BTreeMap<String, BTreeMap<IpNet, RouteAttributes>> = BTreeMap::new();
+    // Per (peer, prefix): local ready endpoints per Service, summed at the end so a Service
+    // with two addresses in one aggregate is not counted twice.
+    let mut endpoint_counts: BTreeMap<(String, IpNet), BTreeMap<ServiceKey, u32>> = BTreeMap::new();
+    if node.excluded {
+        return BgpPlan { sessions, routes };
+    }
+    for (&address, entry) in served {
+        if !local_policy_allows(&entry.services, this_node, address) {
+            continue;
+        }
+        for advertisement in model.bgp_advertisements.values() {
+            if !advertisement.pools.selects(entry.pool)
+                || !any_selector_matches(&advertisement.node_selectors, &node.labels)
+            {
+                continue;
+            }
+            let prefix = announced_prefix(
+                address,
+                entry,
+                advertisement.aggregation_length_v4,
+                advertisement.aggregation_length_v6,
+            );
+            for (peer_name, peer) in &sessions {
+                if !advertisement.peers.is_empty() && !advertisement.peers.contains(peer_name) {
+                    continue;
+                }
+                let attributes = routes
+                    .entry(peer_name.clone())
+                    .or_default()
+                    .entry(prefix)
+                    .or_default();
+                attributes
+                    .communities
+                    .extend(advertisement.communities.iter().copied());
+                if peer.is_ibgp() {
+                    attributes.local_pref = attributes.local_pref.max(advertisement.local_pref);
+                }
+                let counts = endpoint_counts
+                    .entry((peer_name.clone(), prefix))
+                    .or_default();
+                for service in &entry.services {
+                    attributes.services.insert(service.key.clone());
+                    counts.insert(
+                        service.key.clone(),
+                        local_ready_endpoints(service, this_node, address),
+                    );
+                }
+            }
+        }
+    }
+    for ((peer, prefix), counts) in endpoint_counts {
+        if let Some(attributes) = routes.get_mut(&peer).and_then(|r| r.get_mut(&prefix)) {
+            attributes.local_ready_endpoints =
+                counts.values().fold(0u32, |a, b| a.saturating_add(*b));
+        }
+    }
+    BgpPlan { sessions, routes }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{
+        BgpAdvertisement, EndpointConditions, EndpointPort, ExternalAddress, L2Advertisement,
+        LabelSelector, PoolSelection,
+    };
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().expect("test address")
+    }
+
+    fn net(text: &str) -> IpNet {
+        text.parse().expect("test prefix")
+    }
+
+    fn key(name: &str) -> ServiceKey {
+        ServiceKey::new("default", name)
+    }
+
+    fn node(name: &str, labels: &[(&str, &str)]) -> Node {
+        Node {
+            name: name.into(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            addresses: vec![],
+            excluded: false,
+        }
+    }
+
+    fn pool(name: &str, cidrs: &[&str], allow_external_ips: bool) -> Pool {
+        Pool {
+            name: name.into(),
+            labels: BTreeMap::new(),
+            ranges: cidrs.iter().map(|c| c.parse().expect("cidr")).collect(),
+            allow_external_ips,
+        }
+    }
+
+    fn endpoint(address: &str, node: &str, conditions: EndpointConditions) -> Endpoint {
+        Endpoint {
+            addresses: vec![ip(address)],
+            node: Some(node.into()),
+            conditions,
+            ports: vec![EndpointPort {
+                name: "http".into(),
+                protocol: Protocol::Tcp,
+                port: 8080,
+            }],
+        }
+    }
+
+    fn ready(address: &str, node: &str) -> Endpoint {
+        endpoint(address, node, EndpointConditions::READY)
+    }
+
+    fn service(
+        name: &str,
+        address: &str,
+        policy: TrafficPolicy,
+        endpoints: Vec<Endpoint>,
+    ) -> Service {
+        Service {
+            key: key(name),
+            addresses: vec![ExternalAddress {
+                ip: ip(address),
+                origin: AddressOrigin::LoadBalancerIngress,
+            }],
+            ports: vec![ServicePort {
+                name: "http".into(),
+                protocol: Protocol::Tcp,
+                port: 80,
+            }],
+            traffic_policy: policy,
+            pool: None,
+            endpoints,
+        }
+    }
+
+    fn l2_advertisement(
+        name: &str,
+        node_selectors: Vec<LabelSelector>,
+        interfaces: &[&str],
+    ) -> L2Advertisement {
+        L2Advertisement {
+            name: name.into(),
+            pools: PoolSelection::default(),
+            node_selectors,
+            interfaces: interfaces.iter().map(|i| i.to_string()).collect(),
+        }
+    }
+
+    fn bgp_advertisement(name: &str) -> BgpAdvertisement {
+        BgpAdvertisement {
+            name: name.into(),
+            pools: PoolSelection::default(),
+            node_selectors: vec![],
+            peers: BTreeSet::new(),
+            communities: BTreeSet::new(),
+            local_pref: None,
+            aggregation_length_v4: 32,
+            aggregation_length_v6: 128,
+        }
+    }
+
+    fn peer(name: &str, my_asn: u32, peer_asn: u32) -> Peer {
+        Peer {
+            name: name.into(),
+            my_asn,
+            peer_asn,
+            peer_address: ip("192.0.2.1"),
+            peer_port: 179,
+            source_address: None,
+            hold_time_secs: 90,
+            keepalive_time_secs: 30,
+            connect_time_secs: 10,
+            ebgp_multihop: false,
+            password_secret: None,
+            node_selectors: vec![],
+            graceful_restart: false,
+        }
+    }
+
+    fn selector(key: &str, value: &str) -> LabelSelector {
+        LabelSelector {
+            match_labels: [(key.to_string(), value.to_string())].into(),
+            match_expressions: vec![],
+        }
+    }
+
+    /// Three nodes, one L2 pool and one BGP pool, no services yet.
+    fn cluster() -> Model {
+        Model {
+            nodes: [
+                node("n1", &[("zone", "a")]),
+                node("n2", &[("zone", "a")]),
+                node("n3", &[("zone", "b")]),
+            ]
+            .into_iter()
+            .map(|n| (n.name.clone(), n))
+            .collect(),
+            pools: [
+                pool("l2", &["192.0.2.128/25", "2001:db8:1::100/120"], true),
+                pool("bgp", &["203.0.113.0/24", "2001:db8:100::/120"], false),
+            ]
+            .into_iter()
+            .map(|p| (p.name.clone(), p))
+            .collect(),
+            ..Default::default()
+        }
+    }
+
+    fn with_service(mut model: Model, service: Service) -> Model {
+        model.services.insert(service.key.clone(), service);
+        model
+    }
+
+    fn all_live() -> BTreeSet<String> {
+        ["n1", "n2", "n3"].iter().map(|n| n.to_string()).collect()
+    }
+
+    fn forward_key(address: &str, port: u16) -> ForwardKey {
+        ForwardKey {
+            address: ip(address),
+            protocol: Protocol::Tcp,
+            port,
+        }
+    }
+
+    #[test]
+    fn cluster_policy_forwards_to_every_ready_endpoint_and_masquerades_only_remote_ones() {
+        let model = with_service(
+            cluster(),
+            service(
+                "web",
+                "203.0.113.10",
+                TrafficPolicy::Cluster,
+                vec![ready("198.18.1.5", "n1"), ready("198.18.2.5", "n2")],
+            ),
+        );
+        let plan = plan(&model, "n1", &all_live());
+        let target = &plan.forwarding[&forward_key("203.0.113.10", 80)];
+        assert_eq!(target.service, key("web"));
+        assert_eq!(
+            target.backends,
+            vec![
+                Backend {
+                    address: ip("198.18.1.5"),
+                    port: 8080,
+                    masquerade: false
+                },
+                Backend {
+                    address: ip("198.18.2.5"),
+                    port: 8080,
+                    masquerade: true
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn local_policy_forwards_only_to_this_nodes_endpoints_without_masquerade() {
+        let model = with_service(
+            cluster(),
+            service(
+                "web",
+                "203.0.113.10",
+                TrafficPolicy::Local,
+                vec![ready("198.18.1.5", "n1"), ready("198.18.2.5", "n2")],
+            ),
+        );
+        let plan = plan(&model, "n2", &all_live());
+        assert_eq!(
+            plan.forwarding[&forward_key("203.0.113.10", 80)].backends,
+            vec![Backend {
+                address: ip("198.18.2.5"),
+                port: 8080,
+                masquerade: false
+            }]
+        );
+    }
+
+    #[test]
+    fn local_policy_without_a_local_endpoint_forwards_and_announces_nothing() {
+        let mut model = with_service(
+            cluster(),
+            service(
+                "web",
+                "203.0.113.10",
+                TrafficPolicy::Local,
+                vec![ready("198.18.1.5", "n1")],
+            ),
+        );
+        model
+            .peers
+            .insert("router".into(), peer("router", 64512, 64500));
+        model
+            .bgp_advertisements
+            .insert("all".into(), bgp_advertisement("all"));
+        model
+            .l2_advertisements
+            .insert("all".into(), l2_advertisement("all", vec![], &[]));
+        let plan = plan(&model, "n3", &all_live());
+        assert!(plan.forwarding.is_empty());
+        assert!(plan.bgp.routes.is_empty());
+        assert!(plan.bgp.sessions.contains_key("router"));
+        assert!(plan.l2.values().all(|a| !a.is_candidate("n3")));
+    }
+
+    #[test]
+    fn cluster_policy_with_no_ready_endpoint_forwards_to_an_empty_backend_list() {
+        let model = with_service(
+            cluster(),
+            service(
+                "web",
+                "203.0.113.10",
+                TrafficPolicy::Cluster,
+                vec![endpoint(
+                    "198.18.1.5",
+                    "n1",
+                    EndpointConditions {
+                        ready: false,
+                        serving: false,
+                        terminating: false,
+                    },
+                )],
+            ),
+        );
+        let plan = plan(&model, "n2", &all_live());
+        assert!(
+            plan.forwarding[&forward_key("203.0.113.10", 80)]
+                .backends
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn terminating_and_not_ready_endpoints_receive_no_new_traffic() {
+        let terminating = EndpointConditions {
+            ready: false,
+            serving: true,
+            terminating: true,
+        };
+        let not_ready = EndpointConditions {
+            ready: false,
+            serving: false,
+            terminating: false,
+        };
+        let model = with_service(
+            cluster(),
+            service(
+                "web",
+                "203.0.113.10",
+                TrafficPolicy::Cluster,
+                vec![
+                    endpoint("198.18.1.5", "n1", terminating),
+                    endpoint("198.18.1.6", "n1", not_ready),
+                    ready("198.18.1.7", "n1"),
+                ],
+            ),
+        );
+        let plan = plan(&model, "n1", &all_live());
+        let addresses: Vec<IpAddr> = plan.forwarding[&forward_key("203.0.113.10", 80)]
+            .backends
+            .iter()
+            .map(|b| b.address)
+            .collect();
+        assert_eq!(addresses, vec![ip("198.18.1.7")]);
+    }
+
+    #[test]
+    fn an_ipv6_address_forwards_only_to_ipv6_endpoints() {
+        let mut svc = service(
+            "web",
+            "2001:db8:100::10",
+            TrafficPolicy::Cluster,
+            vec![ready("198.18.1.5", "n1"), ready("2001:db8:244:1::5", "n1")],
+        );
+        svc.addresses.push(ExternalAddress {
+            ip: ip("203.0.113.10"),
+            origin: AddressOrigin::LoadBalancerIngress,
+        });
+        let plan = plan(&with_service(cluster(), svc), "n1", &all_live());
+        let v6 = &plan.forwarding[&forward_key("2001:db8:100::10", 80)].backends;
+        let v4 = &plan.forwarding[&forward_key("203.0.113.10", 80)].backends;
+        assert_eq!(
+            v6.iter().map(|b| b.address).collect::<Vec<_>>(),
+            vec![ip("2001:db8:244:1::5")]
+        );
+        assert_eq!(
+            v4.iter().map(|b| b.address).collect::<Vec<_>>(),
+            vec![ip("198.18.1.5")]
+        );
+    }
+
+    #[test]
+    fn each_service_port_resolves_its_own_target_port_and_protocol() {
+        let mut svc = service("dns", "203.0.113.53", TrafficPolicy::Cluster, vec![]);
+        svc.ports = vec![
+            ServicePort {
+                name: "dns-udp".into(),
+                protocol: Protocol::Udp,
+                port: 53,
+            },
+            ServicePort {
+                name: "dns-tcp".into(),
+                protocol: Protocol::Tcp,
+                port: 53,
+            },
+            ServicePort {
+                name: "sig".into(),
+                protocol: Protocol::Sctp,
+                port: 2905,
+            },
+        ];
+        svc.endpoints = vec![Endpoint {
+            addresses: vec![ip("198.18.1.53")],
+            node: Some("n1".into()),
+            conditions: EndpointConditions::READY,
+            ports: vec![
+                EndpointPort {
+                    name: "dns-udp".into(),
+                    protocol: Protocol::Udp,
+                    port: 5353,
+                },
+                EndpointPort {
+                    name: "dns-tcp".into(),
+                    protocol: Protocol::Tcp,
+                    port: 5354,
+                },
+                EndpointPort {
+                    name: "sig".into(),
+                    protocol: Protocol::Sctp,
+                    port: 2906,
+                },
+            ],
+        }];
+        let plan = plan(&with_service(cluster(), svc), "n1", &all_live());
+        let port_of = |protocol, port| {
+            plan.forwarding[&ForwardKey {
+                address: ip("203.0.113.53"),
+                protocol,
+                port,
+            }]
+                .backends[0]
+                .port
+        };
+        assert_eq!(port_of(Protocol::Udp, 53), 5353);
+        assert_eq!(port_of(Protocol::Tcp, 53), 5354);
+        assert_eq!(port_of(Protocol::Sctp, 2905), 2906);
+    }
+
+    #[test]
+    fn an_endpoint_without_the_named_port_is_left_out() {
+        let mut other_port = ready("198.18.1.6", "n1");
+        other_port.ports[0].name = "metrics".into();
+        let model = with_service(
+            cluster(),
+            service(
+                "web",
+                "203.0.113.10",
+                TrafficPolicy::Cluster,
+                vec![ready("198.18.1.5", "n1"), other_port],
+            ),
+        );
+        let plan = plan(&model, "n1", &all_live());
+        assert_eq!(
+            plan.forwarding[&forward_key("203.0.113.10", 80)]
+                .backends
+                .len(),
+            1
+        );
+    }
+
+    #[test]
+    fn an_endpoint_listed_twice_by_overlapping_slices_appears_once() {
+        let model = with_service(
+            cluster(),
+            service(
+                "web",
+                "203.0.113.10",
+                TrafficPolicy::Cluster,
+                vec![ready("198.18.1.5", "n1"), ready("198.18.1.5", "n1")],
+            ),
+        );
+        let plan = plan(&model, "n1", &all_live());
+        assert_eq!(
+            plan.forwarding[&forward_key("203.0.113.10", 80)]
+                .backends
+                .len(),
+            1
+        );
+    }
+
+    #[test]
+    fn an_address_outside_every_pool_is_neither_forwarded_nor_announced_and_is_reported() {
+        let mut model = with_service(
+            cluster(),
+            service(
+                "web",
+                "198.51.100.7",
+                TrafficPolicy::Cluster,
+                vec![ready("198.18.1.5", "n1")],
+            ),
+        );
+        model
+            .l2_advertisements
+            .insert("all".into(), l2_advertisement("all", vec![], &[]));
+        let plan = plan(&model, "n1", &all_live());
+        assert!(plan.forwarding.is_empty());
+        assert!(plan.l2.is_empty());
+        assert_eq!(
+            plan.warnings,
+            vec![PlanWarning::AddressOutsidePools {
+                service: key("web"),
+                address: ip("198.51.100.7")
+            }]
+        );
+    }
+
+    #[test]
+    fn an_external_ip_is_served_only_inside_a_pool_that_allows_external_ips() {
+        let mut svc = service(
+            "web",
+            "192.0.2.200",
+            TrafficPolicy::Cluster,
+            vec![ready("198.18.1.5", "n1")],
+        );
+        svc.addresses = vec![
+            ExternalAddress {
+                ip: ip("192.0.2.200"),
+                origin: AddressOrigin::ExternalIp,
+            },
+            ExternalAddress {
+                ip: ip("203.0.113.99"),
+                origin: AddressOrigin::ExternalIp,
+            },
+        ];
+        let plan = plan(&with_service(cluster(), svc), "n1", &all_live());
+        assert!(
+            plan.forwarding
+                .contains_key(&forward_key("192.0.2.200", 80))
+        );
+        assert!(
+            !plan
+                .forwarding
+                .contains_key(&forward_key("203.0.113.99", 80))
+        );
+        assert_eq!(
+            plan.warnings,
+            vec![PlanWarning::ExternalIpNotAllowed {
+                service: key("web"),
+                address: ip("203.0.113.99"),
+                pool: "bgp".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn an_address_listed_as_both_ingress_and_external_ip_counts_as_ingress() {
+        let mut svc = service(
+            "web",
+            "203.0.113.10",
+            TrafficPolicy::Cluster,
+            vec![ready("198.18.1.5", "n1")],
+        );
+        svc.addresses.push(ExternalAddress {
+            ip: ip("203.0.113.10"),
+            origin: AddressOrigin::ExternalIp,
+        });
+        let plan = plan(&with_service(cluster(), svc), "n1", &all_live());
+        assert!(plan.warnings.is_empty());
+        assert_eq!(plan.forwarding.len(), 1);
+    }
+
+    #[test]
+    fn two_services_claiming_one_address_and_port_keep_the_first_and_report_the_clash() {
+        let model = with_service(
+            with_service(
+                cluster(),
+                service(
+                    "a",
+                    "203.0.113.10",
+                    TrafficPolicy::Cluster,
+                    vec![ready("198.18.1.5", "n1")],
+                ),
+            ),
+            service(
+                "b",
+                "203.0.113.10",
+                TrafficPolicy::Cluster,
+                vec![ready("198.18.1.6", "n1")],
+            ),
+        );
+        let plan = plan(&model, "n1", &all_live());
+        assert_eq!(
+            plan.forwarding[&forward_key("203.0.113.10", 80)].service,
+            key("a")
+        );
+        assert_eq!(
+            plan.warnings,
+            vec![PlanWarning::PortClash {
+                key: forward_key("203.0.113.10", 80),
+                kept: key("a"),
+                dropped: key("b")
+            }]
+        );
+    }
+
+    #[test]
+    fn l2_candidates_are_the_live_nodes_matching_the_advertisement_selectors() {
+        let mut model = with_service(
+            cluster(),
+            service(
+                "web",
+                "192.0.2.130",
+                TrafficPolicy::Cluster,
+                vec![ready("198.18.1.5", "n1")],
+            ),
+        );
+        model.l2_advertisements.insert(
+            "zone-a".into(),
+            l2_advertisement("zone-a", vec![selector("zone", "a")], &["eth0"]),
+        );
+        let live: BTreeSet<String> = ["n2".to_string(), "n3".to_string()].into();
+        let plan = plan(&model, "n1", &live);
+        let announcement = &plan.l2[&ip("192.0.2.130")];
+        assert_eq!(
+            announcement.candidates,
+            ["n1".to_string(), "n2".to_string()].into()
+        );
+        assert_eq!(
+            announcement.interfaces,
+            Some(InterfaceSelection::Only(["eth0".to_string()].into()))
+        );
+        assert_eq!(announcement.services, [key("web")].into());
+    }
+
+    #[test]
+    fn a_dead_speaker_is_not_an_l2_candidate() {
+        let mut model = with_service(
+            cluster(),
+            service("web", "192.0.2.130", TrafficPolicy::Cluster, vec![]),
+        );
+        model
+            .l2_advertisements
+            .insert("all".into(), l2_advertisement("all", vec![], &[]));
+        let live: BTreeSet<String> = ["n3".to_string()].into();
+        let plan = plan(&model, "n1", &live);
+        assert_eq!(
+            plan.l2[&ip("192.0.2.130")].candidates,
+            ["n1".to_string(), "n3".to_string()].into()
+        );
+    }
+
+    #[test]
+    fn an_excluded_node_is_never_an_l2_candidate_nor_announces_bgp() {
+        let mut model = with_service(
+            cluster(),
+            service("web", "192.0.2.130", TrafficPolicy::Cluster, vec![]),
+        );
+        model
+            .l2_advertisements
+            .insert("all".into(), l2_advertisement("all", vec![], &[]));
+        model
+            .bgp_advertisements
+            .insert("all".into(), bgp_advertisement("all"));
+        model
+            .peers
+            .insert("router".into(), peer("router", 64512, 64500));
+        if let Some(n2) = model.nodes.get_mut("n2") {
+            n2.excluded = true;
+        }
+        let plan_n1 = plan(&model, "n1", &all_live());
+        assert!(!plan_n1.l2[&ip("192.0.2.130")].is_candidate("n2"));
+        assert!(plan_n1.bgp.routes.contains_key("router"));
+        let plan_n2 = plan(&model, "n2", &all_live());
+        assert_eq!(plan_n2.l2[&ip("192.0.2.130")].interfaces, None);
+        assert!(plan_n2.bgp.routes.is_empty());
+    }
+
+    #[test]
+    fn local_policy_makes_only_nodes_with_a_ready_endpoint_l2_candidates() {
+        let mut model = with_service(
+            cluster(),
+            service(
+                "web",
+                "192.0.2.130",
+                TrafficPolicy::Local,
+                vec![
+                    ready("198.18.2.5", "n2"),
+                    endpoint(
+                        "198.18.3.5",
+                        "n3",
+                        EndpointConditions {
+                            ready: false,
+                            serving: true,
+                            terminating: true,
+                        },
+                    ),
+                ],
+            ),
+        );
+        model
+            .l2_advertisements
+            .insert("all".into(), l2_advertisement("all", vec![], &[]));
+        let plan = plan(&model, "n1", &all_live());
+        assert_eq!(
+            plan.l2[&ip("192.0.2.130")].candidates,
+            ["n2".to_string()].into()
+        );
+    }
+
+    #[test]
+    fn an_address_whose_pool_no_l2_advertisement_selects_gets_no_l2_entry() {
+        let mut model = with_service(
+            cluster(),
+            service("web", "203.0.113.10", TrafficPolicy::Cluster, vec![]),
+        );
+        let mut only_l2_pool = l2_advertisement("l2-only", vec![], &[]);
+        only_l2_pool.pools.names = ["l2".to_string()].into();
+        model
+            .l2_advertisements
+            .insert("l2-only".into(), only_l2_pool);
+        let plan = plan(&model, "n1", &all_live());
+        assert!(plan.l2.is_empty());
+    }
+
+    #[test]
+    fn interfaces_of_all_matching_l2_advertisements_are_merged_and_an_empty_list_means_any() {
+        let mut model = with_service(
+            cluster(),
+            service("web", "192.0.2.130", TrafficPolicy::Cluster, vec![]),
+        );
+        model
+            .l2_advertisements
+            .insert("a".into(), l2_advertisement("a", vec![], &["eth0"]));
+        model
+            .l2_advertisements
+            .insert("b".into(), l2_advertisement("b", vec![], &["eth1"]));
+        let merged = plan(&model, "n1", &all_live());
+        assert_eq!(
+            merged.l2[&ip("192.0.2.130")].interfaces,
+            Some(InterfaceSelection::Only(
+                ["eth0".to_string(), "eth1".to_string()].into()
+            ))
+        );
+        model
+            .l2_advertisements
+            .insert("c".into(), l2_advertisement("c", vec![], &[]));
+        let any = plan(&model, "n1", &all_live());
+        assert_eq!(
+            any.l2[&ip("192.0.2.130")].interfaces,
+            Some(InterfaceSelection::Any)
+        );
+    }
+
+    #[test]
+    fn cluster_policy_is_announced_over_bgp_by_every_eligible_node_even_without_endpoints() {
+        let mut model = with_service(
+            cluster(),
+            service(
+                "web",
+                "203.0.113.10",
+                TrafficPolicy::Cluster,
+                vec![ready("198.18.1.5", "n1")],
+            ),
+        );
+        model
+            .peers
+            .insert("router".into(), peer("router", 64512, 64500));
+        model
+            .bgp_advertisements
+            .insert("all".into(), bgp_advertisement("all"));
+        for node in ["n1", "n2", "n3"] {
+            let plan = plan(&model, node, &all_live());
+            let route = &plan.bgp.routes["router"][&net("203.0.113.10/32")];
+            let expected = u32::from(node == "n1");
+            assert_eq!(route.local_ready_endpoints, expected, "on {node}");
+        }
+    }
+
+    #[test]
+    fn local_policy_is_announced_over_bgp_only_with_a_local_ready_endpoint_counted() {
+        let mut model = with_service(
+            cluster(),
+            service(
+                "web",
+                "203.0.113.10",
+                TrafficPolicy::Local,
+                vec![
+                    ready("198.18.2.5", "n2"),
+                    ready("198.18.2.6", "n2"),
+                    ready("198.18.2.7", "n2"),
+                    ready("198.18.1.5", "n1"),
+                ],
+            ),
+        );
+        model
+            .peers
+            .insert("router".into(), peer("router", 64512, 64500));
+        model
+            .bgp_advertisements
+            .insert("all".into(), bgp_advertisement("all"));
+        let n2 = plan(&model, "n2", &all_live());
+        assert_eq!(
+            n2.bgp.routes["router"][&net("203.0.113.10/32")].local_ready_endpoints,
+            3
+        );
+        let n1 = plan(&model, "n1", &all_live());
+        assert_eq!(
+            n1.bgp.routes["router"][&net("203.0.113.10/32")].local_ready_endpoints,
+            1
+        );
+        let n3 = plan(&model, "n3", &all_live());
+        assert!(n3.bgp.routes.is_empty());
+    }
+
+    #[test]
+    fn bgp_sessions_and_routes_follow_peer_and_advertisement_node_selectors() {
+        let mut model = with_service(
+            cluster(),
+            service("web", "203.0.113.10", TrafficPolicy::Cluster, vec![]),
+        );
+        let mut zone_a_router = peer("zone-a-router", 64512, 64500);
+        zone_a_router.node_selectors = vec![selector("zone", "a")];
+        model.peers.insert("zone-a-router".into(), zone_a_router);
+        model
+            .peers
+            .insert("core".into(), peer("core", 64512, 64501));
+        let mut only_core = bgp_advertisement("only-core");
+        only_core.peers = ["core".to_string()].into();
+        model
+            .bgp_advertisements
+            .insert("only-core".into(), only_core);
+        let n1 = plan(&model, "n1", &all_live());
+        assert_eq!(
+            n1.bgp.sessions.keys().cloned().collect::<Vec<_>>(),
+            vec!["core".to_string(), "zone-a-router".to_string()]
+        );
+        assert_eq!(
+            n1.bgp.routes.keys().cloned().collect::<Vec<_>>(),
+            vec!["core".to_string()]
+        );
+        let n3 = plan(&model, "n3", &all_live());
+        assert_eq!(
+            n3.bgp.sessions.keys().cloned().collect::<Vec<_>>(),
+            vec!["core".to_string()]
+        );
+        let mut zone_b_only = bgp_advertisement("zone-b");
+        zone_b_only.node_selectors = vec![selector("zone", "b")];
+        model.bgp_advertisements.clear();
+        model
+            .bgp_advertisements
+            .insert("zone-b".into(), zone_b_only);
+        assert!(plan(&model, "n1", &all_live()).bgp.routes.is_empty());
+        assert!(!plan(&model, "n3", &all_live()).bgp.routes.is_empty());
+    }
+
+    #[test]
+    fn communities_merge_and_local_pref_goes_only_to_ibgp_peers() {
+        let mut model = with_service(
+            cluster(),
+            service("web", "203.0.113.10", TrafficPolicy::Cluster, vec![]),
+        );
+        model
+            .peers
+            .insert("ibgp".into(), peer("ibgp", 64512, 64512));
+        model
+            .peers
+            .insert("ebgp".into(), peer("ebgp", 64512, 64500));
+        let mut first = bgp_advertisement("first");
+        first.communities = ["65000:1".parse().expect("community")].into();
+        first.local_pref = Some(100);
+        let mut second = bgp_advertisement("second");
+        second.communities = ["large:65000:2:3".parse().expect("community")].into();
+        second.local_pref = Some(200);
+        model.bgp_advertisements.insert("first".into(), first);
+        model.bgp_advertisements.insert("second".into(), second);
+        let plan = plan(&model, "n1", &all_live());
+        let ibgp = &plan.bgp.routes["ibgp"][&net("203.0.113.10/32")];
+        let ebgp = &plan.bgp.routes["ebgp"][&net("203.0.113.10/32")];
+        assert_eq!(ibgp.local_pref, Some(200));
+        assert_eq!(ebgp.local_pref, None);
+        assert_eq!(ibgp.communities.len(), 2);
+        assert_eq!(ebgp.communities, ibgp.communities);
+    }
+
+    #[test]
+    fn aggregation_groups_cluster_addresses_but_never_local_ones_or_past_the_pool() {
+        let mut model = with_service(
+            with_service(
+                with_service(
+                    cluster(),
+                    service("a", "203.0.113.10", TrafficPolicy::Cluster, vec![]),
+                ),
+                service("b", "203.0.113.20", TrafficPolicy::Cluster, vec![]),
+            ),
+            service(
+                "c",
+                "203.0.113.30",
+                TrafficPolicy::Local,
+                vec![ready("198.18.1.5", "n1")],
+            ),
+        );
+        model
+            .peers
+            .insert("router".into(), peer("router", 64512, 64500));
+        let mut aggregate = bgp_advertisement("agg");
+        aggregate.aggregation_length_v4 = 16;
+        model.bgp_advertisements.insert("agg".into(), aggregate);
+        let plan = plan(&model, "n1", &all_live());
+        let routes = &plan.bgp.routes["router"];
+        assert_eq!(
+            routes.keys().copied().collect::<Vec<_>>(),
+            vec![net("203.0.113.0/24"), net("203.0.113.30/32")]
+        );
+        assert_eq!(
+            routes[&net("203.0.113.0/24")].services,
+            [key("a"), key("b")].into()
+        );
+    }
+
+    #[test]
+    fn a_node_unknown_to_the_model_announces_nothing() {
+        let mut model = with_service(
+            cluster(),
+            service("web", "192.0.2.130", TrafficPolicy::Cluster, vec![]),
+        );
+        model
+            .peers
+            .insert("router".into(), peer("router", 64512, 64500));
+        model
+            .bgp_advertisements
+            .insert("all".into(), bgp_advertisement("all"));
+        model
+            .l2_advertisements
+            .insert("all".into(), l2_advertisement("all", vec![], &[]));
+        let plan = plan(&model, "ghost", &all_live());
+        assert!(plan.bgp.sessions.is_empty());
+        assert!(!plan.l2[&ip("192.0.2.130")].is_candidate("ghost"));
+        assert_eq!(
+            plan.forwarding.len(),
+            1,
+            "forwarding does not depend on announcing"
+        );
+    }
+}
