@@ -1,1 +1,31 @@
-//! herald-lab: test harness library.
+//! herald-lab: the test harness for Herald.
+//!
+//! It gives tests the real things Herald meets in production, on one machine:
+//! a real Kubernetes control plane ([`kube::ControlPlane`], with [`kube::Kubectl`] and
+//! helpers that play the kubelet), and a network of Linux network namespaces
+//! ([`topology::Lab`]) with an FRR router, nodes, pods running an echo server
+//! ([`echo`]), and a client. Everything is torn down on drop; `herald-lab down`
+//! removes whatever a crashed run left behind ([`cleanup`]).
+//!
+//! Modules:
+//! - [`plan`]: address plan and names (pure)
+//! - [`netns`]: namespaces and processes in them
+//! - [`topology`]: the lab builder and its faults
+//! - [`frr`]: FRR router instances and config generation; [`gobgp`]: a stand-in BGP peer
+//! - [`kube`]: control plane, kubectl, Kubernetes objects
+//! - [`echo`]: the pods' echo server and its clients
+//! - [`inspect`]: typed `ip -j` output
+//! - [`cleanup`]: find and remove lab leftovers
+//! - [`cmd`], [`wait`], [`lock`], [`paths`]: bounded commands, bounded waits, flocks, paths
+
+pub mod cmd;
+pub mod echo;
+pub mod error;
+pub mod inspect;
+pub mod lock;
+pub mod netns;
+pub mod paths;
+pub mod plan;
+pub mod wait;
+
+pub use error::{LabError, Result};
