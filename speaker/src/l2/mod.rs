@@ -1,1 +1,7 @@
-//! Layer 2: ARP/NDP frames (pure), address ownership, announcer I/O.
+//! Layer 2 mode: one node answers for each external address on the local segment.
+//!
+//! - [`frames`]: pure build/parse of Ethernet, ARP and IPv6 Neighbor Discovery.
+//!
+//! Everything here is pure except the I/O edge, which says so in its header.
+
+pub mod frames;
