@@ -31,6 +31,7 @@ pub mod auth;
 pub mod config;
 pub mod identity;
 pub mod protocol;
+pub mod simulation;
 
 pub use auth::{ClusterKeys, FrameRejection};
 pub use config::MembershipConfig;
@@ -51,3 +52,6 @@ pub enum MembershipError {
     #[error("membership socket: {0}")]
     Io(#[from] std::io::Error),
 }
+
+#[cfg(test)]
+mod tests;
