@@ -257,13 +257,14 @@ impl ArpPacket {
         }
     }
 
-    /// Gratuitous ARP, reply form (RFC 5944 §4.6): some stacks only update on replies.
+    /// Gratuitous ARP, reply form (RFC 5944 §4.6, which also puts our MAC in the target
+    /// hardware field, as `arping -A` does): some stacks only update on replies.
     pub fn gratuitous_reply(our_mac: MacAddr, address: Ipv4Addr) -> Self {
         ArpPacket {
             operation: ArpOperation::Reply,
             sender_mac: our_mac,
             sender_ip: address,
-            target_mac: MacAddr::BROADCAST,
+            target_mac: our_mac,
             target_ip: address,
         }
     }
