@@ -5,3 +5,4 @@
 //! - [`fsm`]: one session's state machine. Pure; time is passed in, I/O is requested as outputs.
 
 pub mod codec;
+pub mod fsm;
