@@ -1,7 +1,9 @@
 //! Layer 2 mode: one node answers for each external address on the local segment.
 //!
 //! - [`frames`]: pure build/parse of Ethernet, ARP and IPv6 Neighbor Discovery.
+//! - [`ownership`]: pure election of the one node that announces an address.
 //!
 //! Everything here is pure except the I/O edge, which says so in its header.
 
 pub mod frames;
+pub mod ownership;
