@@ -1,0 +1,886 @@
+//! The pure allocator: which Service holds which load-balancer address, from which pool.
+//!
+//! It owns the bookkeeping of pools and assignments and nothing else: no kube types, no I/O,
+//! no clock. The reconciler converts `IPAddressPool`s into [`PoolSpec`]s and `Service`s into
+//! [`ServiceRequest`]s at its edge, calls the methods below, and turns the results into status
+//! patches, annotations and Events.
+//!
+//! # Public API
+//!
+//! - [`Allocator::new`]`(pools)`, [`Allocator::set_pools`]`(pools) -> Vec<`[`PoolChangeReport`]`>`:
+//!   install the current pools. Existing addresses never move; an address that no pool
+//!   contains any more is kept and reported ([`PoolChangeReport::AddressOutsideEveryPool`]).
+//! - [`Allocator::restore`]`(&request, &status_addresses) -> `[`RestoreOutcome`]: on start, take
+//!   over what `status.loadBalancer.ingress` says, for every Service, **before** any `assign`.
+//!   Never moves an address; conflicts are reported, not resolved. Restore older Services
+//!   first: on a conflict the first one restored keeps the address.
+//! - [`Allocator::assign`]`(&request) -> Result<`[`Assignment`]`, `[`AllocationError`]`>`:
+//!   idempotent; call on every reconcile. An existing assignment changes only when the
+//!   Service's own request changed (requested address, pinned pool, families, or sharing that
+//!   now clashes). On error the Service keeps what it had.
+//! - [`Allocator::release`]`(&key)`: the Service was deleted, changed type or class.
+//! - [`Allocator::assignment`]`(&key)`, [`Allocator::pool_stats`]`(name)`,
+//!   [`Allocator::services_using_pool`]`(name)` (for the pool finalizer),
+//!   [`Allocator::addresses_outside_every_pool`], [`Allocator::overlaps`],
+//!   [`Allocator::check_external_ips`]`(&request)`.
+//!
+//! # Rules
+//!
+//! - A requested address (`spec.loadBalancerIP` / `herald.dev/loadBalancerIPs`, one per family)
+//!   must lie in a pool that serves the Service, and be free or shareable.
+//! - `herald.dev/address-pool` restricts allocation to that pool (even an `autoAssign: false`
+//!   one; its namespace and Service selectors still apply).
+//! - Otherwise pools are tried by `priority` (**lower number first**, pools without one last,
+//!   ties by name), skipping pools that do not serve the Service and `autoAssign: false` pools.
+//!   Within a pool the lowest address that is free or shareable wins. A dual-stack Service
+//!   takes all its families from one pool when one pool can give them all, else per family.
+//! - Two Services share an address only with equal non-empty `herald.dev/allow-shared-ip`
+//!   keys, no common (protocol, port), the same `externalTrafficPolicy`, and for `Local` the
+//!   same pod selector.
+//! - `spec.externalIPs` are never allocated; each must lie in a pool with `allowExternalIPs`
+//!   that serves the Service.
+//!
+//! Costs: allocation, release and membership are O(log n) in the number of addresses handed
+//! out (pools are never enumerated), times the number of pools for overlap bookkeeping.
+
+mod error;
+mod model;
+mod selector;
+
+pub use error::{
+    AllocationError, ExternalIpRefusal, ExternalIpVerdict, InvalidRequest, PoolChangeReport,
+    RestoreProblem, SharingConflictReason,
+};
+pub use model::{
+    AssignedAddress, Assignment, FamilyStats, IpFamilyPolicy, PoolRefusal, PoolSpec, PoolStats,
+    Protocol, ServiceKey, ServicePort, ServiceRequest, TrafficPolicy,
+};
+pub use selector::{LabelSelector, Labels, SelectorOperator, SelectorRequirement, UnknownOperator};
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use herald_crds::address::{Family, FreeAddresses, Overlap, find_overlaps};
+
+use model::SharingProfile;
+
+/// What [`Allocator::restore`] took over, and what it could not.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RestoreOutcome {
+    /// The Service's assignment now (possibly fewer addresses than its status listed).
+    pub assignment: Assignment,
+    /// Addresses kept outside every pool, or not taken over.
+    pub problems: Vec<RestoreProblem>,
+}
+
+/// One pool and its free addresses.
+#[derive(Debug, Clone)]
+struct PoolState {
+    spec: PoolSpec,
+    free: FreeAddresses,
+}
+
+/// One Service's addresses and the request they were made for.
+#[derive(Debug, Clone)]
+struct ServiceState {
+    addresses: Vec<AssignedAddress>,
+    profile: SharingProfile,
+    /// `herald.dev/address-pool` when the addresses were last decided.
+    pinned_pool: Option<String>,
+}
+
+/// The Services holding one address (several only when they share).
+#[derive(Debug, Clone, Default)]
+struct Holding {
+    holders: BTreeMap<ServiceKey, SharingProfile>,
+}
+
+/// Which Service holds which address from which pool. See the module documentation.
+#[derive(Debug, Clone, Default)]
+pub struct Allocator {
+    pools: BTreeMap<String, PoolState>,
+    /// Pool names in allocation order: priority (lower first, none last), then name.
+    order: Vec<String>,
+    services: BTreeMap<ServiceKey, ServiceState>,
+    holdings: BTreeMap<IpAddr, Holding>,
+    /// Addresses held by Services with each sharing key.
+    shared_by_key: BTreeMap<String, BTreeSet<IpAddr>>,
+    overlaps: Vec<Overlap>,
+}
+
+/// The families a request gets, and its requested address per family.
+struct Wanted {
+    families: Vec<Family>,
+    requested: [Option<IpAddr>; 2],
+}
+
+impl Allocator {
+    /// An allocator over `pools`, holding no addresses yet.
+    pub fn new(pools: Vec<PoolSpec>) -> Self {
+        let mut allocator = Allocator::default();
+        allocator.set_pools(pools);
+        allocator
+    }
+
+    /// Installs the current pools (the whole set). Addresses already handed out never move:
+    /// one still inside its pool stays booked there; one its pool no longer contains is booked
+    /// against the first pool (in allocation order) that does, or kept outside every pool and
+    /// reported. Pools whose addresses did not change keep their free sets; new or changed
+    /// ones are rebuilt from the addresses in use (O(in-use addresses in range × log n)).
+    pub fn set_pools(&mut self, pools: Vec<PoolSpec>) -> Vec<PoolChangeReport> {
+        let mut reports = Vec::new();
+        let mut old = std::mem::take(&mut self.pools);
+        for spec in pools {
+            if self.pools.contains_key(&spec.name) {
+                reports.push(PoolChangeReport::DuplicatePoolName { name: spec.name });
+                continue;
+            }
+            let reusable = old.remove(&spec.name).filter(|state| {
+                state.spec.addresses == spec.addresses
+                    && state.spec.avoid_buggy_ips == spec.avoid_buggy_ips
+            });
+            let free = match reusable {
+                Some(state) => state.free,
+                None => self.fresh_free_set(&spec),
+            };
+            self.pools
+                .insert(spec.name.clone(), PoolState { spec, free });
+        }
+
+        let mut order: Vec<&PoolSpec> = self.pools.values().map(|p| &p.spec).collect();
+        order.sort_by(|a, b| {
+            (a.priority.is_none(), a.priority, &a.name).cmp(&(
+                b.priority.is_none(),
+                b.priority,
+                &b.name,
+            ))
+        });
+        self.order = order.into_iter().map(|p| p.name.clone()).collect();
+        self.overlaps = find_overlaps(
+            self.pools
+                .values()
+                .map(|p| (p.spec.name.as_str(), p.spec.addresses.iter())),
+        );
+
+        // Re-book addresses whose pool no longer contains them.
+        let mut rebookings = Vec::new();
+        for (key, state) in &self.services {
+            for (index, assigned) in state.addresses.iter().enumerate() {
+                let still_inside = assigned
+                    .pool
+                    .as_ref()
+                    .and_then(|name| self.pools.get(name))
+                    .is_some_and(|pool| pool.free.contains(assigned.address));
+                if still_inside {
+                    continue;
+                }
+                let new_pool = self.first_pool_containing(assigned.address, None);
+                if new_pool.is_none() && assigned.pool.is_none() {
+                    continue; // Already outside every pool, already reported.
+                }
+                rebookings.push((key.clone(), index, new_pool));
+            }
+        }
+        for (key, index, new_pool) in rebookings {
+            let Some(assigned) = self
+                .services
+                .get_mut(&key)
+                .and_then(|s| s.addresses.get_mut(index))
+            else {
+                continue;
+            };
+            let former_pool = assigned.pool.take();
+            let address = assigned.address;
+            reports.push(match new_pool {
+                Some(pool) => {
+                    assigned.pool = Some(pool.clone());
+                    PoolChangeReport::AddressRebooked {
+                        service: key,
+                        address,
+                        pool,
+                        former_pool,
+                    }
+                }
+                None => PoolChangeReport::AddressOutsideEveryPool {
+                    service: key,
+                    address,
+                    former_pool,
+                },
+            });
+        }
+        reports
+    }
+
+    /// A free set for `spec` with every address currently in use taken out.
+    fn fresh_free_set(&self, spec: &PoolSpec) -> FreeAddresses {
+        let mut free = FreeAddresses::new(&spec.addresses, spec.avoid_buggy_ips);
+        for range in &spec.addresses {
+            for address in self
+                .holdings
+                .range(range.first()..=range.last())
+                .map(|(a, _)| *a)
+            {
+                // Overlapping entries visit an address twice; buggy ones are not in the pool.
+                let _already_taken_or_avoided = free.take(address);
+            }
+        }
+        free
+    }
+
+    /// Takes over the addresses a Service's status lists, as they are. Call for every Service
+    /// before the first [`Allocator::assign`]. An address held by another Service that may not
+    /// share it is not taken over (reported as a conflict); an address outside every pool is
+    /// kept and reported. Calling it again with the same addresses changes nothing.
+    pub fn restore(&mut self, request: &ServiceRequest, addresses: &[IpAddr]) -> RestoreOutcome {
+        let key = &request.key;
+        if let Some(existing) = self.services.get(key) {
+            let held: Vec<IpAddr> = existing.addresses.iter().map(|a| a.address).collect();
+            if held == addresses {
+                return RestoreOutcome {
+                    assignment: Assignment {
+                        addresses: existing.addresses.clone(),
+                    },
+                    problems: Vec::new(),
+                };
+            }
+            self.release(key);
+        }
+        let profile = request.sharing_profile();
+        let mut problems = Vec::new();
+        let mut kept: Vec<AssignedAddress> = Vec::new();
+        for &address in addresses {
+            let family = Family::of(address);
+            if kept.iter().any(|a| Family::of(a.address) == family) {
+                if !kept.iter().any(|a| a.address == address) {
+                    problems.push(RestoreProblem::ExtraAddressOfFamily { address, family });
+                }
+                continue;
+            }
+            if let Err(error) = self.check_sharing(address, key, &profile) {
+                problems.push(RestoreProblem::Conflict { address, error });
+                continue;
+            }
+            let pool = self.first_pool_containing(address, request.pool.as_deref());
+            if pool.is_none() {
+                problems.push(RestoreProblem::OutsideEveryPool { address });
+            }
+            kept.push(AssignedAddress { address, pool });
+        }
+        for assigned in &kept {
+            self.hold(assigned.address, key, &profile);
+        }
+        self.services.insert(
+            key.clone(),
+            ServiceState {
+                addresses: kept.clone(),
+                profile,
+                pinned_pool: request.pool.clone(),
+            },
+        );
+        RestoreOutcome {
+            assignment: Assignment { addresses: kept },
+            problems,
+        }
+    }
+
+    /// Gives the Service its addresses, or says why not. Idempotent: a Service that already
+    /// holds addresses keeps each one unless its own request no longer fits it (a different
+    /// requested address, a newly pinned pool that does not contain it, a family it no longer
+    /// uses, or sharing settings that now clash). Changes are all-or-nothing: on error the
+    /// Service keeps exactly what it held.
+    pub fn assign(&mut self, request: &ServiceRequest) -> Result<Assignment, AllocationError> {
+        let wanted = wanted_families(request)?;
+        let key = &request.key;
+        let previous = self.services.remove(key);
+        if let Some(previous) = &previous {
+            for assigned in &previous.addresses {
+                self.unhold(assigned.address, key);
+            }
+        }
+        let profile = request.sharing_profile();
+        match self.plan(request, &wanted, &profile, previous.as_ref()) {
+            Ok(addresses) => {
+                for assigned in &addresses {
+                    self.hold(assigned.address, key, &profile);
+                }
+                self.services.insert(
+                    key.clone(),
+                    ServiceState {
+                        addresses: addresses.clone(),
+                        profile,
+                        pinned_pool: request.pool.clone(),
+                    },
+                );
+                Ok(Assignment { addresses })
+            }
+            Err(error) => {
+                if let Some(previous) = previous {
+                    for assigned in &previous.addresses {
+                        self.hold(assigned.address, key, &previous.profile);
+                    }
+                    self.services.insert(key.clone(), previous);
+                }
+                Err(error)
+            }
+        }
+    }
+
+    /// Decides the Service's addresses with its own previous holdings already released.
+    fn plan(
+        &self,
+        request: &ServiceRequest,
+        wanted: &Wanted,
+        profile: &SharingProfile,
+        previous: Option<&ServiceState>,
+    ) -> Result<Vec<AssignedAddress>, AllocationError> {
+        let key = &request.key;
+        let mut chosen: Vec<Option<AssignedAddress>> = vec![None; wanted.families.len()];
+        let mut missing: Vec<usize> = Vec::new();
+        for (slot, &family) in wanted.families.iter().enumerate() {
+            let requested = wanted.requested[family.index()];
+            let kept = previous
+                .and_then(|p| {
+                    p.addresses
+                        .iter()
+                        .find(|a| Family::of(a.address) == family)
+                        .map(|a| (p, a))
+                })
+                .filter(|(p, a)| {
+                    still_fits(
+                        a,
+                        requested,
+                        request.pool.as_deref(),
+                        p.pinned_pool.as_deref(),
+                    ) && self.check_sharing(a.address, key, profile).is_ok()
+                })
+                .map(|(_, a)| a.clone());
+            chosen[slot] = match (kept, requested) {
+                (Some(kept), _) => Some(kept),
+                (None, Some(address)) => Some(self.plan_requested(request, address, profile)?),
+                (None, None) => {
+                    missing.push(slot);
+                    None
+                }
+            };
+        }
+        let optional_missing = request.ip_family_policy == IpFamilyPolicy::PreferDualStack
+            && chosen.iter().any(Option::is_some);
+        if !missing.is_empty() {
+            let candidates = match self.candidate_pools(request) {
+                Ok(candidates) => candidates,
+                // Dual-stack is only preferred and something is already assigned.
+                Err(_) if optional_missing => Vec::new(),
+                Err(error) => return Err(error),
+            };
+            // Prefer pools this Service already uses, so a dual-stack pair stays together.
+            let (mut ordered, rest): (Vec<&PoolState>, Vec<&PoolState>) =
+                candidates.into_iter().partition(|p| {
+                    chosen
+                        .iter()
+                        .flatten()
+                        .any(|a| a.pool.as_deref() == Some(p.spec.name.as_str()))
+                });
+            ordered.extend(rest);
+            let families: Vec<Family> = missing.iter().map(|&s| wanted.families[s]).collect();
+            let one_pool = ordered.iter().find_map(|pool| {
+                families
+                    .iter()
+                    .map(|&f| self.lowest_candidate(pool, f, key, profile))
+                    .collect::<Option<Vec<IpAddr>>>()
+                    .map(|addresses| (pool, addresses))
+            });
+            match one_pool {
+                Some((pool, addresses)) => {
+                    for (&slot, address) in missing.iter().zip(addresses) {
+                        chosen[slot] = Some(AssignedAddress {
+                            address,
+                            pool: Some(pool.spec.name.clone()),
+                        });
+                    }
+                }
+                None => {
+                    for &slot in &missing {
+                        let family = wanted.families[slot];
+                        let found = ordered.iter().find_map(|pool| {
+                            self.lowest_candidate(pool, family, key, profile)
+                                .map(|address| AssignedAddress {
+                                    address,
+                                    pool: Some(pool.spec.name.clone()),
+                                })
+                        });
+                        match found {
+                            Some(assigned) => chosen[slot] = Some(assigned),
+                            None if request.ip_family_policy == IpFamilyPolicy::PreferDualStack => {
+                                // Optional family: skipped unless nothing at all is assigned.
+                            }
+                            None => return Err(family_error(&ordered, family)),
+                        }
+                    }
+                }
+            }
+            if chosen.iter().all(Option::is_none) {
+                let family = wanted.families.first().copied().unwrap_or(Family::V4);
+                return Err(family_error(&ordered, family));
+            }
+        }
+        Ok(chosen.into_iter().flatten().collect())
+    }
+
+    /// Checks a requested address and finds the pool it is booked against.
+    fn plan_requested(
+        &self,
+        request: &ServiceRequest,
+        address: IpAddr,
+        profile: &SharingProfile,
+    ) -> Result<AssignedAddress, AllocationError> {
+        let pool = match &request.pool {
+            Some(name) => {
+                let pool = self.usable_pinned_pool(request, name)?;
+                if !pool.free.contains(address) {
+                    return Err(AllocationError::NotInPool {
+                        address,
+                        pool: name.clone(),
+                    });
+                }
+                name.clone()
+            }
+            None => {
+                let mut first_refusal = None;
+                let mut serving = None;
+                for pool in self.pools_in_order().filter(|p| p.free.contains(address)) {
+                    match pool.spec.serves(request, true) {
+                        Ok(()) => {
+                            serving = Some(pool.spec.name.clone());
+                            break;
+                        }
+                        Err(reason) => {
+                            first_refusal.get_or_insert((pool.spec.name.clone(), reason));
+                        }
+                    }
+                }
+                match (serving, first_refusal) {
+                    (Some(pool), _) => pool,
+                    (None, Some((pool, reason))) => {
+                        return Err(AllocationError::PoolNotUsable { pool, reason });
+                    }
+                    (None, None) => return Err(AllocationError::NotInAnyPool { address }),
+                }
+            }
+        };
+        self.check_sharing(address, &request.key, profile)?;
+        Ok(AssignedAddress {
+            address,
+            pool: Some(pool),
+        })
+    }
+
+    /// The pinned pool, if it exists and serves the request.
+    fn usable_pinned_pool(
+        &self,
+        request: &ServiceRequest,
+        name: &str,
+    ) -> Result<&PoolState, AllocationError> {
+        let pool = self
+            .pools
+            .get(name)
+            .ok_or_else(|| AllocationError::UnknownPool {
+                pool: name.to_owned(),
+            })?;
+        pool.spec
+            .serves(request, true)
+            .map_err(|reason| AllocationError::PoolNotUsable {
+                pool: name.to_owned(),
+                reason,
+            })?;
+        Ok(pool)
+    }
+
+    /// Pools to auto-allocate from, in order: the pinned one, or every serving pool.
+    fn candidate_pools(
+        &self,
+        request: &ServiceRequest,
+    ) -> Result<Vec<&PoolState>, AllocationError> {
+        if let Some(name) = &request.pool {
+            return Ok(vec![self.usable_pinned_pool(request, name)?]);
+        }
+        let mut refusals = Vec::new();
+        let mut serving = Vec::new();
+        for pool in self.pools_in_order() {
+            match pool.spec.serves(request, false) {
+                Ok(()) => serving.push(pool),
+                Err(reason) => refusals.push((pool.spec.name.clone(), reason)),
+            }
+        }
+        if serving.is_empty() {
+            return Err(AllocationError::NoEligiblePool { refusals });
+        }
+        Ok(serving)
+    }
+
+    /// The lowest address of `family` in `pool` that is free, or held by Services this one
+    /// may share with.
+    fn lowest_candidate(
+        &self,
+        pool: &PoolState,
+        family: Family,
+        key: &ServiceKey,
+        profile: &SharingProfile,
+    ) -> Option<IpAddr> {
+        let free = pool.free.lowest_free(family);
+        let shared = profile
+            .key
+            .as_ref()
+            .and_then(|k| self.shared_by_key.get(k))
+            .and_then(|addresses| {
+                addresses.iter().copied().find(|&a| {
+                    Family::of(a) == family
+                        && pool.free.contains(a)
+                        && self.check_sharing(a, key, profile).is_ok()
+                })
+            });
+        match (free, shared) {
+            (Some(f), Some(s)) => Some(f.min(s)),
+            (f, s) => f.or(s),
+        }
+    }
+
+    /// Whether `key` (with `profile`) may hold `address` next to its current holders.
+    fn check_sharing(
+        &self,
+        address: IpAddr,
+        key: &ServiceKey,
+        profile: &SharingProfile,
+    ) -> Result<(), AllocationError> {
+        let Some(holding) = self.holdings.get(&address) else {
+            return Ok(());
+        };
+        for (other, theirs) in holding.holders.iter().filter(|(k, _)| *k != key) {
+            let (Some(ours_key), Some(theirs_key)) = (&profile.key, &theirs.key) else {
+                return Err(AllocationError::AddressInUse {
+                    address,
+                    by: other.clone(),
+                });
+            };
+            let conflict = |reason| AllocationError::SharingConflict {
+                address,
+                with: other.clone(),
+                reason,
+            };
+            if ours_key != theirs_key {
+                return Err(conflict(SharingConflictReason::KeyMismatch {
+                    ours: ours_key.clone(),
+                    theirs: theirs_key.clone(),
+                }));
+            }
+            if profile.traffic_policy != theirs.traffic_policy {
+                return Err(conflict(SharingConflictReason::TrafficPolicyMismatch));
+            }
+            if profile.traffic_policy == TrafficPolicy::Local
+                && profile.pod_selector != theirs.pod_selector
+            {
+                return Err(conflict(SharingConflictReason::PodSelectorMismatch));
+            }
+            if let Some(port) = profile.ports.intersection(&theirs.ports).next() {
+                return Err(conflict(SharingConflictReason::PortClash(*port)));
+            }
+        }
+        Ok(())
+    }
+
+    /// Records `key` as a holder of `address`, taking it out of every pool that contains it.
+    fn hold(&mut self, address: IpAddr, key: &ServiceKey, profile: &SharingProfile) {
+        let holding = self.holdings.entry(address).or_default();
+        if holding.holders.is_empty() {
+            for pool in self.pools.values_mut() {
+                // Err only for addresses outside the pool: nothing to take there.
+                let _outside_this_pool = pool.free.take(address);
+            }
+        }
+        holding.holders.insert(key.clone(), profile.clone());
+        if let Some(sharing_key) = &profile.key {
+            self.shared_by_key
+                .entry(sharing_key.clone())
+                .or_default()
+                .insert(address);
+        }
+    }
+
+    /// Removes `key` as a holder of `address`; the last holder gives it back to its pools.
+    fn unhold(&mut self, address: IpAddr, key: &ServiceKey) {
+        let Some(holding) = self.holdings.get_mut(&address) else {
+            return;
+        };
+        let Some(profile) = holding.holders.remove(key) else {
+            return;
+        };
+        let still_held_by_key = profile
+            .key
+            .as_ref()
+            .is_some_and(|k| holding.holders.values().any(|p| p.key.as_ref() == Some(k)));
+        if holding.holders.is_empty() {
+            self.holdings.remove(&address);
+            for pool in self.pools.values_mut() {
+                pool.free.release(address);
+            }
+        }
+        if let Some(sharing_key) = profile.key
+            && !still_held_by_key
+            && let Some(addresses) = self.shared_by_key.get_mut(&sharing_key)
+        {
+            addresses.remove(&address);
+            if addresses.is_empty() {
+                self.shared_by_key.remove(&sharing_key);
+            }
+        }
+    }
+
+    /// Gives back every address of the Service. Returns what it held.
+    pub fn release(&mut self, key: &ServiceKey) -> Option<Assignment> {
+        let state = self.services.remove(key)?;
+        for assigned in &state.addresses {
+            self.unhold(assigned.address, key);
+        }
+        Some(Assignment {
+            addresses: state.addresses,
+        })
+    }
+
+    /// The Service's current addresses.
+    pub fn assignment(&self, key: &ServiceKey) -> Option<Assignment> {
+        self.services.get(key).map(|s| Assignment {
+            addresses: s.addresses.clone(),
+        })
+    }
+
+    /// Every Service's addresses, by key.
+    pub fn assignments(&self) -> impl Iterator<Item = (&ServiceKey, Assignment)> {
+        self.services.iter().map(|(k, s)| {
+            (
+                k,
+                Assignment {
+                    addresses: s.addresses.clone(),
+                },
+            )
+        })
+    }
+
+    /// Address counts of pool `name` per family (an address in use by anyone counts, also
+    /// one booked against an overlapping pool). `None` for an unknown pool.
+    pub fn pool_stats(&self, name: &str) -> Option<PoolStats> {
+        let pool = self.pools.get(name)?;
+        let family = |family| FamilyStats {
+            size: pool.free.usable_count(family),
+            assigned: pool.free.allocated_count(family),
+            available: pool.free.free_count(family),
+        };
+        Some(PoolStats {
+            ipv4: family(Family::V4),
+            ipv6: family(Family::V6),
+        })
+    }
+
+    /// Services holding an address booked against pool `name` (the pool's finalizer stays
+    /// while this is non-empty). O(Services).
+    pub fn services_using_pool(&self, name: &str) -> Vec<ServiceKey> {
+        self.services
+            .iter()
+            .filter(|(_, s)| s.addresses.iter().any(|a| a.pool.as_deref() == Some(name)))
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+
+    /// Addresses kept outside every pool, with their Service.
+    pub fn addresses_outside_every_pool(&self) -> Vec<(ServiceKey, IpAddr)> {
+        self.services
+            .iter()
+            .flat_map(|(k, s)| {
+                s.addresses
+                    .iter()
+                    .filter(|a| a.pool.is_none())
+                    .map(move |a| (k.clone(), a.address))
+            })
+            .collect()
+    }
+
+    /// Overlapping entries among the current pools (for the pools' Overlapping condition).
+    /// Overlaps never cause a duplicate: an address in use is taken out of every pool.
+    pub fn overlaps(&self) -> &[Overlap] {
+        &self.overlaps
+    }
+
+    /// Verdict on each `spec.externalIPs` entry of the Service: announceable only inside a
+    /// pool with `allowExternalIPs` that serves the Service, and not a load-balancer address
+    /// of another Service it may not share with. Pure check; nothing is allocated.
+    pub fn check_external_ips(&self, request: &ServiceRequest) -> Vec<ExternalIpVerdict> {
+        let profile = request.sharing_profile();
+        request
+            .external_ips
+            .iter()
+            .map(|&address| ExternalIpVerdict {
+                address,
+                result: self.check_external_ip(request, &profile, address),
+            })
+            .collect()
+    }
+
+    fn check_external_ip(
+        &self,
+        request: &ServiceRequest,
+        profile: &SharingProfile,
+        address: IpAddr,
+    ) -> Result<String, ExternalIpRefusal> {
+        let mut refusal = None;
+        let mut serving = None;
+        for pool in self.pools_in_order().filter(|p| p.free.contains(address)) {
+            if !pool.spec.allow_external_ips {
+                refusal.get_or_insert(ExternalIpRefusal::NotAllowedByPool {
+                    address,
+                    pool: pool.spec.name.clone(),
+                });
+                continue;
+            }
+            match pool.spec.serves(request, true) {
+                Ok(()) => {
+                    serving = Some(pool.spec.name.clone());
+                    break;
+                }
+                Err(reason) => {
+                    // A refusal by an allowing pool says more than one by a non-allowing pool.
+                    if !matches!(refusal, Some(ExternalIpRefusal::PoolNotUsable { .. })) {
+                        refusal = Some(ExternalIpRefusal::PoolNotUsable {
+                            address,
+                            pool: pool.spec.name.clone(),
+                            reason,
+                        });
+                    }
+                }
+            }
+        }
+        let pool = match (serving, refusal) {
+            (Some(pool), _) => pool,
+            (None, Some(refusal)) => return Err(refusal),
+            (None, None) => return Err(ExternalIpRefusal::NotInAnyPool(address)),
+        };
+        self.check_sharing(address, &request.key, profile)
+            .map_err(|error| ExternalIpRefusal::InUse {
+                address,
+                error: Box::new(error),
+            })?;
+        Ok(pool)
+    }
+
+    /// Pools in allocation order.
+    fn pools_in_order(&self) -> impl Iterator<Item = &PoolState> {
+        self.order.iter().filter_map(|name| self.pools.get(name))
+    }
+
+    /// The pool to book `address` against: `preferred` if it contains it, else the first in
+    /// allocation order that does.
+    fn first_pool_containing(&self, address: IpAddr, preferred: Option<&str>) -> Option<String> {
+        preferred
+            .and_then(|name| self.pools.get(name))
+            .filter(|p| p.free.contains(address))
+            .or_else(|| self.pools_in_order().find(|p| p.free.contains(address)))
+            .map(|p| p.spec.name.clone())
+    }
+}
+
+/// Whether a held address still fits the (possibly changed) request.
+fn still_fits(
+    assigned: &AssignedAddress,
+    requested: Option<IpAddr>,
+    pinned_now: Option<&str>,
+    pinned_before: Option<&str>,
+) -> bool {
+    match (requested, pinned_now) {
+        (Some(requested), _) => requested == assigned.address,
+        // A newly pinned pool moves the Service into it; an unchanged pin never moves it
+        // (even if the pool changed under it: that is reported by set_pools instead).
+        (None, Some(pool)) if pinned_before != Some(pool) => assigned.pool.as_deref() == Some(pool),
+        (None, _) => true,
+    }
+}
+
+/// The error for a family no candidate pool could give.
+fn family_error(pools: &[&PoolState], family: Family) -> AllocationError {
+    let having: Vec<String> = pools
+        .iter()
+        .filter(|p| p.free.has_family(family))
+        .map(|p| p.spec.name.clone())
+        .collect();
+    if having.is_empty() {
+        AllocationError::FamilyUnavailable {
+            family,
+            pools: pools.iter().map(|p| p.spec.name.clone()).collect(),
+        }
+    } else {
+        AllocationError::PoolExhausted {
+            family,
+            pools: having,
+        }
+    }
+}
+
+/// The families the request gets (primary first) and its requested address per family.
+fn wanted_families(request: &ServiceRequest) -> Result<Wanted, InvalidRequest> {
+    let mut requested: [Option<IpAddr>; 2] = [None, None];
+    let mut requested_order = Vec::new();
+    for &address in &request.requested_addresses {
+        let family = Family::of(address);
+        match requested[family.index()] {
+            Some(first) if first != address => {
+                return Err(InvalidRequest::TwoAddressesOfOneFamily {
+                    family,
+                    first,
+                    second: address,
+                });
+            }
+            Some(_) => {}
+            None => {
+                requested[family.index()] = Some(address);
+                requested_order.push(family);
+            }
+        }
+    }
+    let mut listed: Vec<Family> = Vec::new();
+    for &family in &request.ip_families {
+        if listed.contains(&family) {
+            return Err(InvalidRequest::DuplicateFamily(family));
+        }
+        listed.push(family);
+    }
+    if listed.is_empty() {
+        listed = requested_order;
+    }
+    if listed.is_empty() {
+        listed.push(Family::V4);
+    }
+    let families = match request.ip_family_policy {
+        IpFamilyPolicy::SingleStack => listed[..1].to_vec(),
+        IpFamilyPolicy::PreferDualStack => listed,
+        IpFamilyPolicy::RequireDualStack => {
+            let primary = listed[0];
+            vec![primary, primary.other()]
+        }
+    };
+    for address in requested.iter().flatten() {
+        let family = Family::of(*address);
+        if !families.contains(&family) {
+            return Err(InvalidRequest::RequestedFamilyNotServed {
+                address: *address,
+                family,
+                families,
+            });
+        }
+    }
+    Ok(Wanted {
+        families,
+        requested,
+    })
+}
+
+#[cfg(test)]
+mod tests;
+
+#[cfg(test)]
+mod proptests;
