@@ -189,7 +189,10 @@ mod tests {
         assert_eq!(config.suspicion_timeout(10), Duration::from_millis(300));
         let at_fifty = config.suspicion_timeout(50);
         assert!(at_fifty > Duration::from_millis(505) && at_fifty < Duration::from_millis(515));
-        assert_eq!(config.suspicion_timeout(1_000_000_000_000), config.suspicion_max);
+        assert_eq!(
+            config.suspicion_timeout(1_000_000_000_000),
+            config.suspicion_max
+        );
     }
 
     #[test]

@@ -29,12 +29,14 @@
 
 pub mod auth;
 pub mod config;
+pub mod driver;
 pub mod identity;
 pub mod protocol;
 pub mod simulation;
 
 pub use auth::{ClusterKeys, FrameRejection};
 pub use config::MembershipConfig;
+pub use driver::{DEFAULT_MEMBERSHIP_PORT, DriverConfig, MembershipDriver};
 pub use identity::MemberId;
 pub use protocol::{
     Membership, MembershipCounters, MembershipEvent, MembershipTimer, NodeState, Output,

@@ -218,6 +218,11 @@ impl Membership {
         &self.counters
     }
 
+    /// Largest datagram this instance sends or accepts.
+    pub fn max_datagram_size(&self) -> usize {
+        self.config.max_datagram_size
+    }
+
     /// The suspicion timeout in force (it scales with the cluster size).
     pub fn suspicion_timeout(&self) -> std::time::Duration {
         self.config.suspicion_timeout(self.configured_cluster_size)
