@@ -3,11 +3,18 @@
 //!
 //! - [`ruleset`]: the desired table as data, built from the planner's forwarding decisions (pure).
 //! - [`render`]: that data as `nft -f` text, full rebuild or minimal update (pure).
+//! - [`observe`]: `nft -j` read-back parsed and compared for drift (pure).
+//! - [`executor`]: runs `nft` (the only I/O here) and keeps the table equal to the desired
+//!   ruleset.
 //!
-//! I/O stops at the executor, which runs `nft`; everything before it is plain functions.
+//! Herald only ever touches its own table; other programs' tables (kube-proxy's, a CNI's,
+//! the host firewall's) are never read or written.
 
+pub mod executor;
+pub mod observe;
 pub mod render;
 pub mod ruleset;
 
+pub use executor::{ApplyOutcome, Forwarder, NftCommand, NftError};
 pub use render::{UpdateSummary, render_full, render_teardown, render_update};
 pub use ruleset::{DEFAULT_MASQUERADE_MARK, Ruleset, TABLE_FAMILY, TABLE_NAME};

@@ -10,7 +10,8 @@
 //! - `ep-…` chains: set the masquerade mark when the endpoint is on another node
 //!   (`Cluster` policy), then `dnat ip to addr:port` / `dnat ip6 to [addr]:port`;
 //! - `prerouting` (traffic arriving from outside) and `output` (traffic this node sends to an
-//!   external address) at priority `dstnat - 10` = -110. kube-proxy's nat chains (nftables
+//!   external address) at priority `dstnat - 10` = -110 (written as a number for `output`,
+//!   where nft accepts no `dstnat` keyword). kube-proxy's nat chains (nftables
 //!   and iptables modes) sit at `dstnat` = -100; a connection is bound by the first NAT rule
 //!   that matches it, so where both run Herald's DNAT wins;
 //! - `postrouting` at `srcnat - 10`: clears the mark and masquerades marked packets;
@@ -34,8 +35,10 @@ pub const SET_NO_ENDPOINTS_V4: &str = "no-endpoints-v4";
 pub const SET_NO_ENDPOINTS_V6: &str = "no-endpoints-v6";
 pub const CHAIN_NO_ENDPOINTS_CHECK: &str = "no-endpoints-check";
 
-/// Priority of the DNAT chains: ten before `dstnat` (-100), where kube-proxy's are.
+/// Priority of the prerouting DNAT chain: ten before `dstnat` (-100), where kube-proxy's is.
 pub const DNAT_PRIORITY: &str = "dstnat - 10";
+/// The same number for the output hook, where nft does not accept the `dstnat` keyword.
+pub const DNAT_OUTPUT_PRIORITY: &str = "-110";
 /// Priority of the masquerade chain: ten before `srcnat` (100).
 pub const SNAT_PRIORITY: &str = "srcnat - 10";
 /// Priority of the reject chains: ten before `filter` (0).
@@ -102,7 +105,7 @@ fn fixed_chains(mark: u32) -> Vec<RenderedChain> {
             DNAT_PRIORITY,
             dispatch.clone(),
         ),
-        base("output", "nat", "output", DNAT_PRIORITY, dispatch),
+        base("output", "nat", "output", DNAT_OUTPUT_PRIORITY, dispatch),
         base(
             "postrouting",
             "nat",

@@ -1,0 +1,260 @@
+//! The forwarding executor: the one place that runs `nft`.
+//!
+//! Owns the I/O edge of forwarding: feeding scripts to `nft -f -` (one atomic transaction
+//! each), validating them with `nft -c -f -`, and reading the table back with
+//! `nft -j list table inet herald`. [`Forwarder`] remembers what it last applied, turns each
+//! new desired [`Ruleset`] into the minimal update (falling back to a full rebuild when an
+//! update fails), and repairs drift found on read-back. Every `nft` run is bounded by a
+//! timeout; the child is killed if it overruns.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use tokio::io::AsyncWriteExt;
+use tokio::process::Command;
+
+use super::observe::{ObserveError, drift, expected_shape, parse_table_json};
+use super::render::{UpdateSummary, render_full, render_teardown, render_update};
+use super::ruleset::{Ruleset, TABLE_FAMILY, TABLE_NAME};
+
+/// Longest any one `nft` run may take (a 50k-Service rebuild takes a few seconds).
+pub const DEFAULT_NFT_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Why running `nft` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum NftError {
+    #[error("could not start {program}: {source}")]
+    Spawn {
+        program: String,
+        source: std::io::Error,
+    },
+    #[error("nft exited with {status}: {stderr}")]
+    Failed { status: String, stderr: String },
+    #[error("nft did not finish within {0:?}")]
+    Timeout(Duration),
+    #[error("could not read nft output: {0}")]
+    Observe(#[from] ObserveError),
+}
+
+/// How to invoke `nft`: the program and any arguments before nft's own (for example
+/// `ip netns exec NAME nft` to act inside a network namespace).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NftCommand {
+    pub program: String,
+    pub prefix_args: Vec<String>,
+    pub timeout: Duration,
+}
+
+impl Default for NftCommand {
+    fn default() -> Self {
+        Self {
+            program: "nft".to_string(),
+            prefix_args: Vec::new(),
+            timeout: DEFAULT_NFT_TIMEOUT,
+        }
+    }
+}
+
+impl NftCommand {
+    /// `nft` run inside the named network namespace through `ip netns exec`.
+    pub fn in_netns(namespace: &str) -> Self {
+        Self {
+            program: "ip".to_string(),
+            prefix_args: ["netns", "exec", namespace, "nft"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            timeout: DEFAULT_NFT_TIMEOUT,
+        }
+    }
+
+    async fn run(&self, args: &[&str], stdin: Option<&str>) -> Result<String, NftError> {
+        let mut command = Command::new(&self.program);
+        command
+            .args(&self.prefix_args)
+            .args(args)
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = command.spawn().map_err(|source| NftError::Spawn {
+            program: self.program.clone(),
+            source,
+        })?;
+        // Write stdin while output is collected, so a chatty nft cannot deadlock us.
+        let writer = match (stdin, child.stdin.take()) {
+            (Some(text), Some(mut pipe)) => {
+                let text = text.to_owned();
+                Some(tokio::spawn(async move {
+                    let result = pipe.write_all(text.as_bytes()).await;
+                    drop(pipe);
+                    result
+                }))
+            }
+            _ => None,
+        };
+        let output = tokio::time::timeout(self.timeout, child.wait_with_output())
+            .await
+            .map_err(|_| NftError::Timeout(self.timeout))?
+            .map_err(|source| NftError::Spawn {
+                program: self.program.clone(),
+                source,
+            })?;
+        if let Some(writer) = writer {
+            // A write error (nft quit early) shows up as nft's own exit status below.
+            let _ = writer.await;
+        }
+        if !output.status.success() {
+            return Err(NftError::Failed {
+                status: output.status.to_string(),
+                stderr: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+            });
+        }
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+
+    /// Applies a script as one transaction (`nft -f -`).
+    pub async fn apply(&self, script: &str) -> Result<(), NftError> {
+        self.run(&["-f", "-"], Some(script)).await.map(drop)
+    }
+
+    /// Checks a script without changing anything (`nft -c -f -`; needs CAP_NET_ADMIN).
+    pub async fn check(&self, script: &str) -> Result<(), NftError> {
+        self.run(&["-c", "-f", "-"], Some(script)).await.map(drop)
+    }
+
+    /// `nft list table inet herald` as text, or `None` when the table does not exist.
+    pub async fn list_table(&self) -> Result<Option<String>, NftError> {
+        self.list(&["list", "table", TABLE_FAMILY, TABLE_NAME])
+            .await
+    }
+
+    /// `nft -j list table inet herald`, or `None` when the table does not exist.
+    pub async fn list_table_json(&self) -> Result<Option<String>, NftError> {
+        self.list(&["-j", "list", "table", TABLE_FAMILY, TABLE_NAME])
+            .await
+    }
+
+    async fn list(&self, args: &[&str]) -> Result<Option<String>, NftError> {
+        match self.run(args, None).await {
+            Ok(text) => Ok(Some(text)),
+            Err(NftError::Failed { stderr, .. })
+                if stderr.contains("No such file or directory") =>
+            {
+                Ok(None)
+            }
+            Err(other) => Err(other),
+        }
+    }
+}
+
+/// What one [`Forwarder::apply`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApplyOutcome {
+    /// Desired equals applied: nothing ran.
+    Unchanged,
+    /// A minimal update ran.
+    Updated {
+        summary: UpdateSummary,
+        took: Duration,
+    },
+    /// The whole table was rebuilt (first apply, or an update failed and was replaced).
+    Rebuilt {
+        took: Duration,
+        after_update_error: Option<String>,
+    },
+}
+
+/// Keeps `table inet herald` equal to the desired ruleset.
+#[derive(Debug)]
+pub struct Forwarder {
+    nft: NftCommand,
+    applied: Option<Ruleset>,
+}
+
+impl Forwarder {
+    pub fn new(nft: NftCommand) -> Self {
+        Self { nft, applied: None }
+    }
+
+    /// The ruleset the kernel holds as far as this forwarder knows.
+    pub fn applied(&self) -> Option<&Ruleset> {
+        self.applied.as_ref()
+    }
+
+    pub fn command(&self) -> &NftCommand {
+        &self.nft
+    }
+
+    /// Makes the table equal to `desired`: a full rebuild the first time, then minimal
+    /// updates. A failed update is followed at once by a full rebuild; if that fails too,
+    /// the next call rebuilds again.
+    pub async fn apply(&mut self, desired: Ruleset) -> Result<ApplyOutcome, NftError> {
+        let started = Instant::now();
+        let Some(applied) = &self.applied else {
+            return self.rebuild(desired, started, None).await;
+        };
+        let Some((script, summary)) = render_update(applied, &desired) else {
+            return Ok(ApplyOutcome::Unchanged);
+        };
+        match self.nft.apply(&script).await {
+            Ok(()) => {
+                self.applied = Some(desired);
+                Ok(ApplyOutcome::Updated {
+                    summary,
+                    took: started.elapsed(),
+                })
+            }
+            Err(error) => {
+                tracing::warn!(%error, "incremental nftables update failed; rebuilding the table");
+                self.rebuild(desired, started, Some(error.to_string()))
+                    .await
+            }
+        }
+    }
+
+    async fn rebuild(
+        &mut self,
+        desired: Ruleset,
+        started: Instant,
+        after_update_error: Option<String>,
+    ) -> Result<ApplyOutcome, NftError> {
+        self.applied = None;
+        self.nft.apply(&render_full(&desired)).await?;
+        self.applied = Some(desired);
+        Ok(ApplyOutcome::Rebuilt {
+            took: started.elapsed(),
+            after_update_error,
+        })
+    }
+
+    /// Reads the table back and rebuilds it if it differs from what was applied (someone
+    /// flushed it, deleted an element, added a chain). Returns the drift found (bounded);
+    /// empty means the table was as expected.
+    pub async fn repair(&mut self) -> Result<Vec<String>, NftError> {
+        let Some(applied) = self.applied.clone() else {
+            return Ok(Vec::new());
+        };
+        let expected = expected_shape(&applied);
+        let found = match self.nft.list_table_json().await? {
+            None => vec!["table inet herald missing".to_string()],
+            Some(json) => drift(&expected, &parse_table_json(&json)?, 20),
+        };
+        if !found.is_empty() {
+            tracing::warn!(drift = ?found, "nftables drift found; rebuilding the table");
+            self.rebuild(applied, Instant::now(), None).await?;
+        }
+        Ok(found)
+    }
+
+    /// Removes Herald's table entirely (shutdown).
+    pub async fn remove(&mut self) -> Result<(), NftError> {
+        self.nft.apply(&render_teardown()).await?;
+        self.applied = None;
+        Ok(())
+    }
+}
