@@ -24,7 +24,8 @@ pub const ANNOTATION_ALLOCATED_FROM_POOL: &str = "herald.dev/ip-allocated-from-p
 pub const FINALIZER_POOL_IN_USE: &str = "herald.dev/pool-in-use";
 
 /// Node label that excludes a node from announcing external load-balancer addresses.
-pub const LABEL_EXCLUDE_FROM_EXTERNAL_LB: &str = "node.kubernetes.io/exclude-from-external-load-balancers";
+pub const LABEL_EXCLUDE_FROM_EXTERNAL_LB: &str =
+    "node.kubernetes.io/exclude-from-external-load-balancers";
 
 /// Field manager used for server-side apply by the controller.
 pub const FIELD_MANAGER_CONTROLLER: &str = "herald-controller";
