@@ -470,13 +470,16 @@ impl Session {
                 self.connect_retry_deadline = None;
             }
             Direction::Inbound => {
-                // Refused in Idle (RFC 4271 §8.2.2), and at most one connection of each
-                // direction at a time: a second inbound while the first is not yet Established
-                // replaces it (the peer gave up on the old one).
-                if !self.started || self.idle_until.is_some() {
+                // Refused while stopped (RFC 4271 §8.2.2 Idle). During the back-off the peer's
+                // attempt is taken: back-off damps our own initiative, and refusing both ways
+                // lets two speakers with out-of-phase back-off miss each other for ever.
+                // At most one connection of each direction at a time: a second inbound while
+                // the first is not yet Established replaces it (the peer gave up on it).
+                if !self.started {
                     out.push(Output::CloseConnection { conn });
                     return;
                 }
+                self.idle_until = None;
                 if let Some(i) = self
                     .connections
                     .iter()

@@ -6,3 +6,6 @@
 
 pub mod codec;
 pub mod fsm;
+
+#[cfg(test)]
+mod fsm_tests;
