@@ -1,1 +1,816 @@
-//! Table tests.
+//! Table tests: one test per allocation rule, named after the behaviour it proves.
+
+use std::net::IpAddr;
+
+use herald_crds::address::{AddressRange, Family};
+
+use super::*;
+
+fn ip(text: &str) -> IpAddr {
+    text.parse().expect("test address")
+}
+
+fn pool(name: &str, entries: &[&str]) -> PoolSpec {
+    PoolSpec::new(
+        name,
+        entries
+            .iter()
+            .map(|e| e.parse::<AddressRange>().expect("test range"))
+            .collect(),
+    )
+}
+
+fn service(name: &str) -> ServiceRequest {
+    ServiceRequest::new("default", name)
+}
+
+fn key(name: &str) -> ServiceKey {
+    ServiceKey::new("default", name)
+}
+
+fn tcp(port: u16) -> ServicePort {
+    ServicePort {
+        protocol: Protocol::Tcp,
+        port,
+    }
+}
+
+fn shared(name: &str, sharing_key: &str, ports: &[u16]) -> ServiceRequest {
+    ServiceRequest {
+        sharing_key: Some(sharing_key.to_owned()),
+        ports: ports.iter().map(|&p| tcp(p)).collect(),
+        ..service(name)
+    }
+}
+
+fn requesting(name: &str, addresses: &[&str]) -> ServiceRequest {
+    ServiceRequest {
+        requested_addresses: addresses.iter().map(|a| ip(a)).collect(),
+        ..service(name)
+    }
+}
+
+fn ips(result: Result<Assignment, AllocationError>) -> Vec<IpAddr> {
+    result.expect("assignment").ips()
+}
+
+fn labels(pairs: &[(&str, &str)]) -> Labels {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+#[test]
+fn services_get_the_lowest_free_address_in_turn() {
+    let mut allocator = Allocator::new(vec![pool("lan", &["192.0.2.128/30"])]);
+    assert_eq!(ips(allocator.assign(&service("a"))), [ip("192.0.2.128")]);
+    assert_eq!(ips(allocator.assign(&service("b"))), [ip("192.0.2.129")]);
+    allocator.release(&key("a"));
+    assert_eq!(ips(allocator.assign(&service("c"))), [ip("192.0.2.128")]);
+    let assignment = allocator.assignment(&key("b")).expect("b");
+    assert_eq!(assignment.pools(), ["lan"]);
+}
+
+#[test]
+fn pools_are_tried_by_priority_lower_number_first_then_pools_without_priority_then_by_name() {
+    let mut low = pool("z-low", &["192.0.2.1"]);
+    low.priority = Some(1);
+    let mut high = pool("a-high", &["192.0.2.2"]);
+    high.priority = Some(5);
+    let unprioritised_b = pool("b-none", &["192.0.2.4"]);
+    let unprioritised_a = pool("a-none", &["192.0.2.3"]);
+    let mut allocator = Allocator::new(vec![unprioritised_b, high, unprioritised_a, low]);
+    for name in ["s1", "s2", "s3", "s4"] {
+        allocator.assign(&service(name)).expect("assignment");
+    }
+    let pool_of = |name: &str| {
+        allocator
+            .assignment(&key(name))
+            .and_then(|a| a.addresses[0].pool.clone())
+    };
+    assert_eq!(pool_of("s1").as_deref(), Some("z-low"));
+    assert_eq!(pool_of("s2").as_deref(), Some("a-high"));
+    assert_eq!(pool_of("s3").as_deref(), Some("a-none"));
+    assert_eq!(pool_of("s4").as_deref(), Some("b-none"));
+}
+
+#[test]
+fn an_auto_assign_false_pool_serves_only_explicit_requests() {
+    let mut reserved = pool("reserved", &["203.0.113.0/24"]);
+    reserved.auto_assign = false;
+    let mut allocator = Allocator::new(vec![reserved]);
+    let error = allocator.assign(&service("auto")).unwrap_err();
+    assert_eq!(
+        error,
+        AllocationError::NoEligiblePool {
+            refusals: vec![("reserved".into(), PoolRefusal::AutoAssignDisabled)]
+        }
+    );
+    assert_eq!(
+        ips(allocator.assign(&requesting("by-ip", &["203.0.113.9"]))),
+        [ip("203.0.113.9")]
+    );
+    let pinned = ServiceRequest {
+        pool: Some("reserved".into()),
+        ..service("by-pool")
+    };
+    assert_eq!(ips(allocator.assign(&pinned)), [ip("203.0.113.0")]);
+}
+
+#[test]
+fn namespace_and_service_selectors_decide_which_pools_serve_a_service() {
+    let mut by_name = pool("by-name", &["192.0.2.1"]);
+    by_name.namespaces = vec!["team-a".into()];
+    let mut by_label = pool("by-label", &["192.0.2.2"]);
+    by_label.namespace_selectors = vec![LabelSelector::with_labels([("tier", "prod")])];
+    let mut by_service = pool("by-service", &["192.0.2.3"]);
+    by_service.service_selectors = vec![LabelSelector::with_labels([("app", "web")])];
+    let allocator = Allocator::new(vec![by_name, by_label, by_service]);
+
+    let cases = [
+        ("team-a", labels(&[]), labels(&[]), Some("192.0.2.1")),
+        (
+            "team-b",
+            labels(&[("tier", "prod")]),
+            labels(&[]),
+            Some("192.0.2.2"),
+        ),
+        (
+            "team-b",
+            labels(&[]),
+            labels(&[("app", "web")]),
+            Some("192.0.2.3"),
+        ),
+        (
+            "team-b",
+            labels(&[("tier", "dev")]),
+            labels(&[("app", "db")]),
+            None,
+        ),
+    ];
+    for (namespace, namespace_labels, service_labels, expected) in cases {
+        let mut allocator = allocator.clone();
+        let request = ServiceRequest {
+            namespace_labels,
+            service_labels,
+            ..ServiceRequest::new(namespace, "svc")
+        };
+        let result = allocator.assign(&request).map(|a| a.ips());
+        match expected {
+            Some(address) => assert_eq!(result, Ok(vec![ip(address)]), "{namespace}"),
+            None => {
+                let error = result.unwrap_err();
+                assert_eq!(
+                    error.to_string(),
+                    "no pool serves this Service (\"by-label\": namespace \"team-b\" is not allowed \
+                     by serviceAllocation; \"by-name\": namespace \"team-b\" is not allowed by \
+                     serviceAllocation; \"by-service\": the Service's labels match no serviceSelector)"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn a_requested_address_is_given_only_when_it_lies_in_a_serving_pool_and_is_free() {
+    let mut restricted = pool("restricted", &["198.51.100.0/24"]);
+    restricted.namespaces = vec!["other".into()];
+    let mut allocator = Allocator::new(vec![pool("lan", &["192.0.2.0/24"]), restricted]);
+    assert_eq!(
+        ips(allocator.assign(&requesting("a", &["192.0.2.77"]))),
+        [ip("192.0.2.77")]
+    );
+    let cases = [
+        (
+            requesting("b", &["192.0.2.77"]),
+            AllocationError::AddressInUse {
+                address: ip("192.0.2.77"),
+                by: key("a"),
+            },
+        ),
+        (
+            requesting("c", &["203.0.113.1"]),
+            AllocationError::NotInAnyPool {
+                address: ip("203.0.113.1"),
+            },
+        ),
+        (
+            requesting("d", &["198.51.100.5"]),
+            AllocationError::PoolNotUsable {
+                pool: "restricted".into(),
+                reason: PoolRefusal::NamespaceNotAllowed {
+                    namespace: "default".into(),
+                },
+            },
+        ),
+        (
+            ServiceRequest {
+                pool: Some("restricted".into()),
+                ..requesting("e", &["192.0.2.5"])
+            },
+            AllocationError::PoolNotUsable {
+                pool: "restricted".into(),
+                reason: PoolRefusal::NamespaceNotAllowed {
+                    namespace: "default".into(),
+                },
+            },
+        ),
+        (
+            ServiceRequest {
+                pool: Some("lan".into()),
+                ..requesting("f", &["198.51.100.5"])
+            },
+            AllocationError::NotInPool {
+                address: ip("198.51.100.5"),
+                pool: "lan".into(),
+            },
+        ),
+        (
+            ServiceRequest {
+                pool: Some("nope".into()),
+                ..service("g")
+            },
+            AllocationError::UnknownPool {
+                pool: "nope".into(),
+            },
+        ),
+    ];
+    for (request, expected) in cases {
+        assert_eq!(allocator.assign(&request), Err(expected), "{}", request.key);
+        assert_eq!(allocator.assignment(&request.key), None);
+    }
+}
+
+#[test]
+fn an_exhausted_pool_and_a_missing_family_give_distinct_errors() {
+    let mut allocator = Allocator::new(vec![pool("tiny", &["192.0.2.1"])]);
+    allocator.assign(&service("a")).expect("first fits");
+    let exhausted = allocator.assign(&service("b")).unwrap_err();
+    assert_eq!(
+        exhausted,
+        AllocationError::PoolExhausted {
+            family: Family::V4,
+            pools: vec!["tiny".into()]
+        }
+    );
+    assert_eq!(
+        exhausted.to_string(),
+        "no free IPv4 address left in pool \"tiny\""
+    );
+    let v6 = ServiceRequest {
+        ip_families: vec![Family::V6],
+        ..service("c")
+    };
+    assert_eq!(
+        allocator.assign(&v6),
+        Err(AllocationError::FamilyUnavailable {
+            family: Family::V6,
+            pools: vec!["tiny".into()]
+        })
+    );
+}
+
+#[test]
+fn require_dual_stack_takes_both_families_from_one_pool_or_nothing() {
+    let mut allocator = Allocator::new(vec![
+        pool("a-v4-only", &["192.0.2.0/24"]),
+        pool("b-dual", &["198.51.100.0/24", "2001:db8:1::/120"]),
+    ]);
+    let dual = ServiceRequest {
+        ip_families: vec![Family::V6, Family::V4],
+        ip_family_policy: IpFamilyPolicy::RequireDualStack,
+        ..service("dual")
+    };
+    let assignment = allocator.assign(&dual).expect("dual");
+    assert_eq!(assignment.ips(), [ip("2001:db8:1::"), ip("198.51.100.0")]);
+    assert_eq!(assignment.pools(), ["b-dual"]);
+
+    let mut v4_only = Allocator::new(vec![pool("v4", &["192.0.2.0/24"])]);
+    assert_eq!(
+        v4_only.assign(&dual),
+        Err(AllocationError::FamilyUnavailable {
+            family: Family::V6,
+            pools: vec!["v4".into()]
+        })
+    );
+    assert_eq!(v4_only.pool_stats("v4").expect("v4").ipv4.assigned, 0);
+}
+
+#[test]
+fn prefer_dual_stack_settles_for_one_family_and_adds_the_other_later_without_moving() {
+    let mut allocator = Allocator::new(vec![pool("v4", &["192.0.2.0/24"])]);
+    let prefer = ServiceRequest {
+        ip_families: vec![Family::V4, Family::V6],
+        ip_family_policy: IpFamilyPolicy::PreferDualStack,
+        ..service("prefer")
+    };
+    assert_eq!(ips(allocator.assign(&prefer)), [ip("192.0.2.0")]);
+    allocator.set_pools(vec![
+        pool("v4", &["192.0.2.0/24"]),
+        pool("v6", &["2001:db8:1::/120"]),
+    ]);
+    assert_eq!(
+        ips(allocator.assign(&prefer)),
+        [ip("192.0.2.0"), ip("2001:db8:1::")]
+    );
+}
+
+#[test]
+fn services_with_one_sharing_key_and_different_ports_share_the_lowest_address() {
+    let mut allocator = Allocator::new(vec![pool("lan", &["192.0.2.10-192.0.2.20"])]);
+    assert_eq!(
+        ips(allocator.assign(&shared("http", "k", &[80]))),
+        [ip("192.0.2.10")]
+    );
+    assert_eq!(
+        ips(allocator.assign(&shared("https", "k", &[443]))),
+        [ip("192.0.2.10")]
+    );
+    // Same port: not shareable, so it gets the next free address instead.
+    assert_eq!(
+        ips(allocator.assign(&shared("http-2", "k", &[80]))),
+        [ip("192.0.2.11")]
+    );
+    assert_eq!(allocator.pool_stats("lan").expect("lan").ipv4.assigned, 2);
+
+    allocator.release(&key("http"));
+    assert_eq!(ips(allocator.assign(&service("plain"))), [ip("192.0.2.12")]);
+    allocator.release(&key("https"));
+    assert_eq!(
+        ips(allocator.assign(&service("plain-2"))),
+        [ip("192.0.2.10")]
+    );
+}
+
+#[test]
+fn a_requested_shared_address_is_refused_with_the_reason_it_cannot_be_shared() {
+    let local = |name: &str, pods: &[(&str, &str)], port: u16| ServiceRequest {
+        traffic_policy: TrafficPolicy::Local,
+        pod_selector: labels(pods),
+        requested_addresses: vec![ip("192.0.2.1")],
+        ..shared(name, "k", &[port])
+    };
+    let with_address = |request: ServiceRequest| ServiceRequest {
+        requested_addresses: vec![ip("192.0.2.1")],
+        ..request
+    };
+    let cases = [
+        (
+            with_address(shared("holder", "k", &[80])),
+            with_address(shared("clash", "k", &[80])),
+            Some(SharingConflictReason::PortClash(tcp(80))),
+        ),
+        (
+            with_address(shared("holder", "k", &[80])),
+            with_address(shared("other-key", "j", &[81])),
+            Some(SharingConflictReason::KeyMismatch {
+                ours: "j".into(),
+                theirs: "k".into(),
+            }),
+        ),
+        (
+            with_address(shared("holder", "k", &[80])),
+            local("local", &[("app", "web")], 81),
+            Some(SharingConflictReason::TrafficPolicyMismatch),
+        ),
+        (
+            local("holder", &[("app", "web")], 80),
+            local("other-pods", &[("app", "db")], 81),
+            Some(SharingConflictReason::PodSelectorMismatch),
+        ),
+        (
+            local("holder", &[("app", "web")], 80),
+            local("same-pods", &[("app", "web")], 81),
+            None,
+        ),
+        (
+            with_address(shared("holder", "k", &[80])),
+            with_address(shared("fine", "k", &[81])),
+            None,
+        ),
+    ];
+    for (holder, newcomer, conflict) in cases {
+        let mut allocator = Allocator::new(vec![pool("lan", &["192.0.2.0/24"])]);
+        allocator.assign(&holder).expect("holder");
+        let result = allocator.assign(&newcomer);
+        match conflict {
+            None => assert_eq!(ips(result), [ip("192.0.2.1")], "{}", newcomer.key),
+            Some(reason) => assert_eq!(
+                result,
+                Err(AllocationError::SharingConflict {
+                    address: ip("192.0.2.1"),
+                    with: key("holder"),
+                    reason
+                }),
+                "{}",
+                newcomer.key
+            ),
+        }
+    }
+}
+
+#[test]
+fn a_service_without_a_sharing_key_never_shares() {
+    let mut allocator = Allocator::new(vec![pool("lan", &["192.0.2.1-192.0.2.2"])]);
+    allocator
+        .assign(&ServiceRequest {
+            requested_addresses: vec![ip("192.0.2.1")],
+            ..shared("keyed", "k", &[80])
+        })
+        .expect("keyed");
+    assert_eq!(
+        allocator.assign(&requesting("plain", &["192.0.2.1"])),
+        Err(AllocationError::AddressInUse {
+            address: ip("192.0.2.1"),
+            by: key("keyed")
+        })
+    );
+    let empty_key = ServiceRequest {
+        sharing_key: Some(String::new()),
+        ..requesting("empty-key", &["192.0.2.1"])
+    };
+    assert!(matches!(
+        allocator.assign(&empty_key),
+        Err(AllocationError::AddressInUse { .. })
+    ));
+}
+
+#[test]
+fn assigning_again_returns_the_same_addresses_even_after_pool_priorities_change() {
+    let mut allocator = Allocator::new(vec![pool("a", &["192.0.2.1"]), pool("b", &["192.0.2.2"])]);
+    assert_eq!(ips(allocator.assign(&service("s"))), [ip("192.0.2.1")]);
+    let mut b = pool("b", &["192.0.2.2"]);
+    b.priority = Some(0);
+    allocator.set_pools(vec![pool("a", &["192.0.2.1"]), b]);
+    assert_eq!(ips(allocator.assign(&service("s"))), [ip("192.0.2.1")]);
+    assert_eq!(ips(allocator.assign(&service("s"))), [ip("192.0.2.1")]);
+}
+
+#[test]
+fn changing_the_requested_address_moves_the_service_but_a_failed_change_keeps_the_old_one() {
+    let mut allocator = Allocator::new(vec![pool("lan", &["192.0.2.0/24"])]);
+    allocator
+        .assign(&requesting("a", &["192.0.2.10"]))
+        .expect("a");
+    allocator
+        .assign(&requesting("b", &["192.0.2.20"]))
+        .expect("b");
+    assert_eq!(
+        ips(allocator.assign(&requesting("a", &["192.0.2.11"]))),
+        [ip("192.0.2.11")]
+    );
+    assert!(
+        allocator
+            .pool_stats("lan")
+            .is_some_and(|s| s.ipv4.assigned == 2)
+    );
+    assert_eq!(
+        allocator.assign(&requesting("a", &["192.0.2.20"])),
+        Err(AllocationError::AddressInUse {
+            address: ip("192.0.2.20"),
+            by: key("b")
+        })
+    );
+    assert_eq!(
+        allocator.assignment(&key("a")).map(|a| a.ips()),
+        Some(vec![ip("192.0.2.11")])
+    );
+    // Dropping the request keeps the address rather than moving it.
+    assert_eq!(ips(allocator.assign(&service("a"))), [ip("192.0.2.11")]);
+}
+
+#[test]
+fn pinning_a_new_pool_moves_the_service_but_an_unchanged_pin_never_does() {
+    let mut allocator = Allocator::new(vec![pool("a", &["192.0.2.1"]), pool("b", &["192.0.2.2"])]);
+    assert_eq!(ips(allocator.assign(&service("s"))), [ip("192.0.2.1")]);
+    let pinned = ServiceRequest {
+        pool: Some("b".into()),
+        ..service("s")
+    };
+    assert_eq!(ips(allocator.assign(&pinned)), [ip("192.0.2.2")]);
+    // Pool b loses the address: reported, not moved, and assign keeps it.
+    let reports = allocator.set_pools(vec![pool("a", &["192.0.2.1"]), pool("b", &["192.0.2.3"])]);
+    assert_eq!(
+        reports,
+        [PoolChangeReport::AddressOutsideEveryPool {
+            service: key("s"),
+            address: ip("192.0.2.2"),
+            former_pool: Some("b".into())
+        }]
+    );
+    assert_eq!(ips(allocator.assign(&pinned)), [ip("192.0.2.2")]);
+    assert_eq!(
+        allocator.addresses_outside_every_pool(),
+        [(key("s"), ip("192.0.2.2"))]
+    );
+}
+
+#[test]
+fn restore_takes_over_status_addresses_before_anything_is_allocated() {
+    let mut allocator = Allocator::new(vec![pool("lan", &["192.0.2.1-192.0.2.3"])]);
+    let outcome = allocator.restore(&service("old"), &[ip("192.0.2.1")]);
+    assert!(outcome.problems.is_empty());
+    assert_eq!(outcome.assignment.pools(), ["lan"]);
+    assert_eq!(ips(allocator.assign(&service("new"))), [ip("192.0.2.2")]);
+    assert_eq!(ips(allocator.assign(&service("old"))), [ip("192.0.2.1")]);
+    // Restoring the same addresses again changes nothing.
+    assert!(
+        allocator
+            .restore(&service("old"), &[ip("192.0.2.1")])
+            .problems
+            .is_empty()
+    );
+    assert_eq!(allocator.pool_stats("lan").expect("lan").ipv4.assigned, 2);
+}
+
+#[test]
+fn restore_reports_conflicts_and_addresses_outside_every_pool_instead_of_moving_anything() {
+    let mut allocator = Allocator::new(vec![pool("lan", &["192.0.2.0/24"])]);
+    allocator.restore(&service("first"), &[ip("192.0.2.5")]);
+    let duplicate = allocator.restore(&service("second"), &[ip("192.0.2.5")]);
+    assert_eq!(
+        duplicate.problems,
+        [RestoreProblem::Conflict {
+            address: ip("192.0.2.5"),
+            error: AllocationError::AddressInUse {
+                address: ip("192.0.2.5"),
+                by: key("first")
+            }
+        }]
+    );
+    assert!(duplicate.assignment.is_empty());
+    let outside = allocator.restore(&service("orphan"), &[ip("203.0.113.7"), ip("203.0.113.8")]);
+    assert_eq!(
+        outside.problems,
+        [
+            RestoreProblem::OutsideEveryPool {
+                address: ip("203.0.113.7")
+            },
+            RestoreProblem::ExtraAddressOfFamily {
+                address: ip("203.0.113.8"),
+                family: Family::V4
+            }
+        ]
+    );
+    assert_eq!(
+        ips(allocator.assign(&service("orphan"))),
+        [ip("203.0.113.7")]
+    );
+    // A pool that covers it later books it there.
+    let reports = allocator.set_pools(vec![
+        pool("lan", &["192.0.2.0/24"]),
+        pool("bgp", &["203.0.113.0/24"]),
+    ]);
+    assert_eq!(
+        reports,
+        [PoolChangeReport::AddressRebooked {
+            service: key("orphan"),
+            address: ip("203.0.113.7"),
+            pool: "bgp".into(),
+            former_pool: None
+        }]
+    );
+    assert_eq!(allocator.pool_stats("bgp").expect("bgp").ipv4.assigned, 1);
+    assert_eq!(allocator.services_using_pool("bgp"), [key("orphan")]);
+}
+
+#[test]
+fn restore_lets_compatible_sharers_hold_one_address() {
+    let mut allocator = Allocator::new(vec![pool("lan", &["192.0.2.0/24"])]);
+    allocator.restore(&shared("a", "k", &[80]), &[ip("192.0.2.9")]);
+    let outcome = allocator.restore(&shared("b", "k", &[443]), &[ip("192.0.2.9")]);
+    assert!(outcome.problems.is_empty());
+    assert_eq!(
+        ips(allocator.assign(&shared("b", "k", &[443]))),
+        [ip("192.0.2.9")]
+    );
+}
+
+#[test]
+fn removing_a_pool_keeps_its_addresses_and_reports_them_once() {
+    let mut allocator = Allocator::new(vec![pool("a", &["192.0.2.0/24"])]);
+    allocator.assign(&service("s")).expect("s");
+    let reports = allocator.set_pools(vec![]);
+    assert_eq!(reports.len(), 1);
+    assert_eq!(
+        reports[0].to_string(),
+        "default/s keeps 192.0.2.0, which is no longer in any pool (was in pool \"a\")"
+    );
+    assert!(allocator.set_pools(vec![]).is_empty(), "reported only once");
+    assert_eq!(ips(allocator.assign(&service("s"))), [ip("192.0.2.0")]);
+}
+
+#[test]
+fn overlapping_pools_never_hand_out_one_address_twice() {
+    let mut allocator = Allocator::new(vec![
+        pool("a", &["192.0.2.0-192.0.2.1"]),
+        pool("b", &["192.0.2.1-192.0.2.2"]),
+    ]);
+    assert_eq!(allocator.overlaps().len(), 1);
+    assert_eq!(ips(allocator.assign(&service("s1"))), [ip("192.0.2.0")]);
+    assert_eq!(ips(allocator.assign(&service("s2"))), [ip("192.0.2.1")]);
+    let pinned_b = ServiceRequest {
+        pool: Some("b".into()),
+        ..service("s3")
+    };
+    assert_eq!(ips(allocator.assign(&pinned_b)), [ip("192.0.2.2")]);
+    let b_stats = allocator.pool_stats("b").expect("b").ipv4;
+    assert_eq!((b_stats.assigned, b_stats.available), (2, 0));
+    // A changed overlapping pool is rebuilt with the address in use taken out.
+    allocator.set_pools(vec![
+        pool("a", &["192.0.2.0-192.0.2.1"]),
+        pool("b", &["192.0.2.0/30"]),
+    ]);
+    let pinned_b2 = ServiceRequest {
+        pool: Some("b".into()),
+        ..service("s4")
+    };
+    assert_eq!(ips(allocator.assign(&pinned_b2)), [ip("192.0.2.3")]);
+}
+
+#[test]
+fn duplicate_pool_names_are_reported_and_the_second_is_ignored() {
+    let mut allocator = Allocator::default();
+    let reports = allocator.set_pools(vec![pool("a", &["192.0.2.1"]), pool("a", &["192.0.2.2"])]);
+    assert_eq!(
+        reports,
+        [PoolChangeReport::DuplicatePoolName { name: "a".into() }]
+    );
+    assert_eq!(ips(allocator.assign(&service("s"))), [ip("192.0.2.1")]);
+}
+
+#[test]
+fn avoid_buggy_ips_skips_dot_0_and_dot_255_also_for_requests() {
+    let mut careful = pool("careful", &["192.0.2.255-192.0.3.1"]);
+    careful.avoid_buggy_ips = true;
+    let mut allocator = Allocator::new(vec![careful]);
+    assert_eq!(ips(allocator.assign(&service("s"))), [ip("192.0.3.1")]);
+    assert_eq!(
+        allocator.assign(&requesting("t", &["192.0.3.0"])),
+        Err(AllocationError::NotInAnyPool {
+            address: ip("192.0.3.0")
+        })
+    );
+}
+
+#[test]
+fn a_pool_being_deleted_keeps_its_services_but_serves_no_new_ones() {
+    let mut allocator = Allocator::new(vec![pool("old", &["192.0.2.0/24"])]);
+    allocator.assign(&service("s")).expect("s");
+    let mut deleting = pool("old", &["192.0.2.0/24"]);
+    deleting.deleting = true;
+    assert!(allocator.set_pools(vec![deleting]).is_empty());
+    assert_eq!(ips(allocator.assign(&service("s"))), [ip("192.0.2.0")]);
+    assert_eq!(
+        allocator.assign(&service("t")),
+        Err(AllocationError::NoEligiblePool {
+            refusals: vec![("old".into(), PoolRefusal::Deleting)]
+        })
+    );
+    assert_eq!(allocator.services_using_pool("old"), [key("s")]);
+    allocator.release(&key("s"));
+    assert!(allocator.services_using_pool("old").is_empty());
+}
+
+#[test]
+fn requests_that_contradict_themselves_are_refused_as_invalid() {
+    let mut allocator = Allocator::new(vec![pool("lan", &["192.0.2.0/24", "2001:db8:1::/120"])]);
+    let cases = [
+        (
+            requesting("two-v4", &["192.0.2.1", "192.0.2.2"]),
+            InvalidRequest::TwoAddressesOfOneFamily {
+                family: Family::V4,
+                first: ip("192.0.2.1"),
+                second: ip("192.0.2.2"),
+            },
+        ),
+        (
+            requesting("v6-on-v4", &["2001:db8:1::1"]),
+            InvalidRequest::RequestedFamilyNotServed {
+                address: ip("2001:db8:1::1"),
+                family: Family::V6,
+                families: vec![Family::V4],
+            },
+        ),
+        (
+            ServiceRequest {
+                ip_families: vec![Family::V4, Family::V4],
+                ..service("twice")
+            },
+            InvalidRequest::DuplicateFamily(Family::V4),
+        ),
+    ];
+    for (request, expected) in cases {
+        assert_eq!(
+            allocator.assign(&request),
+            Err(AllocationError::InvalidRequest(expected)),
+            "{}",
+            request.key
+        );
+    }
+}
+
+#[test]
+fn a_dual_stack_request_for_both_families_gets_exactly_those_addresses() {
+    let mut allocator = Allocator::new(vec![pool("lan", &["192.0.2.0/24", "2001:db8:1::/120"])]);
+    let request = ServiceRequest {
+        ip_families: vec![Family::V4, Family::V6],
+        ip_family_policy: IpFamilyPolicy::RequireDualStack,
+        ..requesting("both", &["2001:db8:1::42", "192.0.2.42"])
+    };
+    assert_eq!(
+        ips(allocator.assign(&request)),
+        [ip("192.0.2.42"), ip("2001:db8:1::42")]
+    );
+    // Only the IPv6 one requested: IPv4 is allocated from the same pool.
+    let half = ServiceRequest {
+        ip_families: vec![Family::V4, Family::V6],
+        ip_family_policy: IpFamilyPolicy::RequireDualStack,
+        ..requesting("half", &["2001:db8:1::43"])
+    };
+    assert_eq!(
+        ips(allocator.assign(&half)),
+        [ip("192.0.2.0"), ip("2001:db8:1::43")]
+    );
+    // Going single-stack releases the other family.
+    let single = ServiceRequest {
+        ip_families: vec![Family::V4],
+        ..service("half")
+    };
+    assert_eq!(ips(allocator.assign(&single)), [ip("192.0.2.0")]);
+    assert_eq!(allocator.pool_stats("lan").expect("lan").ipv6.assigned, 1);
+}
+
+#[test]
+fn external_ips_are_accepted_only_inside_a_serving_pool_that_allows_them() {
+    let mut open = pool("open", &["203.0.113.0/25"]);
+    open.allow_external_ips = true;
+    open.auto_assign = false;
+    let mut restricted = pool("restricted", &["203.0.113.128/25"]);
+    restricted.allow_external_ips = true;
+    restricted.namespaces = vec!["other".into()];
+    let mut allocator = Allocator::new(vec![open, restricted, pool("lan", &["192.0.2.0/24"])]);
+    allocator
+        .assign(&requesting("lb", &["203.0.113.9"]))
+        .expect("lb");
+    let request = ServiceRequest {
+        external_ips: vec![
+            ip("203.0.113.5"),
+            ip("192.0.2.5"),
+            ip("198.51.100.5"),
+            ip("203.0.113.200"),
+            ip("203.0.113.9"),
+        ],
+        ..service("ext")
+    };
+    let verdicts: Vec<Result<String, ExternalIpRefusal>> = allocator
+        .check_external_ips(&request)
+        .into_iter()
+        .map(|v| v.result)
+        .collect();
+    assert_eq!(verdicts[0], Ok("open".into()));
+    assert_eq!(
+        verdicts[1],
+        Err(ExternalIpRefusal::NotAllowedByPool {
+            address: ip("192.0.2.5"),
+            pool: "lan".into()
+        })
+    );
+    assert_eq!(
+        verdicts[2],
+        Err(ExternalIpRefusal::NotInAnyPool(ip("198.51.100.5")))
+    );
+    assert!(matches!(
+        verdicts[3],
+        Err(ExternalIpRefusal::PoolNotUsable { ref pool, .. }) if pool == "restricted"
+    ));
+    assert!(matches!(verdicts[4], Err(ExternalIpRefusal::InUse { .. })));
+    assert_eq!(
+        allocator.pool_stats("open").expect("open").ipv4.assigned,
+        1,
+        "nothing allocated"
+    );
+}
+
+#[test]
+fn pool_stats_count_per_family_without_enumerating_huge_pools() {
+    let mut allocator = Allocator::new(vec![pool("big", &["10.0.0.0/8", "2001:db8::/64"])]);
+    let dual = ServiceRequest {
+        ip_families: vec![Family::V4, Family::V6],
+        ip_family_policy: IpFamilyPolicy::RequireDualStack,
+        ..service("s")
+    };
+    allocator.assign(&dual).expect("dual");
+    let stats = allocator.pool_stats("big").expect("big");
+    assert_eq!(
+        stats.ipv4,
+        FamilyStats {
+            size: 1 << 24,
+            assigned: 1,
+            available: (1 << 24) - 1
+        }
+    );
+    assert_eq!(stats.family(Family::V6).available, (1u128 << 64) - 1);
+    assert_eq!(allocator.pool_stats("missing"), None);
+}
