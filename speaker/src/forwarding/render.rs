@@ -199,9 +199,10 @@ fn write_element_block(out: &mut String, indent: &str, elements: &[String]) {
     let _ = writeln!(out, "{indent}}}");
 }
 
-fn split_by_family<'a, T>(
-    items: impl Iterator<Item = (&'a ForwardKey, T)>,
-) -> (Vec<(&'a ForwardKey, T)>, Vec<(&'a ForwardKey, T)>) {
+/// Items keyed by forwarding key, split into (IPv4, IPv6).
+type ByFamily<'a, T> = (Vec<(&'a ForwardKey, T)>, Vec<(&'a ForwardKey, T)>);
+
+fn split_by_family<'a, T>(items: impl Iterator<Item = (&'a ForwardKey, T)>) -> ByFamily<'a, T> {
     items.partition(|(key, _)| key.address.is_ipv4())
 }
 
