@@ -10,8 +10,10 @@
 //! - [`Allocator::new`]`(pools)`, [`Allocator::set_pools`]`(pools) -> Vec<`[`PoolChangeReport`]`>`:
 //!   install the current pools. Existing addresses never move; an address that no pool
 //!   contains any more is kept and reported ([`PoolChangeReport::AddressOutsideEveryPool`]).
-//! - [`Allocator::restore`]`(&request, &status_addresses) -> `[`RestoreOutcome`]: on start, take
-//!   over what `status.loadBalancer.ingress` says, for every Service, **before** any `assign`.
+//! - [`Allocator::restore`]`(&request, &status_addresses, &allocated_from) -> `[`RestoreOutcome`]:
+//!   on start, take over what `status.loadBalancer.ingress` (and the
+//!   `herald.dev/ip-allocated-from-pool` annotation) say, for every Service, **before** any
+//!   `assign`.
 //!   Never moves an address; conflicts are reported, not resolved. Restore older Services
 //!   first: on a conflict the first one restored keeps the address.
 //! - [`Allocator::assign`]`(&request) -> Result<`[`Assignment`]`, `[`AllocationError`]`>`:
@@ -231,7 +233,19 @@ impl Allocator {
     /// before the first [`Allocator::assign`]. An address held by another Service that may not
     /// share it is not taken over (reported as a conflict); an address outside every pool is
     /// kept and reported. Calling it again with the same addresses changes nothing.
-    pub fn restore(&mut self, request: &ServiceRequest, addresses: &[IpAddr]) -> RestoreOutcome {
+    ///
+    /// `allocated_from` lists the pools named by the Service's
+    /// `herald.dev/ip-allocated-from-pool` annotation (split at `,`; empty when absent), as
+    /// [`Assignment::allocated_from`] wrote them: the address at position `i` is booked against
+    /// entry `i` if that pool contains it, else the first listed pool that does, else the pinned
+    /// pool, else the first pool in allocation order, so a rebuilt allocator books exactly as
+    /// the old one did.
+    pub fn restore(
+        &mut self,
+        request: &ServiceRequest,
+        addresses: &[IpAddr],
+        allocated_from: &[String],
+    ) -> RestoreOutcome {
         let key = &request.key;
         if let Some(existing) = self.services.get(key) {
             let held: Vec<IpAddr> = existing.addresses.iter().map(|a| a.address).collect();
@@ -248,7 +262,7 @@ impl Allocator {
         let profile = request.sharing_profile();
         let mut problems = Vec::new();
         let mut kept: Vec<AssignedAddress> = Vec::new();
-        for &address in addresses {
+        for (position, &address) in addresses.iter().enumerate() {
             let family = Family::of(address);
             if kept.iter().any(|a| Family::of(a.address) == family) {
                 if !kept.iter().any(|a| a.address == address) {
@@ -260,7 +274,17 @@ impl Allocator {
                 problems.push(RestoreProblem::Conflict { address, error });
                 continue;
             }
-            let pool = self.first_pool_containing(address, request.pool.as_deref());
+            let pool = allocated_from
+                .get(position)
+                .into_iter()
+                .chain(allocated_from.iter())
+                .find(|name| {
+                    self.pools
+                        .get(name.as_str())
+                        .is_some_and(|p| p.free.contains(address))
+                })
+                .cloned()
+                .or_else(|| self.first_pool_containing(address, request.pool.as_deref()));
             if pool.is_none() {
                 problems.push(RestoreProblem::OutsideEveryPool { address });
             }

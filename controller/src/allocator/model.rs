@@ -308,6 +308,21 @@ impl Assignment {
         pools
     }
 
+    /// The value list for the `herald.dev/ip-allocated-from-pool` annotation (join with `,`):
+    /// one name when every address comes from one pool, else one name per address in address
+    /// order (empty for an address outside every pool). `Allocator::restore` reads it back.
+    pub fn allocated_from(&self) -> Vec<String> {
+        let names: Vec<String> = self
+            .addresses
+            .iter()
+            .map(|a| a.pool.clone().unwrap_or_default())
+            .collect();
+        match names.first() {
+            Some(first) if names.iter().all(|n| n == first) => vec![first.clone()],
+            _ => names,
+        }
+    }
+
     /// Whether no address is held.
     pub fn is_empty(&self) -> bool {
         self.addresses.is_empty()

@@ -509,7 +509,7 @@ fn pinning_a_new_pool_moves_the_service_but_an_unchanged_pin_never_does() {
 #[test]
 fn restore_takes_over_status_addresses_before_anything_is_allocated() {
     let mut allocator = Allocator::new(vec![pool("lan", &["192.0.2.1-192.0.2.3"])]);
-    let outcome = allocator.restore(&service("old"), &[ip("192.0.2.1")]);
+    let outcome = allocator.restore(&service("old"), &[ip("192.0.2.1")], &[]);
     assert!(outcome.problems.is_empty());
     assert_eq!(outcome.assignment.pools(), ["lan"]);
     assert_eq!(ips(allocator.assign(&service("new"))), [ip("192.0.2.2")]);
@@ -517,7 +517,7 @@ fn restore_takes_over_status_addresses_before_anything_is_allocated() {
     // Restoring the same addresses again changes nothing.
     assert!(
         allocator
-            .restore(&service("old"), &[ip("192.0.2.1")])
+            .restore(&service("old"), &[ip("192.0.2.1")], &[])
             .problems
             .is_empty()
     );
@@ -527,8 +527,8 @@ fn restore_takes_over_status_addresses_before_anything_is_allocated() {
 #[test]
 fn restore_reports_conflicts_and_addresses_outside_every_pool_instead_of_moving_anything() {
     let mut allocator = Allocator::new(vec![pool("lan", &["192.0.2.0/24"])]);
-    allocator.restore(&service("first"), &[ip("192.0.2.5")]);
-    let duplicate = allocator.restore(&service("second"), &[ip("192.0.2.5")]);
+    allocator.restore(&service("first"), &[ip("192.0.2.5")], &[]);
+    let duplicate = allocator.restore(&service("second"), &[ip("192.0.2.5")], &[]);
     assert_eq!(
         duplicate.problems,
         [RestoreProblem::Conflict {
@@ -540,7 +540,11 @@ fn restore_reports_conflicts_and_addresses_outside_every_pool_instead_of_moving_
         }]
     );
     assert!(duplicate.assignment.is_empty());
-    let outside = allocator.restore(&service("orphan"), &[ip("203.0.113.7"), ip("203.0.113.8")]);
+    let outside = allocator.restore(
+        &service("orphan"),
+        &[ip("203.0.113.7"), ip("203.0.113.8")],
+        &[],
+    );
     assert_eq!(
         outside.problems,
         [
@@ -578,8 +582,8 @@ fn restore_reports_conflicts_and_addresses_outside_every_pool_instead_of_moving_
 #[test]
 fn restore_lets_compatible_sharers_hold_one_address() {
     let mut allocator = Allocator::new(vec![pool("lan", &["192.0.2.0/24"])]);
-    allocator.restore(&shared("a", "k", &[80]), &[ip("192.0.2.9")]);
-    let outcome = allocator.restore(&shared("b", "k", &[443]), &[ip("192.0.2.9")]);
+    allocator.restore(&shared("a", "k", &[80]), &[ip("192.0.2.9")], &[]);
+    let outcome = allocator.restore(&shared("b", "k", &[443]), &[ip("192.0.2.9")], &[]);
     assert!(outcome.problems.is_empty());
     assert_eq!(
         ips(allocator.assign(&shared("b", "k", &[443]))),
@@ -813,4 +817,16 @@ fn pool_stats_count_per_family_without_enumerating_huge_pools() {
     );
     assert_eq!(stats.family(Family::V6).available, (1u128 << 64) - 1);
     assert_eq!(allocator.pool_stats("missing"), None);
+}
+
+#[test]
+fn restore_books_addresses_against_the_pool_the_annotation_names() {
+    let mut allocator = Allocator::new(vec![
+        pool("a", &["192.0.2.0/24"]),
+        pool("b", &["192.0.2.0/25"]),
+    ]);
+    let hinted = allocator.restore(&service("s"), &[ip("192.0.2.1")], &["b".into()]);
+    assert_eq!(hinted.assignment.pools(), ["b"]);
+    let unhinted = allocator.restore(&service("t"), &[ip("192.0.2.2")], &["gone".into()]);
+    assert_eq!(unhinted.assignment.pools(), ["a"]);
 }
