@@ -277,10 +277,7 @@ mod tests {
         let v6: SocketAddr = "[2001:db8:2::100]:1234"
             .parse()
             .map_err(|e| LabError::parse("addr", e))?;
-        assert_eq!(
-            reply_body(&identity(), v6).contains("[2001:db8:2::100]:1234"),
-            true
-        );
+        assert!(reply_body(&identity(), v6).contains("[2001:db8:2::100]:1234"));
         Ok(())
     }
 

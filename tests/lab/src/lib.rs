@@ -18,14 +18,22 @@
 //! - [`cleanup`]: find and remove lab leftovers
 //! - [`cmd`], [`wait`], [`lock`], [`paths`]: bounded commands, bounded waits, flocks, paths
 
+pub mod cleanup;
 pub mod cmd;
 pub mod echo;
 pub mod error;
+pub mod frr;
+pub mod gobgp;
 pub mod inspect;
+pub mod kube;
 pub mod lock;
 pub mod netns;
 pub mod paths;
 pub mod plan;
+pub mod topology;
 pub mod wait;
 
 pub use error::{LabError, Result};
+pub use kube::{ControlPlane, Kubectl};
+pub use netns::{Family, LabProcess, Netns};
+pub use topology::{Lab, LabBuilder};
