@@ -65,7 +65,7 @@ struct PoolChoice {
 
 #[derive(Debug, Clone)]
 enum Step {
-    Apply(ServiceRequest),
+    Apply(Box<ServiceRequest>),
     Delete(ServiceKey),
     SetPools(Vec<PoolChoice>),
     Restart,
@@ -158,7 +158,7 @@ fn pool_choices() -> impl Strategy<Value = Vec<PoolChoice>> {
 
 fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
-        6 => request().prop_map(Step::Apply),
+        6 => request().prop_map(|r| Step::Apply(Box::new(r))),
         2 => service_key().prop_map(Step::Delete),
         1 => pool_choices().prop_map(Step::SetPools),
         1 => Just(Step::Restart),
@@ -354,7 +354,7 @@ proptest! {
                     match allocator.assign(&request) {
                         Ok(assignment) => {
                             prop_assert!(!assignment.is_empty());
-                            made_by.insert(request.key.clone(), request.clone());
+                            made_by.insert(request.key.clone(), (*request).clone());
                             let again = allocator.assign(&request);
                             prop_assert_eq!(again, Ok(assignment), "assign is not idempotent");
                         }
