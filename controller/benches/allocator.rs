@@ -1,0 +1,2 @@
+//! Allocator throughput benchmark (placeholder until the full version lands).
+fn main() {}
