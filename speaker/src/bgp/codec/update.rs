@@ -268,7 +268,8 @@ fn chunk_prefixes<'a>(prefixes: impl Iterator<Item = &'a IpNet>, room: usize) ->
     chunks
 }
 
-/// MP_REACH_NLRI / MP_UNREACH_NLRI always use the extended length (4-byte attribute header).
+/// Room reserved for an MP_REACH_NLRI / MP_UNREACH_NLRI attribute header: the extended-length
+/// form (4 bytes); short ones use 3 like FRR and GoBGP do, so End-of-RIB matches them byte for byte.
 const MP_ATTR_HEADER: usize = 4;
 
 fn mp_reach_attribute(next_hop: Ipv6Addr, nlri: &[u8]) -> Vec<u8> {
@@ -294,10 +295,7 @@ fn mp_unreach_attribute(family: Family, withdrawn: &[u8]) -> Vec<u8> {
 
 fn mp_attribute(type_code: u8, value: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(MP_ATTR_HEADER + value.len());
-    out.push(attr_flags::OPTIONAL | attr_flags::EXTENDED_LENGTH);
-    out.push(type_code);
-    out.extend_from_slice(&(value.len() as u16).to_be_bytes());
-    out.extend_from_slice(value);
+    push_attribute(&mut out, attr_flags::OPTIONAL, type_code, value);
     out
 }
 
