@@ -67,7 +67,17 @@ impl ControlPlane {
     /// Starts the control plane unless a healthy one is running, and returns a handle.
     /// Concurrent callers (threads or test binaries) are serialized by a lock file; the
     /// first starts it, the others find it healthy.
+    ///
+    /// With `$HERALD_KUBECONFIG` set, an existing cluster is used instead and nothing is
+    /// started (it must answer /readyz).
     pub fn ensure() -> Result<ControlPlane> {
+        if let Some(kubeconfig) = std::env::var_os("HERALD_KUBECONFIG") {
+            let cp = ControlPlane {
+                kubeconfig: PathBuf::from(kubeconfig),
+            };
+            cp.kubectl()?.readyz()?;
+            return Ok(cp);
+        }
         let _lock = LockGuard::acquire(
             &paths::lab_dir().join("cp.lock"),
             CP_START_TIMEOUT + Duration::from_secs(60),
@@ -101,6 +111,13 @@ impl ControlPlane {
     fn start() -> Result<()> {
         let binary = Self::binary()?;
         crate::topology::ensure_cp_bridge()?;
+        let endpoint = std::net::SocketAddr::from((plan::CP_ADDRESS, plan::CP_PORT));
+        if std::net::TcpStream::connect_timeout(&endpoint, Duration::from_secs(1)).is_ok() {
+            return Err(LabError::Conflict(format!(
+                "something not started by herald-lab already listens on {endpoint} \
+                 (another control plane?); stop it, or use it with HERALD_KUBECONFIG=..."
+            )));
+        }
         let data_dir = Self::data_dir();
         std::fs::create_dir_all(&data_dir)
             .map_err(|e| LabError::io(format!("creating {}", data_dir.display()), e))?;
@@ -273,6 +290,11 @@ impl Kubectl {
     pub fn with_timeout(mut self, timeout: Duration) -> Kubectl {
         self.timeout = timeout;
         self
+    }
+
+    /// The kubectl binary.
+    pub fn binary(&self) -> &Path {
+        &self.binary
     }
 
     /// The kubeconfig it uses.
@@ -672,6 +694,42 @@ impl Drop for NodeGuard {
             let k = self.kubectl.clone().with_timeout(Duration::from_secs(30));
             let _ = k.delete("node", &self.name, None);
         }
+    }
+}
+
+/// Any object owned by a test (a CRD, a cluster role, ...); deleted on drop.
+#[derive(Debug)]
+pub struct ObjectGuard {
+    kubectl: Kubectl,
+    kind: String,
+    name: String,
+    namespace: Option<String>,
+}
+
+impl ObjectGuard {
+    /// Applies `manifest` and returns a guard that deletes `kind/name` on drop.
+    pub fn apply(
+        kubectl: &Kubectl,
+        manifest: &str,
+        kind: &str,
+        name: &str,
+        namespace: Option<&str>,
+    ) -> Result<ObjectGuard> {
+        let guard = ObjectGuard {
+            kubectl: kubectl.clone(),
+            kind: kind.to_string(),
+            name: name.to_string(),
+            namespace: namespace.map(str::to_string),
+        };
+        kubectl.apply(manifest)?;
+        Ok(guard)
+    }
+}
+
+impl Drop for ObjectGuard {
+    fn drop(&mut self) {
+        let k = self.kubectl.clone().with_timeout(Duration::from_secs(30));
+        let _ = k.delete(&self.kind, &self.name, self.namespace.as_deref());
     }
 }
 

@@ -45,6 +45,9 @@ enum Cmd {
         /// Keep the control plane's data directory (certificates, etcd).
         #[arg(long)]
         keep_data: bool,
+        /// Remove only the lab with this prefix (e.g. hlup); leave the control plane.
+        #[arg(long)]
+        prefix: Option<String>,
     },
     /// Show what is running.
     Status,
@@ -115,7 +118,10 @@ fn main() -> anyhow::Result<()> {
             nodes,
             pods_per_node,
         } => up(nodes, pods_per_node).map(|_| ()),
-        Cmd::Down { keep_data } => down(keep_data),
+        Cmd::Down { keep_data, prefix } => match prefix {
+            Some(prefix) => down_lab(&prefix),
+            None => down(keep_data),
+        },
         Cmd::Status => status(),
         Cmd::Demo { skip_setup } => demo(skip_setup),
         Cmd::Echo { pod, node, port } => serve_echo(pod, node, port),
@@ -207,7 +213,7 @@ fn up(nodes: usize, pods_per_node: usize) -> anyhow::Result<State> {
             .collect(),
     };
     std::fs::write(paths::state_path(), serde_json::to_string_pretty(&state)?)?;
-    lab.persist();
+    drop(lab.persist());
     print_usage(&state);
     Ok(state)
 }
@@ -298,6 +304,20 @@ fn down(keep_data: bool) -> anyhow::Result<()> {
             "was not running"
         }
     );
+    Ok(())
+}
+
+fn down_lab(prefix: &str) -> anyhow::Result<()> {
+    let names = herald_lab::plan::Names::new(prefix)?;
+    let mut removed = cleanup::sweep(&format!("{}-", names.prefix()))?;
+    let ports = cleanup::sweep(&format!("{}c", names.prefix()))?;
+    removed.links.extend(ports.links);
+    cleanup::wait_clean(&format!("{}-", names.prefix()), Duration::from_secs(15))?;
+    cleanup::wait_clean(&format!("{}c", names.prefix()), Duration::from_secs(15))?;
+    if names.prefix() == plan::UP_PREFIX {
+        let _ = std::fs::remove_file(paths::state_path());
+    }
+    println!("herald-lab down: removed {removed}");
     Ok(())
 }
 

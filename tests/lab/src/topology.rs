@@ -852,9 +852,10 @@ impl Lab {
         self.frr_mut()?.start_again()
     }
 
-    /// Leaves everything running when dropped (what `herald-lab up` does); releases the
-    /// lab lock. `herald-lab down` removes it later.
-    pub fn persist(mut self) {
+    /// Leaves everything running when dropped (what `herald-lab up` does, and how a test
+    /// simulates a crashed run); `herald-lab down` removes it later. Returns the lab lock:
+    /// other labs are kept out until it is dropped.
+    pub fn persist(mut self) -> Option<LockGuard> {
         self.persistent = true;
         // Processes must outlive their handles: forget them (their pids stay in the
         // namespaces, where `down` finds them).
@@ -864,6 +865,7 @@ impl Lab {
         if let Some(frr) = self.frr.take() {
             std::mem::forget(frr);
         }
+        self._lock.take()
     }
 
     /// Tears the lab down now (also what drop does). Returns the leftovers found after

@@ -116,7 +116,7 @@ fn frr_peers_with_gobgpd_in_a_node_and_installs_its_route_in_the_kernel() -> Res
 }
 
 #[test]
-fn a_dropped_lab_and_herald_lab_down_leave_nothing_with_the_prefix_behind() -> Result<()> {
+fn a_dropped_lab_leaves_no_namespace_link_mount_or_process_with_its_prefix() -> Result<()> {
     let lab = lab().nodes(2).pods_per_node(1).build()?;
     let prefix = format!("{}-", lab.prefix());
     let cp_ports = format!("{}c", lab.prefix());
@@ -130,5 +130,42 @@ fn a_dropped_lab_and_herald_lab_down_leave_nothing_with_the_prefix_behind() -> R
     drop(lab);
     cleanup::wait_clean(&prefix, Duration::from_secs(15))?;
     cleanup::wait_clean(&cp_ports, Duration::from_secs(15))?;
+    Ok(())
+}
+
+#[test]
+fn herald_lab_down_removes_everything_a_crashed_lab_left_behind() -> Result<()> {
+    let lab = lab().nodes(2).pods_per_node(1).build()?;
+    let prefix = lab.prefix().to_string();
+    let namespaces = format!("{prefix}-");
+    let cp_ports = format!("{prefix}c");
+    // Leak the lab as a crashed test would; keep other labs out until we are done.
+    let _lock = lab.persist();
+    let left = Leftovers::find(&namespaces)?;
+    assert!(left.namespaces.len() >= 7, "{left}");
+    assert!(left.mounts.len() >= 7, "{left}");
+    assert!(
+        left.processes.len() >= 4,
+        "zebra, bgpd and two echo servers: {left}"
+    );
+    assert!(
+        !left.dirs.is_empty(),
+        "the FRR instance directories: {left}"
+    );
+    assert_eq!(Leftovers::find(&cp_ports)?.links.len(), 2);
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_herald-lab"))
+        .args(["down", "--prefix", &prefix])
+        .output()
+        .map_err(|e| LabError::io("running herald-lab down", e))?;
+    assert!(
+        out.status.success(),
+        "herald-lab down failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let after = Leftovers::find(&namespaces)?;
+    assert!(after.is_empty(), "left behind: {after}");
+    let after = Leftovers::find(&cp_ports)?;
+    assert!(after.is_empty(), "left behind: {after}");
     Ok(())
 }
