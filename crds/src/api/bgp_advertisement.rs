@@ -83,7 +83,7 @@ pub struct BGPAdvertisementSpec {
 
     /// LOCAL_PREF attribute of the routes (RFC 4271 §5.1.5); sent to iBGP peers only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(max = 4294967295u32))]
+    #[schemars(range(max = 4294967295u32), extend("format" = "int64"))]
     pub local_pref: Option<u32>,
 
     /// Communities attached to the routes: standard communities (RFC 1997) as `65000:100`,

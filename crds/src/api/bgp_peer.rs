@@ -85,7 +85,7 @@ pub struct BGPPeerSpec {
 
     /// TCP port of the peer.
     #[serde(rename = "peerPort", default = "default_bgp_port")]
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1), extend("format" = "int32"))]
     pub peer_port: u16,
 
     /// Local address to open the session from; must be of the peer's family. Unset: the

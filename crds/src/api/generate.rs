@@ -3,7 +3,9 @@
 //! Owns what `crdgen` writes into `charts/herald/crds/` and what the drift test compares
 //! against: the file names and the exact text. Pure: rendering only; the binary writes files.
 
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
+    CustomResourceDefinition, JSONSchemaProps, JSONSchemaPropsOrArray, JSONSchemaPropsOrBool,
+};
 use kube::CustomResourceExt;
 
 use super::{BGPAdvertisement, BGPPeer, Community, IPAddressPool, L2Advertisement};
@@ -26,15 +28,61 @@ pub enum GenerateError {
     },
 }
 
-/// Every Herald CRD, in a stable order.
+/// Every Herald CRD, in a stable order, with descriptions reflowed for `kubectl explain`.
 pub fn all_crds() -> Vec<CustomResourceDefinition> {
-    vec![
+    let mut crds = vec![
         IPAddressPool::crd(),
         L2Advertisement::crd(),
         BGPPeer::crd(),
         BGPAdvertisement::crd(),
         Community::crd(),
-    ]
+    ];
+    for crd in &mut crds {
+        for version in &mut crd.spec.versions {
+            if let Some(schema) = version
+                .schema
+                .as_mut()
+                .and_then(|s| s.open_api_v3_schema.as_mut())
+            {
+                reflow_schema_descriptions(schema);
+            }
+        }
+    }
+    crds
+}
+
+/// Joins the hard-wrapped lines of doc comments into paragraphs: `kubectl explain` wraps
+/// text itself, and keeping the source's line breaks makes it print ragged half-lines.
+/// Blank lines (paragraph breaks) and lines starting a list item (`- `) are kept.
+pub fn reflow_description(text: &str) -> String {
+    text.split("\n\n")
+        .map(|paragraph| {
+            let mut joined = String::new();
+            for line in paragraph.lines().map(str::trim) {
+                if !joined.is_empty() {
+                    joined.push(if line.starts_with("- ") { '\n' } else { ' ' });
+                }
+                joined.push_str(line);
+            }
+            joined
+        })
+        .collect::<Vec<_>>()
+        .join("\n\n")
+}
+
+fn reflow_schema_descriptions(schema: &mut JSONSchemaProps) {
+    if let Some(description) = schema.description.as_mut() {
+        *description = reflow_description(description);
+    }
+    for child in schema.properties.iter_mut().flat_map(|p| p.values_mut()) {
+        reflow_schema_descriptions(child);
+    }
+    if let Some(JSONSchemaPropsOrArray::Schema(items)) = schema.items.as_mut() {
+        reflow_schema_descriptions(items);
+    }
+    if let Some(JSONSchemaPropsOrBool::Schema(additional)) = schema.additional_properties.as_mut() {
+        reflow_schema_descriptions(additional);
+    }
 }
 
 /// One rendered CRD file.
@@ -65,4 +113,24 @@ pub fn render(crd: &CustomResourceDefinition) -> Result<CrdFile, GenerateError> 
 /// Renders every CRD, in the order of [`all_crds`].
 pub fn render_all() -> Result<Vec<CrdFile>, GenerateError> {
     all_crds().iter().map(render).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reflow_joins_wrapped_lines_but_keeps_paragraphs_and_list_items() {
+        assert_eq!(
+            reflow_description("one\ntwo\n\nthree\n- a\n- b"),
+            "one two\n\nthree\n- a\n- b"
+        );
+    }
+
+    #[test]
+    fn generated_descriptions_have_no_hard_wrapped_lines() {
+        let yaml = serde_json::to_string(&all_crds()).unwrap_or_default();
+        assert!(yaml.contains("The pool's addresses: each entry is a CIDR"));
+        assert!(!yaml.contains("or an\\ninclusive range"));
+    }
 }

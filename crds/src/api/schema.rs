@@ -11,6 +11,7 @@
 
 use schemars::{Schema, SchemaGenerator, json_schema};
 use serde_json::{Value, json};
+use std::ops::RangeInclusive;
 
 /// Most entries one IPAddressPool may list.
 pub const MAX_POOL_ENTRIES: u64 = 128;
@@ -74,40 +75,65 @@ fn is_single_family_range() -> String {
     )
 }
 
-/// CEL that is true when a single-family range ends below where it starts.
+/// CEL that is true when a single-family range ends below where it starts and the first bit in
+/// which its two ends differ is one of `bits` (numbered from 1; IPv4 has 32, IPv6 128).
 ///
 /// CEL has no ordering on IP addresses, so the rule finds the first bit in which the two ends
 /// differ using prefixes: with `n - 1` the length of their common prefix, `last` lies inside
 /// `first/(n-1)` but not inside `first/n`. `last < first` exactly when at that bit `last` has
 /// the 0, i.e. the network address of `last/(n-1)` lies inside `last/n`.
-fn range_is_reversed() -> String {
-    let bit_lengths: Vec<String> = (1..=128).map(|n| n.to_string()).collect();
-    let prefix = |addr: &str, len: &str| format!("cidr({addr} + '/' + string({len}))");
+///
+/// The loop runs over string literals `'/n-1 /n'` rather than integers: the apiserver
+/// estimates a rule's cost from the longest strings it can build, and `string(n)` (or a list
+/// of lists) would give every prefix text, and so every `cidr()` call, an unbounded size.
+fn range_is_reversed(bits: RangeInclusive<u8>) -> String {
+    let pairs: Vec<String> = bits.map(|n| format!("'/{} /{n}'", n - 1)).collect();
+    let prefix = |addr: &str, part: usize| format!("cidr({addr} + p.split(' ')[{part}])");
     format!(
-        "[{lengths}].exists(n, n <= (ip({first}).family() == 4 ? 32 : 128) \
-         && {first_shorter}.containsIP({last}) \
+        "[{pairs}].exists(p, {first_shorter}.containsIP({last}) \
          && !{first_longer}.containsIP({last}) \
          && {last_longer}.containsIP({last_shorter}.masked().ip()))",
-        lengths = bit_lengths.join(", "),
-        first = RANGE_FIRST,
+        pairs = pairs.join(", "),
         last = RANGE_LAST,
-        first_shorter = prefix(RANGE_FIRST, "n - 1"),
-        first_longer = prefix(RANGE_FIRST, "n"),
-        last_shorter = prefix(RANGE_LAST, "n - 1"),
-        last_longer = prefix(RANGE_LAST, "n"),
+        first_shorter = prefix(RANGE_FIRST, 0),
+        first_longer = prefix(RANGE_FIRST, 1),
+        last_shorter = prefix(RANGE_LAST, 0),
+        last_longer = prefix(RANGE_LAST, 1),
     )
+}
+
+/// The first-differing-bit search of [`range_is_reversed`] is split into rules of this many bits:
+/// one rule over all 128 bits of IPv6 exceeds the apiserver's per-rule cost budget.
+const ORDER_RULE_BITS: u8 = 32;
+
+/// The rules that refuse a range of `family` (4 or 6) whose end lies below its start.
+fn range_order_rules(family: u8) -> Vec<Value> {
+    let address_bits: u8 = if family == 4 { 32 } else { 128 };
+    (0..address_bits / ORDER_RULE_BITS)
+        .map(|chunk| {
+            let bits = chunk * ORDER_RULE_BITS + 1..=(chunk + 1) * ORDER_RULE_BITS;
+            rule_with_message_expression(
+                format!(
+                    "!({} && ip({RANGE_FIRST}).family() == {family}) || !{}",
+                    is_single_family_range(),
+                    range_is_reversed(bits)
+                ),
+                "'range \"' + self + '\" ends before it starts; write the lower address first'",
+            )
+        })
+        .collect()
 }
 
 /// The CEL rules on one pool entry, in the order the apiserver reports them.
 pub fn pool_entry_rules() -> Vec<Value> {
-    vec![
+    let mut rules = vec![
         rule_with_message_expression(
             format!("isCIDR(self) || {}", is_range()),
             "'\"' + self + '\" is neither a CIDR (192.0.2.0/24, 2001:db8::/64) nor an address range (192.0.2.10-192.0.2.20)'",
         ),
         rule_with_message_expression(
             "!isCIDR(self) || cidr(self).masked().ip() == cidr(self).ip()",
-            "'CIDR \"' + self + '\" has bits set past its prefix length; write ' + string(cidr(self).masked())",
+            "'CIDR \"' + self + '\" has bits set past its prefix length; write its network address (192.0.2.0/24, not 192.0.2.1/24)'",
         ),
         rule_with_message_expression(
             format!(
@@ -116,11 +142,10 @@ pub fn pool_entry_rules() -> Vec<Value> {
             ),
             "'range \"' + self + '\" mixes IPv4 and IPv6; both ends must be of one family'",
         ),
-        rule_with_message_expression(
-            format!("!{} || !{}", is_single_family_range(), range_is_reversed()),
-            "'range \"' + self + '\" ends before it starts; write the lower address first'",
-        ),
-    ]
+    ];
+    rules.extend(range_order_rules(4));
+    rules.extend(range_order_rules(6));
+    rules
 }
 
 /// `spec.addresses` of an IPAddressPool: a set of CIDR or range strings.
@@ -226,8 +251,20 @@ pub fn asn(_: &mut SchemaGenerator) -> Schema {
     })
 }
 
-/// A Go-style duration string such as `90s`, whole seconds or coarser.
-fn duration_string(rules: Vec<Value>) -> Schema {
+/// A Go-style duration string such as `90s`, whole seconds or coarser, with `(rule, message)`
+/// pairs that compare it via CEL's `duration()`. The apiserver evaluates CEL even on a value
+/// that failed the pattern, so each rule first lets such a value through: the pattern's own
+/// message is then the only one the user sees.
+fn duration_string(rules: &[(&str, &str)]) -> Schema {
+    let rules: Vec<Value> = rules
+        .iter()
+        .map(|(body, message)| {
+            rule(
+                format!("!self.matches('{DURATION_PATTERN}') || ({body})"),
+                message,
+            )
+        })
+        .collect();
     json_schema!({
         "type": "string",
         "nullable": true,
@@ -239,7 +276,7 @@ fn duration_string(rules: Vec<Value>) -> Schema {
 
 /// `holdTime`: 0 (no keepalives, RFC 4271 §4.2) or 3..=65535 seconds.
 pub fn hold_time(_: &mut SchemaGenerator) -> Schema {
-    duration_string(vec![rule(
+    duration_string(&[(
         "duration(self) == duration('0s') || (duration(self) >= duration('3s') && duration(self) <= duration('65535s'))",
         "holdTime must be 0s (no keepalives) or between 3s and 65535s (RFC 4271 section 4.2)",
     )])
@@ -247,7 +284,7 @@ pub fn hold_time(_: &mut SchemaGenerator) -> Schema {
 
 /// `keepaliveTime`: at most 65535 seconds; its relation to `holdTime` is a rule on the spec.
 pub fn keepalive_time(_: &mut SchemaGenerator) -> Schema {
-    duration_string(vec![rule(
+    duration_string(&[(
         "duration(self) <= duration('65535s')",
         "keepaliveTime must be at most 65535s",
     )])
@@ -255,7 +292,7 @@ pub fn keepalive_time(_: &mut SchemaGenerator) -> Schema {
 
 /// `connectTime`: 1..=65535 seconds between connection attempts (RFC 4271 ConnectRetryTimer).
 pub fn connect_time(_: &mut SchemaGenerator) -> Schema {
-    duration_string(vec![rule(
+    duration_string(&[(
         "duration(self) >= duration('1s') && duration(self) <= duration('65535s')",
         "connectTime must be between 1s and 65535s",
     )])
@@ -263,12 +300,19 @@ pub fn connect_time(_: &mut SchemaGenerator) -> Schema {
 
 /// Rules on the whole BGPPeer spec: the ones that relate two fields.
 pub fn bgp_peer_spec_rules() -> Value {
+    let unparsable = format!(
+        "!self.keepaliveTime.matches('{DURATION_PATTERN}') \
+         || (has(self.holdTime) && !self.holdTime.matches('{DURATION_PATTERN}'))"
+    );
     json!([
         {
-            "rule": "!has(self.keepaliveTime) || ((has(self.holdTime) && duration(self.holdTime) == duration('0s')) \
+            "rule": format!(
+                "!has(self.keepaliveTime) || {unparsable} \
+                 || ((has(self.holdTime) && duration(self.holdTime) == duration('0s')) \
                      ? duration(self.keepaliveTime) == duration('0s') \
                      : (duration(self.keepaliveTime) > duration('0s') \
-                        && duration(self.keepaliveTime) < (has(self.holdTime) ? duration(self.holdTime) : duration('90s'))))",
+                        && duration(self.keepaliveTime) < (has(self.holdTime) ? duration(self.holdTime) : duration('90s'))))"
+            ),
             "message": "keepaliveTime must be above 0s and shorter than holdTime (90s when unset); with holdTime 0s it must be 0s",
             "fieldPath": ".keepaliveTime",
         },
@@ -385,8 +429,20 @@ mod tests {
 
     #[test]
     fn reversed_range_rule_walks_every_ipv6_prefix_length() {
-        let rule = range_is_reversed();
-        assert!(rule.starts_with("[1, 2, 3, "));
-        assert!(rule.contains(", 127, 128]"));
+        let rules: Vec<String> = range_order_rules(6)
+            .iter()
+            .map(|r| r["rule"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        assert_eq!(rules.len(), 4);
+        assert!(rules[0].contains("['/0 /1', '/1 /2', "));
+        assert!(rules[3].contains(", '/127 /128']"));
+        let ipv4 = range_order_rules(4);
+        assert_eq!(ipv4.len(), 1);
+        assert!(
+            ipv4[0]["rule"]
+                .as_str()
+                .unwrap_or_default()
+                .contains(", '/31 /32']")
+        );
     }
 }
