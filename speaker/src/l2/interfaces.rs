@@ -54,7 +54,7 @@ pub fn announce_interfaces<'a>(
             if listed.is_empty() {
                 interface.covers(address)
             } else {
-                listed.iter().any(|name| *name == interface.name)
+                listed.contains(&interface.name)
             }
         })
         .collect();
