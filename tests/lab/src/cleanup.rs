@@ -3,6 +3,10 @@
 //! daemons. A [`crate::topology::Lab`] removes exactly what it made on drop; this module
 //! is the safety net behind it — `herald-lab down` and the start of every new lab use it
 //! to clear what a crashed or killed run left behind.
+//!
+//! A name must both start with the requested prefix and follow the lab's naming scheme
+//! ([`plan::is_lab_namespace`], [`plan::is_lab_root_link`]): other programs' namespaces
+//! that merely begin with `hl` are never touched.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -12,6 +16,7 @@ use serde::Deserialize;
 use crate::cmd;
 use crate::error::Result;
 use crate::netns::{self, Netns};
+use crate::plan;
 use crate::wait::{Poll, poll_until};
 
 /// Directories where FRR instances keep per-instance config and runtime state.
@@ -155,7 +160,7 @@ pub fn namespaces_with_prefix(prefix: &str) -> Result<Vec<String>> {
     let out = cmd::sh("ip", &["netns", "list"])?;
     Ok(parse_netns_list(&out)
         .into_iter()
-        .filter(|n| n.starts_with(prefix))
+        .filter(|n| n.starts_with(prefix) && plan::is_lab_namespace(n))
         .collect())
 }
 
@@ -181,7 +186,7 @@ pub fn root_links_with_prefix(prefix: &str) -> Result<Vec<String>> {
     Ok(links
         .into_iter()
         .map(|l| l.ifname)
-        .filter(|n| n.starts_with(prefix))
+        .filter(|n| n.starts_with(prefix) && plan::is_lab_root_link(n))
         .collect())
 }
 
@@ -198,6 +203,12 @@ pub fn parse_netns_mounts(mountinfo: &str, prefix: &str) -> Vec<String> {
         .lines()
         .filter_map(|line| line.split_whitespace().nth(4))
         .filter(|mount_point| mount_point.starts_with(&wanted))
+        .filter(|mount_point| {
+            mount_point
+                .rsplit('/')
+                .next()
+                .is_some_and(plan::is_lab_namespace)
+        })
         .map(str::to_string)
         .collect();
     mounts.dedup();
@@ -210,7 +221,10 @@ fn entries_with_prefix(dir: &Path, prefix: &str) -> Vec<PathBuf> {
     };
     entries
         .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().starts_with(prefix))
+        .filter(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.starts_with(prefix) && plan::is_lab_namespace(&name)
+        })
         .map(|e| e.path())
         .collect()
 }
@@ -256,9 +270,9 @@ pub fn is_frr_instance_of(argv: &[String], prefix: &str) -> bool {
         .first()
         .is_some_and(|program| program.starts_with("/usr/lib/frr/"));
     is_frr
-        && argv
-            .windows(2)
-            .any(|pair| pair[0] == "-N" && pair[1].starts_with(prefix))
+        && argv.windows(2).any(|pair| {
+            pair[0] == "-N" && pair[1].starts_with(prefix) && plan::is_lab_namespace(&pair[1])
+        })
 }
 
 #[cfg(test)]
@@ -278,6 +292,7 @@ mod tests {
         let info = "\
 612 28 0:4 net:[4026532456] /run/netns/hl1abc-r rw shared:4 - nsfs nsfs rw
 613 28 0:4 net:[4026532457] /run/netns/other rw shared:4 - nsfs nsfs rw
+614 28 0:4 net:[4026532458] /run/netns/hl1abc-tmp rw shared:4 - nsfs nsfs rw
 40 28 0:25 / /run rw,nosuid shared:5 - tmpfs tmpfs rw";
         assert_eq!(
             parse_netns_mounts(info, "hl1abc"),
@@ -297,5 +312,9 @@ mod tests {
             "hl"
         ));
         assert!(!is_frr_instance_of(&argv("/usr/bin/vim -N hl1abc"), "hl"));
+        assert!(!is_frr_instance_of(
+            &argv("/usr/lib/frr/bgpd -d -N hl2t-frr"),
+            "hl"
+        ));
     }
 }

@@ -203,7 +203,7 @@ impl ControlPlane {
     }
 
     /// Stops the control plane (SIGTERM to the supervisor, SIGKILL to anything still
-    /// running from the herald-cp binary after 30 s). Returns true if something ran.
+    /// running from the herald-cp binary after 15 s). Returns true if something ran.
     pub fn stop() -> Result<bool> {
         let binary = Self::binary().ok();
         let mut pids: Vec<u32> = Self::pid().into_iter().collect();
@@ -218,7 +218,7 @@ impl ControlPlane {
         for pid in &pids {
             let _ = netns::signal(*pid, "TERM");
         }
-        if netns::wait_gone(&pids, Duration::from_secs(30)).is_err() {
+        if netns::wait_gone(&pids, Duration::from_secs(15)).is_err() {
             for pid in &pids {
                 let _ = netns::signal(*pid, "KILL");
             }

@@ -269,6 +269,45 @@ impl Names {
     }
 }
 
+/// True if `name` is a namespace name this naming scheme produces
+/// (`P-sw`, `P-r`, `P-c`, `P-nI`, `P-nIpJ` for a valid prefix `P`). Cleanup only ever
+/// touches names that pass this check, so other programs' `hl…` names are safe.
+pub fn is_lab_namespace(name: &str) -> bool {
+    let Some((prefix, role)) = name.split_once('-') else {
+        return false;
+    };
+    if Names::new(prefix).is_err() {
+        return false;
+    }
+    match role {
+        "sw" | "r" | "c" => true,
+        _ => role.strip_prefix('n').is_some_and(|rest| {
+            let (node, pod) = match rest.split_once('p') {
+                Some((node, pod)) => (node, Some(pod)),
+                None => (rest, None),
+            };
+            is_number(node) && pod.is_none_or(is_number)
+        }),
+    }
+}
+
+/// True if `name` is a root-namespace link of the lab: [`CP_BRIDGE`] or a control-plane
+/// port `PcI` of a valid prefix `P`.
+pub fn is_lab_root_link(name: &str) -> bool {
+    if name == CP_BRIDGE {
+        return true;
+    }
+    let without_index = name.trim_end_matches(|c: char| c.is_ascii_digit());
+    without_index.len() < name.len()
+        && without_index
+            .strip_suffix('c')
+            .is_some_and(|prefix| Names::new(prefix).is_ok())
+}
+
+fn is_number(text: &str) -> bool {
+    !text.is_empty() && text.chars().all(|c| c.is_ascii_digit())
+}
+
 /// Interface names inside the lab's namespaces (they only need to be unique per namespace).
 pub mod ifname {
     /// The switch's bridge.
@@ -352,6 +391,38 @@ mod tests {
         assert!(Names::new("hl-1").is_err());
         assert!(Names::new("hl123456").is_err());
         assert!(Names::new("hlcp").is_err(), "would match the hlcp0 bridge");
+    }
+
+    #[test]
+    fn lab_names_are_recognised_and_other_hl_names_are_not() -> Result<()> {
+        let names = Names::new("hl1abc")?;
+        for ns in [
+            names.switch_ns(),
+            names.router_ns(),
+            names.client_ns(),
+            names.node_ns(3),
+            names.pod_ns(3, 12),
+        ] {
+            assert!(is_lab_namespace(&ns), "{ns}");
+        }
+        for other in [
+            "hl2t-a-4365",
+            "hl-cp-man",
+            "hlup",
+            "hlup-x",
+            "hlup-n",
+            "hlup-n1p",
+            "hl1abc-n1q2",
+        ] {
+            assert!(!is_lab_namespace(other), "{other}");
+        }
+        assert!(is_lab_root_link(CP_BRIDGE));
+        assert!(is_lab_root_link(&names.cp_port(2)));
+        assert!(is_lab_root_link("hlupc12"));
+        for other in ["hl-cp0", "hlupc", "eth0", "hl2t0", "hlc1"] {
+            assert!(!is_lab_root_link(other), "{other}");
+        }
+        Ok(())
     }
 
     #[test]
