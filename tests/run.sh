@@ -3,7 +3,9 @@
 #
 #   1. tests/setup.sh           install/build what is missing (FRR, gobgpd, herald-cp, kubectl, helm)
 #   2. cargo build --workspace --all-targets
-#   3. herald-lab down          start from a clean machine (no stale lab, no old control plane)
+#   3. herald-lab down --prefix hlup   remove a lab left by `herald-lab up` (it would hold the
+#                               control-plane addresses the tests need); crashed test labs and
+#                               an unhealthy control plane are cleared by the harness itself
 #   4. cargo test --workspace   unit tests, plus the lab tests (network namespaces, FRR,
 #                               a real kube-apiserver) — these need root
 #   5. herald-lab down          always, from an EXIT trap, even on failure or Ctrl-C
@@ -59,8 +61,8 @@ fi
 say "== cargo build --workspace --all-targets ($(elapsed))"
 cargo build --workspace --all-targets
 
-say "== clearing leftovers of earlier runs ($(elapsed))"
-"$LAB_BIN" down
+say "== removing a running \`herald-lab up\` lab, if any ($(elapsed))"
+"$LAB_BIN" down --prefix hlup
 
 say "== cargo test --workspace ($(elapsed))"
 mkdir -p "$LOG_DIR"
