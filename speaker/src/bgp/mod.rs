@@ -3,8 +3,11 @@
 //! - [`codec`]: bytes <-> messages. Pure; every input from the network is validated here before
 //!   zettabgp sees it.
 //! - [`fsm`]: one session's state machine. Pure; time is passed in, I/O is requested as outputs.
+//! - [`driver`]: the I/O edge — a tokio task per peer (TCP, MD5, TTL, timers), the passive
+//!   listener, and the declarative [`driver::BgpManager`].
 
 pub mod codec;
+pub mod driver;
 pub mod fsm;
 
 #[cfg(test)]
