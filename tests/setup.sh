@@ -34,7 +34,7 @@ export CGO_ENABLED=0
 
 log() { echo "setup: $*"; }
 die() { echo "setup: ERROR: $*" >&2; exit 1; }
-trap 'rc=$?; [ $rc -eq 0 ] || echo "setup: FAILED (exit $rc) at line $LINENO" >&2' EXIT
+trap 'rc=$?; [ $rc -eq 0 ] || echo "setup: FAILED (exit $rc)" >&2' EXIT
 
 T0=$(date +%s)
 
@@ -83,13 +83,18 @@ install_packages() {
   if [ ! -e "$policy" ]; then
     printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod 755 "$policy" && made_policy=1
   fi
-  local rc=0
+  local rc=0 aptlog
+  aptlog=$(mktemp /tmp/herald-setup-apt.XXXXXX)
   {
-    DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
-  } || rc=$?
+    DEBIAN_FRONTEND=noninteractive apt-get update -q &&
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+  } >"$aptlog" 2>&1 || rc=$?
   [ $made_policy -eq 1 ] && rm -f "$policy"
-  [ $rc -eq 0 ] || die "apt-get failed (exit $rc)"
+  if [ $rc -ne 0 ]; then
+    tail -n 30 "$aptlog" >&2
+    die "apt-get failed (exit $rc); full log: $aptlog"
+  fi
+  rm -f "$aptlog"
   log "Debian packages installed"
 }
 
@@ -201,10 +206,14 @@ fi
 mkdir -p "$BIN_DIR"
 for t in "${TOOLS[@]}"; do
   if [ ! "$TOOLS_DIR/$t" -ef "$BIN_DIR/$t" ]; then
-    rm -f "$BIN_DIR/$t.tmp"
-    ln "$TOOLS_DIR/$t" "$BIN_DIR/$t.tmp" 2>/dev/null || cp "$TOOLS_DIR/$t" "$BIN_DIR/$t.tmp"
-    mv -f "$BIN_DIR/$t.tmp" "$BIN_DIR/$t"
+    # Hard link (or copy) under a unique name, then rename over the old one:
+    # works while the old binary is running, and with concurrent setup.sh runs.
+    tmpbin=$BIN_DIR/.$t.$$
+    ln -f "$TOOLS_DIR/$t" "$tmpbin" 2>/dev/null || cp -f "$TOOLS_DIR/$t" "$tmpbin"
+    mv -f "$tmpbin" "$BIN_DIR/$t"
+    rm -f "$tmpbin" # left over if it already was the same file (rename no-op)
   fi
 done
+rm -f "$BIN_DIR"/*.tmp  # from an earlier version of this script
 log "tools in ${BIN_DIR#"$REPO_ROOT"/}: herald-cp + kubectl $K8S_VERSION, helm $HELM_VERSION"
 log "done in $(( $(date +%s) - T0 ))s"

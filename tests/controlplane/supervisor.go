@@ -364,6 +364,8 @@ func (s *supervisor) startEtcd() (string, error) {
 		cfg.Logger = "zap"
 		cfg.LogLevel = "warn"
 		cfg.LogOutputs = []string{filepath.Join(s.dir, "etcd.log")}
+		// NewConfig leaves this 0, which logs every request as "expensive".
+		cfg.WarningUnaryRequestDuration = embed.DefaultWarningUnaryRequestDuration
 		// Throwaway test data: skip fsync, it only costs latency.
 		cfg.UnsafeNoFsync = true
 
