@@ -10,7 +10,7 @@
 #                               a real kube-apiserver) — these need root
 #   5. herald-lab down          always, from an EXIT trap, even on failure or Ctrl-C
 #
-# Extra arguments go to `cargo test` (e.g. `tests/run.sh -p herald-lab`).
+# Arguments replace `--workspace` in `cargo test` (e.g. `tests/run.sh -p herald-lab`).
 # Env: HERALD_SKIP_SETUP=1 skips step 1; CARGO_TEST_ARGS adds arguments after `--`.
 set -euo pipefail
 
@@ -68,7 +68,8 @@ say "== cargo test --workspace ($(elapsed))"
 mkdir -p "$LOG_DIR"
 set +e
 # shellcheck disable=SC2086
-cargo test --workspace --no-fail-fast "$@" -- ${CARGO_TEST_ARGS:-} 2>&1 | tee "$TEST_LOG"
+if [ $# -gt 0 ]; then SCOPE=("$@"); else SCOPE=(--workspace); fi
+cargo test --no-fail-fast "${SCOPE[@]}" -- ${CARGO_TEST_ARGS:-} 2>&1 | tee "$TEST_LOG"
 TEST_RC=${PIPESTATUS[0]}
 set -e
 
