@@ -17,7 +17,7 @@ set -euo pipefail
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CP_DIR=$REPO_ROOT/tests/controlplane
 BIN_DIR=$REPO_ROOT/target/lab/bin
-CACHE_ROOT=${HERALD_CACHE:-$HOME/.cache/herald}
+CACHE_ROOT=${HERALD_CACHE:-${HOME:-/root}/.cache/herald}
 
 HELM_VERSION=v3.21.4
 # Kubernetes minor helm assumes when no cluster is asked (helm template/lint).

@@ -287,7 +287,8 @@ func (s *supervisor) waitFor(deadline time.Time, what string, cond func() bool) 
 			logger.Printf("received %v while waiting for %s", sig, what)
 			return errStop
 		case c := <-s.exited:
-			return fmt.Errorf("%s exited while waiting for %s: %v (see %s)", c.name, what, c.err, filepath.Join(s.dir, c.name+".log"))
+			logPath := filepath.Join(s.dir, c.name+".log")
+			return fmt.Errorf("%s exited while waiting for %s: %v%s (see %s)", c.name, what, c.err, lastError(logPath), logPath)
 		case <-tick.C:
 		}
 	}
@@ -321,6 +322,25 @@ func (s *supervisor) get(c *http.Client, path string) int {
 	defer resp.Body.Close()
 	_, _ = io.Copy(io.Discard, resp.Body)
 	return resp.StatusCode
+}
+
+// lastError returns ": <last klog error line>" from a component log, or "".
+func lastError(logPath string) string {
+	data, err := os.ReadFile(logPath)
+	if err != nil {
+		return ""
+	}
+	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+	for i := len(lines) - 1; i >= 0 && i >= len(lines)-50; i-- {
+		l := lines[i]
+		if strings.HasPrefix(l, "E") || strings.HasPrefix(l, "F") || strings.HasPrefix(l, "Error:") {
+			if len(l) > 400 {
+				l = l[:400] + "..."
+			}
+			return ": " + l
+		}
+	}
+	return ""
 }
 
 // freePort asks the kernel for a free TCP port on 127.0.0.1.
