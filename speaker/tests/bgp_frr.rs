@@ -1,0 +1,371 @@
+//! Herald's BGP driver against a real FRR: two network namespaces joined by a veth pair
+//! (router 192.0.2.1 running FRR's zebra + bgpd, node 192.0.2.11 running Herald's BgpManager),
+//! eBGP with TCP-MD5 and both sides connecting (so collision resolution happens for real).
+//! FRR must learn the IPv4 route with its communities, large community and link bandwidth, the
+//! IPv6 route over MP_REACH_NLRI, install the IPv4 route in the router's kernel table, drop both
+//! when Herald withdraws them, and see a Cease when Herald shuts down.
+//!
+//! The parent test creates and always tears down the namespaces and FRR; the Herald side runs in
+//! a child process (this same test binary, re-executed with `ip netns exec`), so the test needs
+//! no unsafe `setns`. Skipped (with a message) when not root or FRR is not installed.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use herald_speaker::bgp::codec::{LargeCommunity, RouteAttributes};
+use herald_speaker::bgp::driver::{BgpManager, DesiredBgp, ListenConfig, PeerConfig};
+use herald_speaker::bgp::fsm::{SessionConfig, State, StopReason};
+use ipnet::IpNet;
+
+const CHILD_ENV: &str = "HERALD_BGP_FRR_CHILD";
+const TEST_NAME: &str = "herald_peers_with_frr_which_learns_installs_and_withdraws_the_routes";
+const PASSWORD: &str = "herald-md5-secret";
+
+struct Names {
+    router_ns: String,
+    node_ns: String,
+    frr: String,
+}
+
+fn names() -> Names {
+    let pid = std::process::id();
+    Names {
+        router_ns: format!("hvt-r{pid}"),
+        node_ns: format!("hvt-n{pid}"),
+        frr: format!("hvt{pid}"),
+    }
+}
+
+fn run(program: &str, args: &[&str]) -> Output {
+    Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"))
+}
+
+fn must(program: &str, args: &[&str]) {
+    let out = run(program, args);
+    assert!(
+        out.status.success(),
+        "{program} {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Everything the parent creates; removed on drop, also when an assertion fails.
+struct Lab {
+    names: Names,
+}
+
+impl Lab {
+    fn new(frr_config: &str) -> Lab {
+        let names = names();
+        let lab = Lab { names };
+        let n = &lab.names;
+        must("ip", &["netns", "add", &n.router_ns]);
+        must("ip", &["netns", "add", &n.node_ns]);
+        must(
+            "ip",
+            &[
+                "link",
+                "add",
+                "hvt-rt",
+                "netns",
+                &n.router_ns,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "hvt-nd",
+                "netns",
+                &n.node_ns,
+            ],
+        );
+        for (ns, dev, v4, v6) in [
+            (&n.router_ns, "hvt-rt", "192.0.2.1/24", "2001:db8:1::1/64"),
+            (&n.node_ns, "hvt-nd", "192.0.2.11/24", "2001:db8:1::11/64"),
+        ] {
+            must("ip", &["-n", ns, "addr", "add", v4, "dev", dev]);
+            must("ip", &["-n", ns, "addr", "add", v6, "dev", dev, "nodad"]);
+            must("ip", &["-n", ns, "link", "set", "lo", "up"]);
+            must("ip", &["-n", ns, "link", "set", dev, "up"]);
+        }
+        let etc = format!("/etc/frr/{}", n.frr);
+        let var = format!("/var/run/frr/{}", n.frr);
+        std::fs::create_dir_all(&etc).unwrap();
+        std::fs::create_dir_all(&var).unwrap();
+        std::fs::write(format!("{etc}/frr.conf"), frr_config).unwrap();
+        std::fs::write(format!("{etc}/daemons"), "zebra=yes\nbgpd=yes\n").unwrap();
+        std::fs::write(format!("{etc}/vtysh.conf"), "").unwrap();
+        must("chown", &["-R", "frr:frr", &etc, &var]);
+        for daemon in ["zebra", "bgpd"] {
+            let binary = format!("/usr/lib/frr/{daemon}");
+            let pid_file = format!("{var}/{daemon}.pid");
+            must(
+                "ip",
+                &[
+                    "netns",
+                    "exec",
+                    &n.router_ns,
+                    &binary,
+                    "-d",
+                    "-N",
+                    &n.frr,
+                    "-F",
+                    "traditional",
+                    "-A",
+                    "127.0.0.1",
+                    "-i",
+                    &pid_file,
+                ],
+            );
+        }
+        // bgpd needs a moment before vtysh can reach it; bounded retries.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let out = lab.vtysh(&["-b"]);
+            if out.status.success() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "vtysh -b never succeeded");
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        lab
+    }
+
+    fn vtysh(&self, args: &[&str]) -> Output {
+        let mut all = vec![
+            "netns",
+            "exec",
+            &self.names.router_ns,
+            "vtysh",
+            "-N",
+            &self.names.frr,
+        ];
+        all.extend_from_slice(args);
+        run("ip", &all)
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let var = format!("/var/run/frr/{}", self.names.frr);
+        for daemon in ["bgpd", "zebra"] {
+            if let Ok(pid) = std::fs::read_to_string(format!("{var}/{daemon}.pid")) {
+                let _ = run("kill", &[pid.trim()]);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        let _ = run("ip", &["netns", "del", &self.names.router_ns]);
+        let _ = run("ip", &["netns", "del", &self.names.node_ns]);
+        let _ = std::fs::remove_dir_all(format!("/etc/frr/{}", self.names.frr));
+        let _ = std::fs::remove_dir_all(var);
+    }
+}
+
+fn frr_config() -> String {
+    "frr defaults traditional
+hostname herald-test-router
+router bgp 64500
+ bgp router-id 192.0.2.1
+ no bgp ebgp-requires-policy
+ no bgp default ipv4-unicast
+ neighbor 192.0.2.11 remote-as 64512
+ neighbor 192.0.2.11 password herald-md5-secret
+ neighbor 192.0.2.11 timers 3 9
+ neighbor 192.0.2.11 timers connect 2
+ address-family ipv4 unicast
+  neighbor 192.0.2.11 activate
+ exit-address-family
+ address-family ipv6 unicast
+  neighbor 192.0.2.11 activate
+ exit-address-family
+"
+    .to_string()
+}
+
+fn prerequisites_missing() -> Option<&'static str> {
+    if !Path::new("/usr/lib/frr/bgpd").exists() {
+        return Some("FRR is not installed (apt-get install frr)");
+    }
+    let id = run("id", &["-u"]);
+    if String::from_utf8_lossy(&id.stdout).trim() != "0" {
+        return Some("needs root for network namespaces");
+    }
+    None
+}
+
+fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+#[test]
+fn herald_peers_with_frr_which_learns_installs_and_withdraws_the_routes() {
+    if std::env::var_os(CHILD_ENV).is_some() {
+        return herald_side();
+    }
+    if let Some(reason) = prerequisites_missing() {
+        eprintln!("skipped: {reason}");
+        return;
+    }
+    let lab = Lab::new(&frr_config());
+    let exe = std::env::current_exe().unwrap();
+    let exe = exe.to_str().unwrap();
+    let mut child = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &lab.names.node_ns,
+            exe,
+            "--exact",
+            TEST_NAME,
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_ENV, "1")
+        .env("HERALD_FRR_ROUTER_NS", &lab.names.router_ns)
+        .env("HERALD_FRR_NAME", &lab.names.frr)
+        .spawn()
+        .unwrap();
+    // The child is bounded by its own deadlines; this bounds it once more.
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the Herald side did not finish in time");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(status.success(), "the Herald side failed: {status}");
+    drop(lab);
+}
+
+/// Runs inside the node namespace.
+fn herald_side() {
+    let router_ns = std::env::var("HERALD_FRR_ROUTER_NS").unwrap();
+    let frr = std::env::var("HERALD_FRR_NAME").unwrap();
+    let vtysh = |command: &str| -> String {
+        let out = run(
+            "ip",
+            &[
+                "netns", "exec", &router_ns, "vtysh", "-N", &frr, "-c", command,
+            ],
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let json = |command: &str| -> serde_json::Value {
+        serde_json::from_str(&vtysh(command)).unwrap_or(serde_json::Value::Null)
+    };
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let mut session = SessionConfig::new(64512, 64500, Ipv4Addr::new(192, 0, 2, 11));
+        session.hold_time_secs = 9;
+        session.connect_retry = Duration::from_secs(2);
+        session.next_hop_v6 = Some("2001:db8:1::11".parse().unwrap());
+        let mut peer = PeerConfig::new(session, IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)));
+        peer.password = Some(PASSWORD.into());
+        let v4: IpNet = "203.0.113.10/32".parse().unwrap();
+        let v6: IpNet = "2001:db8:100::10/128".parse().unwrap();
+        let attributes = RouteAttributes {
+            communities: vec![(64512 << 16) | 100],
+            large_communities: vec![LargeCommunity {
+                global_admin: 64512,
+                local_data_1: 1,
+                local_data_2: 2,
+            }],
+            link_bandwidth_bytes_per_sec: Some(750_000),
+            ..Default::default()
+        };
+        let routes: BTreeMap<IpNet, RouteAttributes> =
+            [(v4, attributes), (v6, RouteAttributes::default())].into();
+        let mut desired = DesiredBgp {
+            peers: [("router".to_string(), peer)].into(),
+            routes: [("router".to_string(), routes)].into(),
+        };
+        let mut manager = BgpManager::new(Some(&ListenConfig::default())).unwrap();
+        manager.apply(&desired).unwrap();
+        let started = Instant::now();
+        assert!(
+            manager
+                .wait_for_state("router", State::Established, Duration::from_secs(60))
+                .await,
+            "no session: {:?}",
+            manager.status()
+        );
+        println!("established after {:?}", started.elapsed());
+
+        tokio::task::block_in_place(|| {
+            wait_until("the IPv4 route in FRR", Duration::from_secs(30), || {
+                json("show bgp ipv4 unicast json")["routes"]
+                    .get("203.0.113.10/32")
+                    .is_some()
+            });
+            println!("route in FRR after {:?}", started.elapsed());
+            let detail = vtysh("show bgp ipv4 unicast 203.0.113.10/32 json");
+            assert!(detail.contains("64512:100"), "community missing: {detail}");
+            assert!(
+                detail.contains("64512:1:2"),
+                "large community missing: {detail}"
+            );
+            assert!(
+                detail.contains("LB:64512:750000"),
+                "link bandwidth missing: {detail}"
+            );
+            assert!(detail.contains("192.0.2.11"), "next hop missing: {detail}");
+            let path = &json("show bgp ipv4 unicast 203.0.113.10/32 json")["paths"][0];
+            assert_eq!(path["aspath"]["string"], "64512", "AS_PATH as FRR reads it");
+            wait_until("the IPv6 route in FRR", Duration::from_secs(30), || {
+                json("show bgp ipv6 unicast json")["routes"]
+                    .get("2001:db8:100::10/128")
+                    .is_some()
+            });
+            wait_until(
+                "the route in the router's kernel",
+                Duration::from_secs(30),
+                || {
+                    let out = run("ip", &["-n", &router_ns, "route", "show", "203.0.113.10"]);
+                    String::from_utf8_lossy(&out.stdout).contains("via 192.0.2.11")
+                },
+            );
+        });
+
+        // Withdraw everything: FRR forgets both routes.
+        desired.routes.clear();
+        manager.apply(&desired).unwrap();
+        tokio::task::block_in_place(|| {
+            wait_until("the withdrawals", Duration::from_secs(30), || {
+                json("show bgp ipv4 unicast json")["routes"]
+                    .get("203.0.113.10/32")
+                    .is_none()
+                    && json("show bgp ipv6 unicast json")["routes"]
+                        .get("2001:db8:100::10/128")
+                        .is_none()
+            });
+        });
+
+        // A clean shutdown reaches FRR as a Cease.
+        manager
+            .shutdown(StopReason::AdministrativeShutdown(
+                "herald test done".into(),
+            ))
+            .await;
+        tokio::task::block_in_place(|| {
+            wait_until("FRR to see the Cease", Duration::from_secs(30), || {
+                let neighbor = vtysh("show bgp neighbors 192.0.2.11 json");
+                !neighbor.contains("\"bgpState\":\"Established\"")
+                    && neighbor.contains("Administrative Shutdown")
+            });
+        });
+    });
+}
