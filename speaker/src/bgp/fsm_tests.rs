@@ -65,9 +65,7 @@ fn notifications(outputs: &[Output], conn: ConnectionId) -> Vec<(u8, u8)> {
 }
 
 fn closed(outputs: &[Output], conn: ConnectionId) -> bool {
-    outputs
-        .iter()
-        .any(|o| *o == Output::CloseConnection { conn })
+    outputs.contains(&Output::CloseConnection { conn })
 }
 
 fn connect_id(outputs: &[Output]) -> ConnectionId {
