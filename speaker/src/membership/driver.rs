@@ -61,6 +61,13 @@ impl MembershipDriver {
     /// generation is the wall clock in milliseconds, so a restarted speaker outranks its
     /// previous life.
     pub async fn start(config: DriverConfig) -> Result<Self, MembershipError> {
+        if config.bind.ip().is_unspecified() {
+            // Peers reach us at the address in our identity; a wildcard there is unreachable.
+            return Err(MembershipError::InvalidConfig(format!(
+                "membership must bind the node's own address, not {}",
+                config.bind
+            )));
+        }
         let socket = UdpSocket::bind(config.bind).await?;
         let local_addr = socket.local_addr()?;
         let generation = SystemTime::now()

@@ -201,6 +201,25 @@ fn ten_percent_packet_loss_does_not_take_anyone_down() {
 }
 
 #[test]
+fn a_slow_network_with_round_trips_near_the_probe_period_takes_nobody_down() {
+    let mut cluster = started_cluster(5, 12);
+    // Up to 80 ms round trip: past the 50 ms probe timeout, inside the 100 ms period.
+    cluster.set_network(NetworkConditions {
+        latency: Duration::from_millis(20),
+        jitter: Duration::from_millis(20),
+        loss: 0.0,
+    });
+    cluster.run_for(Duration::from_secs(30));
+    let downs = cluster
+        .events()
+        .iter()
+        .filter(|seen| matches!(seen.event, MembershipEvent::NodeDown(_)))
+        .count();
+    assert_eq!(downs, 0);
+    assert!(cluster.converged());
+}
+
+#[test]
 fn a_restarted_node_is_live_again_only_after_the_hold_down() {
     let mut cluster = started_cluster(3, 9);
     cluster.kill(0);
