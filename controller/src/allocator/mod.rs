@@ -55,7 +55,7 @@ pub use error::{
 };
 pub use model::{
     AssignedAddress, Assignment, FamilyStats, IpFamilyPolicy, PoolRefusal, PoolSpec, PoolStats,
-    Protocol, ServiceKey, ServicePort, ServiceRequest, TrafficPolicy,
+    Protocol, ServiceKey, ServicePort, ServiceRequest, TrafficPolicy, UnknownValue,
 };
 pub use selector::{LabelSelector, Labels, SelectorOperator, SelectorRequirement, UnknownOperator};
 

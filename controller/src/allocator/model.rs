@@ -6,6 +6,7 @@
 use std::collections::BTreeSet;
 use std::fmt;
 use std::net::IpAddr;
+use std::str::FromStr;
 
 use herald_crds::address::{AddressRange, Family};
 
@@ -148,6 +149,33 @@ pub enum IpFamilyPolicy {
     RequireDualStack,
 }
 
+/// A Service field value the allocator does not know (the API server would not accept it).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {field} {value:?}")]
+pub struct UnknownValue {
+    /// The field, e.g. `ipFamilyPolicy`.
+    pub field: &'static str,
+    /// The value found.
+    pub value: String,
+}
+
+impl FromStr for IpFamilyPolicy {
+    type Err = UnknownValue;
+
+    /// `SingleStack`, `PreferDualStack` or `RequireDualStack`.
+    fn from_str(text: &str) -> Result<Self, UnknownValue> {
+        match text {
+            "SingleStack" => Ok(IpFamilyPolicy::SingleStack),
+            "PreferDualStack" => Ok(IpFamilyPolicy::PreferDualStack),
+            "RequireDualStack" => Ok(IpFamilyPolicy::RequireDualStack),
+            other => Err(UnknownValue {
+                field: "ipFamilyPolicy",
+                value: other.to_owned(),
+            }),
+        }
+    }
+}
+
 /// A port's protocol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Protocol {
@@ -166,6 +194,23 @@ impl fmt::Display for Protocol {
             Protocol::Udp => "UDP",
             Protocol::Sctp => "SCTP",
         })
+    }
+}
+
+impl FromStr for Protocol {
+    type Err = UnknownValue;
+
+    /// `TCP`, `UDP` or `SCTP`.
+    fn from_str(text: &str) -> Result<Self, UnknownValue> {
+        match text {
+            "TCP" => Ok(Protocol::Tcp),
+            "UDP" => Ok(Protocol::Udp),
+            "SCTP" => Ok(Protocol::Sctp),
+            other => Err(UnknownValue {
+                field: "protocol",
+                value: other.to_owned(),
+            }),
+        }
     }
 }
 
@@ -192,6 +237,22 @@ pub enum TrafficPolicy {
     Cluster,
     /// Only nodes with a ready endpoint announce; the source address is kept.
     Local,
+}
+
+impl FromStr for TrafficPolicy {
+    type Err = UnknownValue;
+
+    /// `Cluster` or `Local`.
+    fn from_str(text: &str) -> Result<Self, UnknownValue> {
+        match text {
+            "Cluster" => Ok(TrafficPolicy::Cluster),
+            "Local" => Ok(TrafficPolicy::Local),
+            other => Err(UnknownValue {
+                field: "externalTrafficPolicy",
+                value: other.to_owned(),
+            }),
+        }
+    }
 }
 
 /// What one Service asks of the allocator, converted from the `Service` at the reconciler's

@@ -830,3 +830,17 @@ fn restore_books_addresses_against_the_pool_the_annotation_names() {
     let unhinted = allocator.restore(&service("t"), &[ip("192.0.2.2")], &["gone".into()]);
     assert_eq!(unhinted.assignment.pools(), ["a"]);
 }
+
+#[test]
+fn service_field_values_parse_from_their_api_spelling_only() {
+    assert_eq!(
+        "RequireDualStack".parse(),
+        Ok(IpFamilyPolicy::RequireDualStack)
+    );
+    assert_eq!("UDP".parse(), Ok(Protocol::Udp));
+    assert_eq!("Local".parse(), Ok(TrafficPolicy::Local));
+    assert_eq!(
+        "tcp".parse::<Protocol>().unwrap_err().to_string(),
+        "unknown protocol \"tcp\""
+    );
+}

@@ -96,6 +96,34 @@ impl fmt::Display for Family {
     }
 }
 
+/// A family name that Kubernetes does not use.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown IP family {0:?} (expected IPv4 or IPv6)")]
+pub struct UnknownFamily(pub String);
+
+impl FromStr for Family {
+    type Err = UnknownFamily;
+
+    /// Parses `spec.ipFamilies` entries: `IPv4` or `IPv6`.
+    fn from_str(text: &str) -> Result<Self, UnknownFamily> {
+        match text {
+            "IPv4" => Ok(Family::V4),
+            "IPv6" => Ok(Family::V6),
+            other => Err(UnknownFamily(other.to_owned())),
+        }
+    }
+}
+
+/// Parses a comma-separated address list such as the `herald.dev/loadBalancerIPs` annotation
+/// (`192.0.2.10,2001:db8::10`); spaces and empty items are ignored.
+pub fn parse_address_list(text: &str) -> Result<Vec<IpAddr>, AddressError> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(parse_address)
+        .collect()
+}
+
 /// An address as (family, numeric value).
 pub fn address_value(address: IpAddr) -> (Family, u128) {
     match address {

@@ -154,6 +154,22 @@ fn ranges_display_as_cidr_when_they_are_one_block_and_as_a_dash_range_otherwise(
 }
 
 #[test]
+fn address_lists_and_family_names_parse_as_kubernetes_writes_them() {
+    assert_eq!(
+        parse_address_list(" 192.0.2.10, 2001:db8::10 ,"),
+        Ok(vec![ip("192.0.2.10"), ip("2001:db8::10")])
+    );
+    assert_eq!(
+        parse_address_list("192.0.2.10,nope"),
+        Err(AddressError::InvalidAddress {
+            text: "nope".into()
+        })
+    );
+    assert_eq!("IPv6".parse(), Ok(Family::V6));
+    assert_eq!("ipv4".parse::<Family>(), Err(UnknownFamily("ipv4".into())));
+}
+
+#[test]
 fn buggy_ipv4_addresses_are_those_ending_in_0_or_255() {
     assert!(is_buggy_ipv4(ip("192.0.2.0")));
     assert!(is_buggy_ipv4(ip("192.0.2.255")));
