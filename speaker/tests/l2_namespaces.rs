@@ -58,8 +58,25 @@ impl Lab {
             b: format!("hl2t-b-{pid}"),
         };
         let (a, b) = (lab.a.as_str(), lab.b.as_str());
-        must(&["ip", "netns", "add", a]);
-        must(&["ip", "netns", "add", b]);
+        for ns in [a, b] {
+            // `ip netns add` can fail transiently while another test mounts or unmounts
+            // /run/netns; retry a few times.
+            let added = (0..5).any(|attempt| {
+                if attempt > 0 {
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                let out = run(&["ip", "netns", "add", ns]);
+                if !out.status.success() {
+                    eprintln!(
+                        "ip netns add {ns}: {}",
+                        String::from_utf8_lossy(&out.stderr)
+                    );
+                    let _ = run(&["ip", "netns", "del", ns]);
+                }
+                out.status.success()
+            });
+            assert!(added, "could not create namespace {ns}");
+        }
         must(&[
             "ip", "link", "add", "va", "netns", a, "address", MAC_A, "type", "veth", "peer",
             "name", "vb", "netns", b, "address", MAC_B,
@@ -137,6 +154,12 @@ impl Lab {
                 .join()
                 .unwrap_or_else(|_| panic!("thread in namespace A panicked"))
         })
+    }
+
+    /// Pings until one succeeds (at most `attempts`): on a loaded 2-core machine one second is
+    /// not always enough for the first reply.
+    fn ping_from_b_within(&self, address: &str, attempts: usize) -> bool {
+        (0..attempts).any(|_| self.ping_from_b(address))
     }
 
     fn ping_from_b(&self, address: &str) -> bool {
@@ -278,11 +301,11 @@ fn a_linux_neighbour_resolves_our_addresses_and_follows_a_gratuitous_move_withou
     // them so that B has to ask (announcements never create entries on Linux by default).
     must(&["ip", "-n", &lab.b, "neigh", "flush", "dev", "vb"]);
     assert!(
-        lab.ping_from_b(VIP4),
+        lab.ping_from_b_within(VIP4, 3),
         "ping {VIP4} through our ARP answer failed"
     );
     assert!(
-        lab.ping_from_b(VIP6),
+        lab.ping_from_b_within(VIP6, 3),
         "ping {VIP6} through our NDP answer failed"
     );
     assert!(
@@ -314,12 +337,12 @@ fn a_linux_neighbour_resolves_our_addresses_and_follows_a_gratuitous_move_withou
     let _ = lab.ping_from_b(MOVED4); // fails: A's kernel drops frames to the fake MAC
     let _ = lab.ping_from_b(MOVED6);
     assert!(
-        lab.neighbour_in_b(MOVED4).contains(&fake_mac),
+        lab.wait_for_neighbour_in_b(MOVED4, &fake_mac, Duration::from_secs(3)),
         "{}",
         lab.neighbour_in_b(MOVED4)
     );
     assert!(
-        lab.neighbour_in_b(MOVED6).contains(&fake_mac),
+        lab.wait_for_neighbour_in_b(MOVED6, &fake_mac, Duration::from_secs(3)),
         "{}",
         lab.neighbour_in_b(MOVED6)
     );
@@ -383,11 +406,11 @@ fn a_linux_neighbour_resolves_our_addresses_and_follows_a_gratuitous_move_withou
         "B asked instead of following the announcement"
     );
     assert!(
-        lab.ping_from_b(MOVED4),
+        lab.ping_from_b_within(MOVED4, 3),
         "traffic to {MOVED4} does not reach the new owner"
     );
     assert!(
-        lab.ping_from_b(MOVED6),
+        lab.ping_from_b_within(MOVED6, 3),
         "traffic to {MOVED6} does not reach the new owner"
     );
     assert_eq!(real.transmit_errors(), 0);
