@@ -62,6 +62,30 @@ fn ip(args: &[&str]) -> Result<(), String> {
     }
 }
 
+/// Deletes `hmb<pid>-…` namespaces left behind by a lab process that no longer exists (one
+/// killed before its drop could run).
+fn remove_labs_of_dead_processes() {
+    let Ok(output) = Command::new("ip").args(["netns", "list"]).output() else {
+        return;
+    };
+    let listing = String::from_utf8_lossy(&output.stdout);
+    for name in listing
+        .lines()
+        .filter_map(|line| line.split_whitespace().next())
+    {
+        let Some(pid) = name
+            .strip_prefix("hmb")
+            .and_then(|rest| rest.split('-').next())
+            .filter(|pid| !pid.is_empty() && pid.bytes().all(|byte| byte.is_ascii_digit()))
+        else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = ip(&["netns", "del", name]);
+        }
+    }
+}
+
 /// One live-set report from one lab speaker.
 struct Report {
     node: usize,
@@ -84,6 +108,7 @@ pub struct NamespaceLab {
 impl NamespaceLab {
     /// Builds the LAN namespace and `size` node namespaces (at most 100).
     pub fn create(size: usize) -> Result<Self, String> {
+        remove_labs_of_dead_processes();
         let (report_tx, reports) = mpsc::channel();
         let prefix = format!("hmb{}", std::process::id());
         let size = size.min(100);
