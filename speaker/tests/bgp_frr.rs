@@ -17,11 +17,10 @@ use std::time::{Duration, Instant};
 
 use herald_speaker::bgp::codec::{LargeCommunity, RouteAttributes};
 use herald_speaker::bgp::driver::{BgpManager, DesiredBgp, ListenConfig, PeerConfig};
-use herald_speaker::bgp::fsm::{SessionConfig, State, StopReason};
+use herald_speaker::bgp::fsm::{SessionConfig, SessionError, State, StopReason};
 use ipnet::IpNet;
 
 const CHILD_ENV: &str = "HERALD_BGP_FRR_CHILD";
-const TEST_NAME: &str = "herald_peers_with_frr_which_learns_installs_and_withdraws_the_routes";
 const PASSWORD: &str = "herald-md5-secret";
 
 struct Names {
@@ -30,12 +29,13 @@ struct Names {
     frr: String,
 }
 
-fn names() -> Names {
+/// Unique per process and test (tests of this file run in parallel).
+fn names(tag: &str) -> Names {
     let pid = std::process::id();
     Names {
-        router_ns: format!("hvt-r{pid}"),
-        node_ns: format!("hvt-n{pid}"),
-        frr: format!("hvt{pid}"),
+        router_ns: format!("hvt-r{tag}{pid}"),
+        node_ns: format!("hvt-n{tag}{pid}"),
+        frr: format!("hvt{tag}{pid}"),
     }
 }
 
@@ -61,8 +61,8 @@ struct Lab {
 }
 
 impl Lab {
-    fn new(frr_config: &str) -> Lab {
-        let names = names();
+    fn new(tag: &str, frr_config: &str) -> Lab {
+        let names = names(tag);
         let lab = Lab { names };
         let n = &lab.names;
         must("ip", &["netns", "add", &n.router_ns]);
@@ -206,16 +206,10 @@ fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
     }
 }
 
-#[test]
-fn herald_peers_with_frr_which_learns_installs_and_withdraws_the_routes() {
-    if std::env::var_os(CHILD_ENV).is_some() {
-        return herald_side();
-    }
-    if let Some(reason) = prerequisites_missing() {
-        eprintln!("skipped: {reason}");
-        return;
-    }
-    let lab = Lab::new(&frr_config());
+/// Sets up the lab and runs `test_name` again inside the node namespace, where the
+/// `CHILD_ENV` branch of that test does the Herald side.
+fn run_in_lab(tag: &str, test_name: &str) {
+    let lab = Lab::new(tag, &frr_config());
     let exe = std::env::current_exe().unwrap();
     let exe = exe.to_str().unwrap();
     let mut child = Command::new("ip")
@@ -225,7 +219,7 @@ fn herald_peers_with_frr_which_learns_installs_and_withdraws_the_routes() {
             &lab.names.node_ns,
             exe,
             "--exact",
-            TEST_NAME,
+            test_name,
             "--nocapture",
             "--test-threads=1",
         ])
@@ -248,6 +242,94 @@ fn herald_peers_with_frr_which_learns_installs_and_withdraws_the_routes() {
     };
     assert!(status.success(), "the Herald side failed: {status}");
     drop(lab);
+}
+
+#[test]
+fn herald_peers_with_frr_which_learns_installs_and_withdraws_the_routes() {
+    if std::env::var_os(CHILD_ENV).is_some() {
+        return herald_side();
+    }
+    if let Some(reason) = prerequisites_missing() {
+        eprintln!("skipped: {reason}");
+        return;
+    }
+    run_in_lab(
+        "a",
+        "herald_peers_with_frr_which_learns_installs_and_withdraws_the_routes",
+    );
+}
+
+#[test]
+fn a_wrong_asn_and_a_wrong_password_each_give_a_clear_status_and_no_crash() {
+    if std::env::var_os(CHILD_ENV).is_some() {
+        return misconfigured_side();
+    }
+    if let Some(reason) = prerequisites_missing() {
+        eprintln!("skipped: {reason}");
+        return;
+    }
+    run_in_lab(
+        "b",
+        "a_wrong_asn_and_a_wrong_password_each_give_a_clear_status_and_no_crash",
+    );
+}
+
+/// Runs inside the node namespace: first our ASN is not the one FRR expects, then the ASN is
+/// right but the MD5 password is wrong.
+fn misconfigured_side() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let session = |local_as: u32| {
+            let mut session = SessionConfig::new(local_as, 64500, Ipv4Addr::new(192, 0, 2, 11));
+            session.hold_time_secs = 9;
+            session.connect_retry = Duration::from_secs(1);
+            session
+        };
+        let router = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
+        let mut wrong_asn = PeerConfig::new(session(64513), router);
+        wrong_asn.password = Some(PASSWORD.into());
+        let mut manager = BgpManager::new(None).unwrap();
+        manager
+            .apply(&DesiredBgp {
+                peers: [("router".to_string(), wrong_asn)].into(),
+                routes: BTreeMap::new(),
+            })
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let status = manager.status()["router"].session.clone();
+            assert_ne!(status.state, State::Established);
+            if let Some(SessionError::NotificationReceived(n)) = &status.last_error {
+                assert_eq!((n.code, n.subcode), (2, 2), "FRR answers Bad Peer AS");
+                println!("wrong ASN: {}", status.last_error.unwrap());
+                break;
+            }
+            assert!(Instant::now() < deadline, "no Bad Peer AS: {status:?}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+
+        let mut wrong_password = PeerConfig::new(session(64512), router);
+        wrong_password.password = Some("not-the-password".into());
+        manager
+            .apply(&DesiredBgp {
+                peers: [("router".to_string(), wrong_password)].into(),
+                routes: BTreeMap::new(),
+            })
+            .unwrap();
+        // FRR's kernel drops our unsigned-for-it SYNs: the connection never comes up.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let status = manager.status()["router"].session.clone();
+            assert_ne!(status.state, State::Established);
+            if status.last_error == Some(SessionError::ConnectFailed) {
+                println!("wrong password: {}", status.last_error.unwrap());
+                break;
+            }
+            assert!(Instant::now() < deadline, "no connect failure: {status:?}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        manager.shutdown(StopReason::PeerDeconfigured).await;
+    });
 }
 
 /// Runs inside the node namespace.
