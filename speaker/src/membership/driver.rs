@@ -4,6 +4,12 @@
 //! sends what it is told to, fires timers at their instants, and publishes the live set on a
 //! `watch` channel. The task lives exactly as long as the [`MembershipDriver`] that owns it:
 //! dropping the driver aborts it; [`MembershipDriver::leave`] says goodbye first.
+//!
+//! Wiring in the speaker: keys from the Secret's bytes ([`ClusterKeys::new`]); bind this
+//! node's InternalIP at [`DEFAULT_MEMBERSHIP_PORT`]; seed with every Node's InternalIP at the
+//! same port and call [`MembershipDriver::set_seeds`] when Nodes change; hand
+//! [`MembershipDriver::live_members`] to the planner as the set of live speakers; call
+//! [`MembershipDriver::leave`] on SIGTERM so peers drop this node at once.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap, HashMap};
