@@ -1,3 +1,18 @@
 //! herald-controller: the pure allocator and the kube-runtime reconciler around it.
+//!
+//! Pure (no I/O, time passed in):
+//! - [`allocator`]: which Service holds which address.
+//! - [`convert`]: k8s-openapi objects into the allocator's plain input.
+//! - [`service_plan`]: one Service reconcile as snapshot in, actions out.
+//! - [`conditions`]: `metav1.Condition` list bookkeeping.
+//! - [`event_limit`]: at most one identical Event per object per window.
+//! - [`pool_plan`]: pool status and finalizer as snapshot in, actions out.
+//! - [`state`]: the allocator and bookkeeping shared by one term's reconciles.
 
 pub mod allocator;
+pub mod conditions;
+pub mod convert;
+pub mod event_limit;
+pub mod pool_plan;
+pub mod service_plan;
+pub mod state;

@@ -1,0 +1,545 @@
+//! The Service reconcile decision as a pure function: a `Service` snapshot (plus its
+//! namespace's labels) and the allocator in, the actions out — the status to write
+//! (`status.loadBalancer.ingress` with `ipMode: VIP`, Herald's conditions), the
+//! `herald.dev/ip-allocated-from-pool` annotation, Events, and the outcome for metrics and
+//! retries.
+//!
+//! No I/O: the kube edge (`reconciler`) performs the writes in the order the plan implies
+//! (pool finalizers, then the annotation, then status, then Events). The clock is a
+//! parameter. Unit-tested without an apiserver.
+
+use std::net::IpAddr;
+
+use herald_crds::names;
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::jiff::Timestamp;
+
+use crate::allocator::{
+    AllocationError, Allocator, Assignment, ExternalIpVerdict, Labels, RestoreProblem, ServiceKey,
+};
+use crate::conditions::{self, DesiredCondition};
+use crate::convert::{self, ClassFilter, ConvertedService};
+
+/// Service condition: whether Herald gave the Service its load-balancer address(es).
+pub const CONDITION_ADDRESS_ASSIGNED: &str = "herald.dev/AddressAssigned";
+/// Service condition: whether every `spec.externalIPs` entry may be announced.
+pub const CONDITION_EXTERNAL_IPS: &str = "herald.dev/ExternalIPsAllowed";
+/// `status.loadBalancer.ingress[].ipMode` Herald writes: traffic arrives with the VIP as
+/// its destination.
+pub const IP_MODE_VIP: &str = "VIP";
+
+/// Event severity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventType {
+    /// Something happened as it should.
+    Normal,
+    /// Something needs a person's attention.
+    Warning,
+}
+
+/// An Event to publish about the object being reconciled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedEvent {
+    /// Severity.
+    pub type_: EventType,
+    /// CamelCase reason.
+    pub reason: &'static str,
+    /// The message a person reads.
+    pub message: String,
+}
+
+impl PlannedEvent {
+    /// A Normal Event.
+    pub fn normal(reason: &'static str, message: impl Into<String>) -> Self {
+        PlannedEvent {
+            type_: EventType::Normal,
+            reason,
+            message: message.into(),
+        }
+    }
+
+    /// A Warning Event.
+    pub fn warning(reason: &'static str, message: impl Into<String>) -> Self {
+        PlannedEvent {
+            type_: EventType::Warning,
+            reason,
+            message: message.into(),
+        }
+    }
+}
+
+/// What to do with the `herald.dev/ip-allocated-from-pool` annotation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AnnotationChange {
+    /// Set it to this value.
+    Set(String),
+    /// Remove it.
+    Remove,
+}
+
+/// The Service status Herald wants, when it differs from what the snapshot shows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatusChange {
+    /// `status.loadBalancer.ingress` addresses (each written with `ipMode: VIP`); empty
+    /// removes the ingress list.
+    pub ingress: Vec<IpAddr>,
+    /// The whole `status.conditions` list (other writers' conditions kept).
+    pub conditions: Vec<Condition>,
+}
+
+/// How the reconcile went, for metrics and retries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Herald does not serve this Service and held nothing for it.
+    NotServed,
+    /// Herald stopped serving it and gave its addresses back.
+    Released {
+        /// What it held.
+        addresses: Vec<IpAddr>,
+    },
+    /// The Service holds its addresses.
+    Assigned {
+        /// The assignment differs from before this reconcile.
+        changed: bool,
+    },
+    /// The Service did not get (all) it asked for; retry with back-off.
+    Failed {
+        /// Short CamelCase reason (also the metric label).
+        reason: &'static str,
+        /// The assignment differs from before this reconcile (a restore took place).
+        changed: bool,
+    },
+}
+
+/// Everything one Service reconcile decided.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServicePlan {
+    /// The Service.
+    pub key: ServiceKey,
+    /// Status to write, if it differs from the snapshot.
+    pub status: Option<StatusChange>,
+    /// Annotation change, if any.
+    pub annotation: Option<AnnotationChange>,
+    /// Events to publish (rate-limited at the edge).
+    pub events: Vec<PlannedEvent>,
+    /// Pools the Service's addresses are booked against: they must carry the
+    /// `herald.dev/pool-in-use` finalizer before the status is written.
+    pub pools: Vec<String>,
+    /// How it went.
+    pub outcome: Outcome,
+}
+
+impl ServicePlan {
+    /// Whether the allocator's bookings changed (pool status needs a refresh).
+    pub fn changed_bookings(&self) -> bool {
+        match &self.outcome {
+            Outcome::NotServed => false,
+            Outcome::Released { .. } => true,
+            Outcome::Assigned { changed } | Outcome::Failed { changed, .. } => *changed,
+        }
+    }
+}
+
+/// The short reason for an allocation error (condition reason and metric label).
+pub fn error_reason(error: &AllocationError) -> &'static str {
+    match error {
+        AllocationError::InvalidRequest(_) => "InvalidRequest",
+        AllocationError::UnknownPool { .. } => "UnknownPool",
+        AllocationError::PoolNotUsable { .. } => "PoolNotUsable",
+        AllocationError::NotInAnyPool { .. } => "NotInAnyPool",
+        AllocationError::NotInPool { .. } => "NotInPool",
+        AllocationError::AddressInUse { .. } => "AddressInUse",
+        AllocationError::SharingConflict { .. } => "SharingConflict",
+        AllocationError::PoolExhausted { .. } => "PoolExhausted",
+        AllocationError::FamilyUnavailable { .. } => "FamilyUnavailable",
+        AllocationError::NoEligiblePool { .. } => "NoEligiblePool",
+    }
+}
+
+/// Reason used when the Service's own fields cannot be read.
+pub const REASON_INVALID_SERVICE: &str = "InvalidService";
+
+/// Takes over the addresses a served Service's status lists, as they are (start-up restore,
+/// and the first reconcile of a Service the allocator does not know). Does nothing when the
+/// allocator already knows the Service or the status lists no address. Returns Events for
+/// what could not be taken over.
+pub fn restore_service(
+    allocator: &mut Allocator,
+    service: &Service,
+    namespace_labels: &Labels,
+) -> Vec<PlannedEvent> {
+    let Some(key) = convert::service_key(service) else {
+        return Vec::new();
+    };
+    if allocator.assignment(&key).is_some() {
+        return Vec::new();
+    }
+    let addresses = convert::status_addresses(service);
+    if addresses.is_empty() {
+        return Vec::new();
+    }
+    // Fields that cannot be read are left at their defaults: an address already handed out
+    // is taken over even when the Service's annotations became invalid since.
+    let ConvertedService { request, .. } = convert::service_request(service, namespace_labels);
+    let outcome = allocator.restore(&request, &addresses, &convert::allocated_from(service));
+    outcome
+        .problems
+        .iter()
+        .map(|problem| match problem {
+            RestoreProblem::OutsideEveryPool { .. } => {
+                PlannedEvent::warning("AddressOutsideEveryPool", problem.to_string())
+            }
+            RestoreProblem::Conflict { .. } | RestoreProblem::ExtraAddressOfFamily { .. } => {
+                PlannedEvent::warning("RestoreConflict", problem.to_string())
+            }
+        })
+        .collect()
+}
+
+/// Decides one Service: see the module documentation. `None` for a Service without a
+/// namespace or name.
+pub fn plan_service(
+    allocator: &mut Allocator,
+    service: &Service,
+    namespace_labels: &Labels,
+    filter: ClassFilter,
+    now: Timestamp,
+) -> Option<ServicePlan> {
+    let key = convert::service_key(service)?;
+    let observed = Observed::of(service);
+    if !filter.serves(service) {
+        return Some(plan_not_served(
+            allocator,
+            service,
+            key,
+            &observed,
+            namespace_labels,
+            now,
+        ));
+    }
+
+    let before = allocator.assignment(&key);
+    let mut events = restore_service(allocator, service, namespace_labels);
+    let converted = convert::service_request(service, namespace_labels);
+    let generation = service.metadata.generation;
+
+    let (assignment, failure, assigned_condition) = if !converted.errors.is_empty() {
+        let message = join_errors(&converted.errors);
+        events.push(PlannedEvent::warning(
+            REASON_INVALID_SERVICE,
+            message.clone(),
+        ));
+        let held = allocator.assignment(&key).unwrap_or_default();
+        let condition = failure_condition(&held, REASON_INVALID_SERVICE, &message);
+        (held, Some(REASON_INVALID_SERVICE), condition)
+    } else {
+        match allocator.assign(&converted.request) {
+            Ok(assignment) => {
+                let condition = success_condition(&assignment);
+                (assignment, None, condition)
+            }
+            Err(error) => {
+                let reason = error_reason(&error);
+                let message = error.to_string();
+                events.push(PlannedEvent::warning("AllocationFailed", message.clone()));
+                let held = allocator.assignment(&key).unwrap_or_default();
+                let condition = failure_condition(&held, reason, &message);
+                (held, Some(reason), condition)
+            }
+        }
+    };
+    let changed = before != allocator.assignment(&key);
+
+    for outside in assignment.addresses.iter().filter(|a| a.pool.is_none()) {
+        events.push(PlannedEvent::warning(
+            "AddressOutsideEveryPool",
+            format!(
+                "{} is not in any pool; it is kept (never moved) and needs a person's attention",
+                outside.address
+            ),
+        ));
+    }
+    let ips = assignment.ips();
+    if !ips.is_empty() && ips != observed.ingress_ips() {
+        events.push(PlannedEvent::normal(
+            "AddressAssigned",
+            format!("assigned {}", describe(&assignment)),
+        ));
+    }
+
+    let conds = conditions::upsert(&observed.conditions, &assigned_condition, generation, now);
+    let conds = external_ip_conditions(allocator, &converted, &conds, generation, now, &mut events);
+
+    let annotation = annotation_change(&observed, &assignment);
+    let status = status_change(&observed, ips, conds);
+    let outcome = match failure {
+        Some(reason) => Outcome::Failed { reason, changed },
+        None => Outcome::Assigned { changed },
+    };
+    Some(ServicePlan {
+        key,
+        status,
+        annotation,
+        events,
+        pools: assignment.pools().into_iter().map(str::to_owned).collect(),
+        outcome,
+    })
+}
+
+/// A Service Herald does not (or no longer) serve: give back what it held, clear what Herald
+/// wrote, and still judge `spec.externalIPs` for Services that are not load balancers.
+fn plan_not_served(
+    allocator: &mut Allocator,
+    service: &Service,
+    key: ServiceKey,
+    observed: &Observed,
+    namespace_labels: &Labels,
+    now: Timestamp,
+) -> ServicePlan {
+    let released = allocator.release(&key);
+    let released_ips = released.as_ref().map(Assignment::ips).unwrap_or_default();
+    let mut events = Vec::new();
+    if !released_ips.is_empty() {
+        events.push(PlannedEvent::normal(
+            "AddressReleased",
+            format!("released {}", join_ips(&released_ips)),
+        ));
+    }
+    let outcome = match released {
+        Some(_) => Outcome::Released {
+            addresses: released_ips.clone(),
+        },
+        None => Outcome::NotServed,
+    };
+    let mut plan = ServicePlan {
+        key,
+        status: None,
+        annotation: None,
+        events,
+        pools: Vec::new(),
+        outcome,
+    };
+    if service.metadata.deletion_timestamp.is_some() {
+        // Going away: nothing to write on it.
+        return plan;
+    }
+
+    // Clear the ingress Herald wrote: the one it just released, or (after a restart, when
+    // nothing was restored for a Service it no longer serves) one its annotation vouches for.
+    let ours = observed.annotation.is_some();
+    let ingress = observed.ingress_ips();
+    let clear_ingress = !ingress.is_empty()
+        && ((!released_ips.is_empty() && ingress == released_ips)
+            || (released_ips.is_empty() && ours));
+    let mut conds = conditions::remove(&observed.conditions, CONDITION_ADDRESS_ASSIGNED);
+
+    let is_load_balancer = service
+        .spec
+        .as_ref()
+        .is_some_and(|s| s.type_.as_deref() == Some("LoadBalancer"));
+    if is_load_balancer {
+        // Another implementation's Service: its external IPs are not ours to judge.
+        conds = conditions::remove(&conds, CONDITION_EXTERNAL_IPS);
+    } else {
+        let converted = convert::service_request(service, namespace_labels);
+        conds = external_ip_conditions(
+            allocator,
+            &converted,
+            &conds,
+            service.metadata.generation,
+            now,
+            &mut plan.events,
+        );
+    }
+    let new_ingress = if clear_ingress { Vec::new() } else { ingress };
+    plan.status = status_change(observed, new_ingress, conds);
+    plan.annotation = ours.then_some(AnnotationChange::Remove);
+    plan
+}
+
+/// Upserts or removes the externalIPs condition, with a Warning for refused entries.
+fn external_ip_conditions(
+    allocator: &Allocator,
+    converted: &ConvertedService,
+    existing: &[Condition],
+    generation: Option<i64>,
+    now: Timestamp,
+    events: &mut Vec<PlannedEvent>,
+) -> Vec<Condition> {
+    let unreadable: Vec<String> = converted
+        .errors
+        .iter()
+        .filter(|e| matches!(e, convert::ServiceFieldError::BadExternalIp(_)))
+        .map(ToString::to_string)
+        .collect();
+    if converted.request.external_ips.is_empty() && unreadable.is_empty() {
+        return conditions::remove(existing, CONDITION_EXTERNAL_IPS);
+    }
+    let verdicts: Vec<ExternalIpVerdict> = allocator.check_external_ips(&converted.request);
+    let mut refusals: Vec<String> = verdicts
+        .iter()
+        .filter_map(|v| v.result.as_ref().err().map(ToString::to_string))
+        .collect();
+    refusals.extend(unreadable);
+    let desired = if refusals.is_empty() {
+        let allowed: Vec<String> = verdicts
+            .iter()
+            .map(|v| match &v.result {
+                Ok(pool) => format!("{} (pool {pool})", v.address),
+                Err(_) => v.address.to_string(),
+            })
+            .collect();
+        DesiredCondition::new(
+            CONDITION_EXTERNAL_IPS,
+            true,
+            "Allowed",
+            format!("externalIPs may be announced: {}", allowed.join(", ")),
+        )
+    } else {
+        let message = format!("externalIPs will not be announced: {}", refusals.join("; "));
+        events.push(PlannedEvent::warning(
+            "ExternalIPNotAllowed",
+            message.clone(),
+        ));
+        DesiredCondition::new(CONDITION_EXTERNAL_IPS, false, "NotAllowed", message)
+    };
+    conditions::upsert(existing, &desired, generation, now)
+}
+
+fn success_condition(assignment: &Assignment) -> DesiredCondition {
+    if assignment.addresses.iter().any(|a| a.pool.is_none()) {
+        DesiredCondition::new(
+            CONDITION_ADDRESS_ASSIGNED,
+            true,
+            "AddressOutsideEveryPool",
+            format!(
+                "{}; an address is no longer in any pool (kept, never moved)",
+                describe(assignment)
+            ),
+        )
+    } else {
+        DesiredCondition::new(
+            CONDITION_ADDRESS_ASSIGNED,
+            true,
+            "Assigned",
+            describe(assignment),
+        )
+    }
+}
+
+fn failure_condition(held: &Assignment, reason: &str, message: &str) -> DesiredCondition {
+    if held.is_empty() {
+        DesiredCondition::new(CONDITION_ADDRESS_ASSIGNED, false, reason, message)
+    } else {
+        DesiredCondition::new(
+            CONDITION_ADDRESS_ASSIGNED,
+            true,
+            reason,
+            format!(
+                "keeps {}; the change was refused: {message}",
+                describe(held)
+            ),
+        )
+    }
+}
+
+/// `192.0.2.1 (pool a), 2001:db8::1 (pool b)`.
+fn describe(assignment: &Assignment) -> String {
+    assignment
+        .addresses
+        .iter()
+        .map(|a| match &a.pool {
+            Some(pool) => format!("{} (pool {pool})", a.address),
+            None => format!("{} (no pool)", a.address),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn join_ips(ips: &[IpAddr]) -> String {
+    ips.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn join_errors(errors: &[convert::ServiceFieldError]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn annotation_change(observed: &Observed, assignment: &Assignment) -> Option<AnnotationChange> {
+    if assignment.is_empty() {
+        return observed
+            .annotation
+            .as_ref()
+            .map(|_| AnnotationChange::Remove);
+    }
+    let value = assignment.allocated_from().join(",");
+    (observed.annotation.as_deref() != Some(value.as_str())).then_some(AnnotationChange::Set(value))
+}
+
+fn status_change(
+    observed: &Observed,
+    ingress: Vec<IpAddr>,
+    conditions: Vec<Condition>,
+) -> Option<StatusChange> {
+    let ingress_same = observed.ingress.len() == ingress.len()
+        && observed
+            .ingress
+            .iter()
+            .zip(&ingress)
+            .all(|((ip, mode), want)| *ip == Some(*want) && mode.as_deref() == Some(IP_MODE_VIP));
+    (!ingress_same || conditions != observed.conditions).then_some(StatusChange {
+        ingress,
+        conditions,
+    })
+}
+
+/// What the snapshot shows of Herald's writes.
+struct Observed {
+    /// Each ingress entry: its address (None: a hostname or garbage) and ipMode.
+    ingress: Vec<(Option<IpAddr>, Option<String>)>,
+    conditions: Vec<Condition>,
+    annotation: Option<String>,
+}
+
+impl Observed {
+    fn of(service: &Service) -> Self {
+        let status = service.status.as_ref();
+        Observed {
+            ingress: status
+                .and_then(|s| s.load_balancer.as_ref())
+                .and_then(|lb| lb.ingress.as_ref())
+                .into_iter()
+                .flatten()
+                .map(|i| {
+                    (
+                        i.ip.as_deref().and_then(|ip| ip.trim().parse().ok()),
+                        i.ip_mode.clone(),
+                    )
+                })
+                .collect(),
+            conditions: status
+                .and_then(|s| s.conditions.clone())
+                .unwrap_or_default(),
+            annotation: service
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(names::ANNOTATION_ALLOCATED_FROM_POOL))
+                .cloned(),
+        }
+    }
+
+    fn ingress_ips(&self) -> Vec<IpAddr> {
+        self.ingress.iter().filter_map(|(ip, _)| *ip).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests;

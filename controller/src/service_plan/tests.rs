@@ -1,0 +1,452 @@
+use super::*;
+
+use std::collections::BTreeMap;
+
+use herald_crds::address::parse_entries;
+use k8s_openapi::api::core::v1::{
+    LoadBalancerIngress, LoadBalancerStatus, ServicePort as ApiPort, ServiceSpec, ServiceStatus,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+
+use crate::allocator::PoolSpec;
+
+fn ip(text: &str) -> IpAddr {
+    text.parse().unwrap_or(IpAddr::from([0, 0, 0, 0]))
+}
+
+fn now() -> Timestamp {
+    Timestamp::from_second(1_700_000_000).unwrap_or(Timestamp::UNIX_EPOCH)
+}
+
+fn pool(name: &str, entries: &[&str]) -> PoolSpec {
+    PoolSpec::new(name, parse_entries(entries).unwrap_or_default())
+}
+
+fn serve_all() -> ClassFilter {
+    ClassFilter {
+        ignore_classless: false,
+    }
+}
+
+struct Svc(Service);
+
+impl Svc {
+    fn lb(name: &str) -> Svc {
+        Svc(Service {
+            metadata: ObjectMeta {
+                namespace: Some("ns".into()),
+                name: Some(name.into()),
+                generation: Some(1),
+                ..ObjectMeta::default()
+            },
+            spec: Some(ServiceSpec {
+                type_: Some("LoadBalancer".into()),
+                ports: Some(vec![ApiPort {
+                    port: 80,
+                    ..ApiPort::default()
+                }]),
+                ..ServiceSpec::default()
+            }),
+            status: None,
+        })
+    }
+
+    fn annotate(mut self, key: &str, value: &str) -> Svc {
+        self.0
+            .metadata
+            .annotations
+            .get_or_insert_with(BTreeMap::new)
+            .insert(key.into(), value.into());
+        self
+    }
+
+    fn spec(mut self, edit: impl FnOnce(&mut ServiceSpec)) -> Svc {
+        if let Some(spec) = self.0.spec.as_mut() {
+            edit(spec);
+        }
+        self
+    }
+
+    fn port(self, port: i32) -> Svc {
+        self.spec(|s| {
+            s.ports = Some(vec![ApiPort {
+                port,
+                ..ApiPort::default()
+            }])
+        })
+    }
+
+    fn status_ips(mut self, ips: &[&str], pool_annotation: &str) -> Svc {
+        self.0.status = Some(ServiceStatus {
+            load_balancer: Some(LoadBalancerStatus {
+                ingress: Some(
+                    ips.iter()
+                        .map(|a| LoadBalancerIngress {
+                            ip: Some((*a).into()),
+                            ip_mode: Some("VIP".into()),
+                            ..LoadBalancerIngress::default()
+                        })
+                        .collect(),
+                ),
+            }),
+            conditions: None,
+        });
+        self.annotate(names::ANNOTATION_ALLOCATED_FROM_POOL, pool_annotation)
+    }
+}
+
+fn plan(allocator: &mut Allocator, service: &Service) -> ServicePlan {
+    match plan_service(allocator, service, &Labels::new(), serve_all(), now()) {
+        Some(plan) => plan,
+        None => panic!("no plan for a named Service"),
+    }
+}
+
+/// What the apiserver holds after the edge performed the plan's writes.
+fn written(service: &Service, plan: &ServicePlan) -> Service {
+    let mut out = service.clone();
+    match &plan.annotation {
+        Some(AnnotationChange::Set(value)) => {
+            out.metadata
+                .annotations
+                .get_or_insert_with(BTreeMap::new)
+                .insert(names::ANNOTATION_ALLOCATED_FROM_POOL.into(), value.clone());
+        }
+        Some(AnnotationChange::Remove) => {
+            if let Some(a) = out.metadata.annotations.as_mut() {
+                a.remove(names::ANNOTATION_ALLOCATED_FROM_POOL);
+            }
+        }
+        None => {}
+    }
+    if let Some(status) = &plan.status {
+        let ingress = (!status.ingress.is_empty()).then(|| {
+            status
+                .ingress
+                .iter()
+                .map(|a| LoadBalancerIngress {
+                    ip: Some(a.to_string()),
+                    ip_mode: Some(IP_MODE_VIP.into()),
+                    ..LoadBalancerIngress::default()
+                })
+                .collect()
+        });
+        out.status = Some(ServiceStatus {
+            load_balancer: Some(LoadBalancerStatus { ingress }),
+            conditions: Some(status.conditions.clone()),
+        });
+    }
+    out
+}
+
+fn condition<'a>(plan: &'a ServicePlan, type_: &str) -> Option<&'a Condition> {
+    plan.status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == type_))
+}
+
+fn reasons(plan: &ServicePlan) -> Vec<&'static str> {
+    plan.events.iter().map(|e| e.reason).collect()
+}
+
+#[test]
+fn a_new_load_balancer_gets_an_address_a_vip_ingress_the_pool_annotation_and_a_condition() {
+    let mut allocator = Allocator::new(vec![pool("a", &["192.0.2.128/30"])]);
+    let svc = Svc::lb("web").0;
+    let plan = plan(&mut allocator, &svc);
+    assert_eq!(plan.outcome, Outcome::Assigned { changed: true });
+    assert_eq!(
+        plan.status.as_ref().map(|s| s.ingress.clone()),
+        Some(vec![ip("192.0.2.128")])
+    );
+    assert_eq!(plan.annotation, Some(AnnotationChange::Set("a".into())));
+    assert_eq!(plan.pools, vec!["a".to_owned()]);
+    let assigned = condition(&plan, CONDITION_ADDRESS_ASSIGNED);
+    assert_eq!(assigned.map(|c| c.status.as_str()), Some("True"));
+    assert_eq!(assigned.map(|c| c.reason.as_str()), Some("Assigned"));
+    assert_eq!(assigned.and_then(|c| c.observed_generation), Some(1));
+    assert_eq!(reasons(&plan), vec!["AddressAssigned"]);
+    assert!(plan.changed_bookings());
+}
+
+#[test]
+fn reconciling_the_written_service_again_changes_nothing() {
+    let mut allocator = Allocator::new(vec![pool("a", &["192.0.2.128/30"])]);
+    let svc = Svc::lb("web").0;
+    let first = plan(&mut allocator, &svc);
+    let after = written(&svc, &first);
+    let second = plan(&mut allocator, &after);
+    assert_eq!(second.status, None);
+    assert_eq!(second.annotation, None);
+    assert_eq!(second.events, vec![]);
+    assert_eq!(second.outcome, Outcome::Assigned { changed: false });
+}
+
+#[test]
+fn services_of_another_class_are_left_alone() {
+    let mut allocator = Allocator::new(vec![pool("a", &["192.0.2.128/30"])]);
+    let svc = Svc::lb("web")
+        .spec(|s| s.load_balancer_class = Some("other.example/lb".into()))
+        .0;
+    let plan = plan(&mut allocator, &svc);
+    assert_eq!(plan.outcome, Outcome::NotServed);
+    assert_eq!(plan.status, None);
+    assert_eq!(plan.annotation, None);
+    assert!(plan.events.is_empty());
+}
+
+#[test]
+fn a_class_change_releases_the_address_and_clears_what_herald_wrote() {
+    let mut allocator = Allocator::new(vec![pool("a", &["192.0.2.128/30"])]);
+    let svc = Svc::lb("web").0;
+    let first = plan(&mut allocator, &svc);
+    let mut after = written(&svc, &first);
+    if let Some(spec) = after.spec.as_mut() {
+        spec.load_balancer_class = Some("other.example/lb".into());
+    }
+    let released = plan(&mut allocator, &after);
+    assert_eq!(
+        released.outcome,
+        Outcome::Released {
+            addresses: vec![ip("192.0.2.128")]
+        }
+    );
+    let status = released.status.clone();
+    assert_eq!(status.as_ref().map(|s| s.ingress.clone()), Some(vec![]));
+    assert_eq!(status.map(|s| s.conditions), Some(vec![]));
+    assert_eq!(released.annotation, Some(AnnotationChange::Remove));
+    assert_eq!(reasons(&released), vec!["AddressReleased"]);
+    // The address is free again.
+    let other = plan(&mut allocator, &Svc::lb("other").0);
+    assert_eq!(
+        other.status.map(|s| s.ingress),
+        Some(vec![ip("192.0.2.128")])
+    );
+}
+
+#[test]
+fn a_type_change_away_from_load_balancer_releases_the_address() {
+    let mut allocator = Allocator::new(vec![pool("a", &["192.0.2.128/30"])]);
+    let svc = Svc::lb("web").0;
+    let first = plan(&mut allocator, &svc);
+    let mut after = written(&svc, &first);
+    if let Some(spec) = after.spec.as_mut() {
+        spec.type_ = Some("ClusterIP".into());
+    }
+    let released = plan(&mut allocator, &after);
+    assert!(matches!(released.outcome, Outcome::Released { .. }));
+    assert_eq!(allocator.assignment(&ServiceKey::new("ns", "web")), None);
+}
+
+#[test]
+fn a_service_being_deleted_is_released_without_writes() {
+    let mut allocator = Allocator::new(vec![pool("a", &["192.0.2.128/30"])]);
+    let svc = Svc::lb("web").0;
+    let first = plan(&mut allocator, &svc);
+    let mut after = written(&svc, &first);
+    after.metadata.deletion_timestamp = Some(Time(now()));
+    let released = plan(&mut allocator, &after);
+    assert!(matches!(released.outcome, Outcome::Released { .. }));
+    assert_eq!(released.status, None);
+    assert_eq!(released.annotation, None);
+}
+
+#[test]
+fn an_exhausted_pool_gives_a_warning_a_false_condition_and_no_address() {
+    let mut allocator = Allocator::new(vec![pool("tiny", &["192.0.2.128/32"])]);
+    let _first = plan(&mut allocator, &Svc::lb("first").0);
+    let second = plan(&mut allocator, &Svc::lb("second").0);
+    assert_eq!(
+        second.outcome,
+        Outcome::Failed {
+            reason: "PoolExhausted",
+            changed: false
+        }
+    );
+    let assigned = condition(&second, CONDITION_ADDRESS_ASSIGNED);
+    assert_eq!(assigned.map(|c| c.status.as_str()), Some("False"));
+    assert_eq!(assigned.map(|c| c.reason.as_str()), Some("PoolExhausted"));
+    assert_eq!(second.status.map(|s| s.ingress), Some(vec![]));
+    assert_eq!(second.annotation, None);
+    assert_eq!(second.events.len(), 1);
+    assert_eq!(second.events[0].type_, EventType::Warning);
+    assert!(
+        second.events[0].message.contains("tiny"),
+        "{:?}",
+        second.events
+    );
+}
+
+#[test]
+fn an_invalid_annotation_keeps_the_address_and_says_why() {
+    let mut allocator = Allocator::new(vec![pool("a", &["192.0.2.128/30"])]);
+    let svc = Svc::lb("web").0;
+    let first = plan(&mut allocator, &svc);
+    let broken = Svc(written(&svc, &first))
+        .annotate(names::ANNOTATION_LOAD_BALANCER_IPS, "not-an-address")
+        .0;
+    let plan = plan(&mut allocator, &broken);
+    assert_eq!(
+        plan.outcome,
+        Outcome::Failed {
+            reason: REASON_INVALID_SERVICE,
+            changed: false
+        }
+    );
+    let assigned = condition(&plan, CONDITION_ADDRESS_ASSIGNED);
+    assert_eq!(assigned.map(|c| c.status.as_str()), Some("True"));
+    assert!(
+        assigned.is_some_and(|c| c.message.contains("not-an-address")),
+        "{assigned:?}"
+    );
+    assert_eq!(
+        plan.status.as_ref().map(|s| s.ingress.clone()),
+        Some(vec![ip("192.0.2.128")])
+    );
+    assert_eq!(reasons(&plan), vec![REASON_INVALID_SERVICE]);
+}
+
+#[test]
+fn restored_addresses_are_kept_even_when_a_lower_one_is_free() {
+    let mut allocator = Allocator::new(vec![pool("a", &["192.0.2.128/30"])]);
+    let old = Svc::lb("old").status_ips(&["192.0.2.130"], "a").0;
+    assert!(restore_service(&mut allocator, &old, &Labels::new()).is_empty());
+    let plan = plan(&mut allocator, &old);
+    assert_eq!(plan.outcome, Outcome::Assigned { changed: false });
+    // Only the condition is new; ingress and annotation are already right.
+    assert_eq!(
+        plan.status.as_ref().map(|s| s.ingress.clone()),
+        Some(vec![ip("192.0.2.130")])
+    );
+    assert_eq!(plan.annotation, None);
+    assert!(plan.events.is_empty(), "{:?}", plan.events);
+}
+
+#[test]
+fn restoring_everything_first_keeps_new_services_off_existing_addresses() {
+    let mut allocator = Allocator::new(vec![pool("a", &["192.0.2.128/30"])]);
+    let old = Svc::lb("old").status_ips(&["192.0.2.128"], "a").0;
+    restore_service(&mut allocator, &old, &Labels::new());
+    let new = plan(&mut allocator, &Svc::lb("new").0);
+    assert_eq!(new.status.map(|s| s.ingress), Some(vec![ip("192.0.2.129")]));
+}
+
+#[test]
+fn a_service_the_allocator_does_not_know_is_restored_before_it_is_assigned() {
+    // A Service whose status was written by an earlier leader, seen first by a reconcile.
+    let mut allocator = Allocator::new(vec![pool("a", &["192.0.2.128/30"])]);
+    let old = Svc::lb("old").status_ips(&["192.0.2.131"], "a").0;
+    let plan = plan(&mut allocator, &old);
+    assert_eq!(
+        plan.status.map(|s| s.ingress),
+        Some(vec![ip("192.0.2.131")])
+    );
+    assert_eq!(plan.outcome, Outcome::Assigned { changed: true });
+}
+
+#[test]
+fn an_address_outside_every_pool_is_kept_and_reported() {
+    let mut allocator = Allocator::new(vec![pool("a", &["192.0.2.128/30"])]);
+    let stray = Svc::lb("stray").status_ips(&["198.51.100.7"], "gone").0;
+    let events = restore_service(&mut allocator, &stray, &Labels::new());
+    assert_eq!(
+        events.iter().map(|e| e.reason).collect::<Vec<_>>(),
+        vec!["AddressOutsideEveryPool"]
+    );
+    let plan = plan(&mut allocator, &stray);
+    assert_eq!(
+        plan.status.as_ref().map(|s| s.ingress.clone()),
+        Some(vec![ip("198.51.100.7")])
+    );
+    assert_eq!(
+        condition(&plan, CONDITION_ADDRESS_ASSIGNED).map(|c| c.reason.as_str()),
+        Some("AddressOutsideEveryPool")
+    );
+    assert!(reasons(&plan).contains(&"AddressOutsideEveryPool"));
+}
+
+#[test]
+fn sharing_services_with_distinct_ports_share_and_a_clash_is_refused() {
+    let mut allocator = Allocator::new(vec![pool("a", &["192.0.2.128/30"])]);
+    let key = names::ANNOTATION_ALLOW_SHARED_IP;
+    let dns_tcp = Svc::lb("dns-tcp").annotate(key, "dns").port(53).0;
+    let dns_udp = Svc::lb("dns-udp")
+        .annotate(key, "dns")
+        .spec(|s| {
+            s.ports = Some(vec![ApiPort {
+                port: 53,
+                protocol: Some("UDP".into()),
+                ..ApiPort::default()
+            }])
+        })
+        .0;
+    let clash = Svc::lb("dns-clash")
+        .annotate(key, "dns")
+        .annotate(names::ANNOTATION_LOAD_BALANCER_IPS, "192.0.2.128")
+        .port(53)
+        .0;
+    let first = plan(&mut allocator, &dns_tcp);
+    let second = plan(&mut allocator, &dns_udp);
+    assert_eq!(
+        first.status.map(|s| s.ingress),
+        second.status.map(|s| s.ingress)
+    );
+    let third = plan(&mut allocator, &clash);
+    assert_eq!(
+        third.outcome,
+        Outcome::Failed {
+            reason: "SharingConflict",
+            changed: false
+        }
+    );
+    assert!(
+        third.events[0].message.contains("53/TCP"),
+        "{:?}",
+        third.events
+    );
+}
+
+#[test]
+fn external_ips_inside_an_allowing_pool_are_allowed_and_others_get_a_warning() {
+    let mut external = pool("ext", &["203.0.113.0/28"]);
+    external.allow_external_ips = true;
+    let mut allocator = Allocator::new(vec![pool("a", &["192.0.2.128/30"]), external]);
+    let inside = Svc::lb("inside")
+        .spec(|s| s.external_ips = Some(vec!["203.0.113.5".into()]))
+        .0;
+    let plan_inside = plan(&mut allocator, &inside);
+    let allowed = condition(&plan_inside, CONDITION_EXTERNAL_IPS);
+    assert_eq!(allowed.map(|c| c.status.as_str()), Some("True"));
+
+    let outside = Svc::lb("outside")
+        .spec(|s| s.external_ips = Some(vec!["198.51.100.9".into()]))
+        .0;
+    let plan_outside = plan(&mut allocator, &outside);
+    let refused = condition(&plan_outside, CONDITION_EXTERNAL_IPS);
+    assert_eq!(refused.map(|c| c.status.as_str()), Some("False"));
+    assert!(
+        refused.is_some_and(|c| c.message.contains("will not be announced")),
+        "{refused:?}"
+    );
+    assert!(reasons(&plan_outside).contains(&"ExternalIPNotAllowed"));
+    // The load-balancer address is still given: externalIPs are judged separately.
+    assert!(matches!(plan_outside.outcome, Outcome::Assigned { .. }));
+}
+
+#[test]
+fn external_ips_of_a_cluster_ip_service_are_judged_too() {
+    let mut allocator = Allocator::new(vec![pool("a", &["192.0.2.128/30"])]);
+    let svc = Svc::lb("plain")
+        .spec(|s| {
+            s.type_ = Some("ClusterIP".into());
+            s.external_ips = Some(vec!["192.0.2.129".into()]);
+        })
+        .0;
+    let plan = plan(&mut allocator, &svc);
+    assert_eq!(plan.outcome, Outcome::NotServed);
+    assert_eq!(
+        condition(&plan, CONDITION_EXTERNAL_IPS).map(|c| c.reason.as_str()),
+        Some("NotAllowed")
+    );
+    assert!(plan.status.is_some_and(|s| s.ingress.is_empty()));
+}
