@@ -5,6 +5,7 @@
 //! where its I/O stops.
 
 pub mod bgp;
+pub mod convert;
 pub mod forwarding;
 pub mod l2;
 pub mod membership;

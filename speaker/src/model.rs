@@ -462,6 +462,9 @@ pub struct BgpAdvertisement {
     pub aggregation_length_v4: u8,
     /// Prefix length announced for IPv6 addresses (128 = one host route per address).
     pub aggregation_length_v6: u8,
+    /// Attach the link-bandwidth extended community sized to this node's ready endpoints
+    /// (`linkBandwidth.mode: LocalEndpoints`), for weighted ECMP upstream.
+    pub link_bandwidth: bool,
 }
 
 /// Where a BGP peer's TCP-MD5 password is kept (a Secret key in the install namespace).

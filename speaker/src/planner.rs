@@ -94,6 +94,8 @@ pub struct RouteAttributes {
     /// Ready endpoints on this node behind the prefix (summed over its Services), for the
     /// link-bandwidth extended community (draft-ietf-idr-link-bandwidth).
     pub local_ready_endpoints: u32,
+    /// Some advertisement asked for the link-bandwidth extended community.
+    pub link_bandwidth: bool,
     pub services: BTreeSet<ServiceKey>,
 }
 
@@ -454,6 +456,7 @@ fn plan_bgp(
                 attributes
                     .communities
                     .extend(advertisement.communities.iter().copied());
+                attributes.link_bandwidth |= advertisement.link_bandwidth;
                 if peer.is_ibgp() {
                     attributes.local_pref = attributes.local_pref.max(advertisement.local_pref);
                 }
@@ -583,6 +586,7 @@ mod tests {
             local_pref: None,
             aggregation_length_v4: 32,
             aggregation_length_v6: 128,
+            link_bandwidth: false,
         }
     }
 
@@ -1307,6 +1311,27 @@ mod tests {
         assert_eq!(ebgp.local_pref, None);
         assert_eq!(ibgp.communities.len(), 2);
         assert_eq!(ebgp.communities, ibgp.communities);
+    }
+
+    #[test]
+    fn link_bandwidth_is_requested_when_any_matching_advertisement_asks_for_it() {
+        let mut model = with_service(
+            cluster(),
+            service("web", "203.0.113.10", TrafficPolicy::Cluster, vec![]),
+        );
+        model
+            .peers
+            .insert("router".into(), peer("router", 64512, 64500));
+        model
+            .bgp_advertisements
+            .insert("plain".into(), bgp_advertisement("plain"));
+        let plain = plan(&model, "n1", &all_live());
+        assert!(!plain.bgp.routes["router"][&net("203.0.113.10/32")].link_bandwidth);
+        let mut weighted = bgp_advertisement("weighted");
+        weighted.link_bandwidth = true;
+        model.bgp_advertisements.insert("weighted".into(), weighted);
+        let both = plan(&model, "n1", &all_live());
+        assert!(both.bgp.routes["router"][&net("203.0.113.10/32")].link_bandwidth);
     }
 
     #[test]

@@ -5,8 +5,10 @@
 //!
 //! - `service-ips-v4` / `service-ips-v6`: verdict maps keyed
 //!   `address . inet_proto . inet_service`, each element `goto`-ing a per-service-port chain;
-//! - `svc4-…` / `svc6-…` chains: `numgen random mod N vmap { … }` over the ready endpoints,
-//!   so each new connection picks one uniformly (a single endpoint is a plain `goto`);
+//! - `svc4-…` / `svc6-…` chains: pick one ready endpoint uniformly per new connection, by a
+//!   cascade of `numgen random mod (N-k) 0 goto ep_k` rules (or, as a measured reference,
+//!   kube-proxy's `numgen random mod N vmap { … }`, which loads quadratically: see
+//!   [`EndpointPick`]); a single endpoint is a plain `goto`;
 //! - `ep-…` chains: set the masquerade mark when the endpoint is on another node
 //!   (`Cluster` policy), then `dnat ip to addr:port` / `dnat ip6 to [addr]:port`;
 //! - `prerouting` (traffic arriving from outside) and `output` (traffic this node sends to an
@@ -26,7 +28,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
-use super::ruleset::{EndpointChain, Ruleset, ServiceChain, TABLE_FAMILY, TABLE_NAME};
+use super::ruleset::{
+    EndpointChain, EndpointPick, Ruleset, ServiceChain, TABLE_FAMILY, TABLE_NAME,
+};
 use crate::planner::ForwardKey;
 
 pub const MAP_SERVICES_V4: &str = "service-ips-v4";
@@ -68,7 +72,7 @@ pub fn all_chains(ruleset: &Ruleset) -> Vec<RenderedChain> {
         chains.push(RenderedChain {
             name: name.clone(),
             hook: None,
-            rules: service_rules(service),
+            rules: service_rules(service, ruleset.endpoint_pick),
         });
     }
     chains.extend(fixed_chains(ruleset.masquerade_mark));
@@ -153,10 +157,11 @@ fn endpoint_rules(endpoint: &EndpointChain, mark: u32) -> Vec<String> {
     rules
 }
 
-fn service_rules(service: &ServiceChain) -> Vec<String> {
-    match service.endpoint_chains.as_slice() {
-        [single] => vec![format!("goto {single}")],
-        many => {
+fn service_rules(service: &ServiceChain, pick: EndpointPick) -> Vec<String> {
+    let chains = &service.endpoint_chains;
+    match (chains.as_slice(), pick) {
+        ([single], _) => vec![format!("goto {single}")],
+        (many, EndpointPick::NumgenVmap) => {
             let arms: Vec<String> = many
                 .iter()
                 .enumerate()
@@ -167,6 +172,19 @@ fn service_rules(service: &ServiceChain) -> Vec<String> {
                 many.len(),
                 arms.join(", ")
             )]
+        }
+        (many, EndpointPick::Cascade) => {
+            let count = many.len();
+            many.iter()
+                .enumerate()
+                .map(|(k, chain)| {
+                    if k + 1 == count {
+                        format!("goto {chain}")
+                    } else {
+                        format!("numgen random mod {} 0 goto {chain}", count - k)
+                    }
+                })
+                .collect()
         }
     }
 }
@@ -320,7 +338,8 @@ pub struct UpdateSummary {
 }
 
 /// The minimal script turning `old` (what the kernel holds) into `new`, or `None` when they
-/// are equal. A change of the masquerade mark touches every chain, so it yields a full render.
+/// are equal. A change of the masquerade mark or of the endpoint pick touches every chain, so
+/// it yields a full render.
 ///
 /// Order inside the one transaction matters, because the kernel refuses to delete what is
 /// still referenced: (1) new endpoint chains, (2) new and changed service chains (changed
@@ -331,7 +350,7 @@ pub fn render_update(old: &Ruleset, new: &Ruleset) -> Option<(String, UpdateSumm
     if old == new {
         return None;
     }
-    if old.masquerade_mark != new.masquerade_mark {
+    if old.masquerade_mark != new.masquerade_mark || old.endpoint_pick != new.endpoint_pick {
         let summary = UpdateSummary {
             chains_replaced: new.endpoint_chains.len() + new.service_chains.len(),
             ..Default::default()
@@ -354,12 +373,12 @@ pub fn render_update(old: &Ruleset, new: &Ruleset) -> Option<(String, UpdateSumm
     for (name, service) in &new.service_chains {
         match old.service_chains.get(name) {
             None => {
-                add_chain(&mut out, name, &service_rules(service));
+                add_chain(&mut out, name, &service_rules(service, new.endpoint_pick));
                 summary.chains_added += 1;
             }
             Some(previous) if previous != service => {
                 let _ = writeln!(out, "flush chain {TABLE_FAMILY} {TABLE_NAME} {name}");
-                add_rules(&mut out, name, &service_rules(service));
+                add_rules(&mut out, name, &service_rules(service, new.endpoint_pick));
                 summary.chains_replaced += 1;
             }
             Some(_) => {}
@@ -492,21 +511,80 @@ mod tests {
         assert!(text.contains("type nat hook prerouting priority dstnat - 10; policy accept;"));
     }
 
+    fn service_chain_rules(ruleset: &Ruleset) -> Vec<String> {
+        all_chains(ruleset)
+            .into_iter()
+            .find(|c| c.name.starts_with("svc4-"))
+            .expect("a service chain")
+            .rules
+    }
+
     #[test]
-    fn several_endpoints_are_picked_with_numgen_and_one_with_a_plain_goto() {
-        let two = render_full(&ruleset(&[(
+    fn several_endpoints_are_picked_by_a_cascade_and_one_with_a_plain_goto() {
+        let three = ruleset(&[(
             key("203.0.113.10", 80),
-            target("web", &[("198.18.1.5", false), ("198.18.2.5", true)]),
-        )]));
+            target(
+                "web",
+                &[
+                    ("198.18.1.5", false),
+                    ("198.18.2.5", true),
+                    ("198.18.3.5", true),
+                ],
+            ),
+        )]);
+        let rules = service_chain_rules(&three);
+        assert_eq!(rules.len(), 3);
         assert!(
-            two.contains("numgen random mod 2 vmap { 0 : goto ep-"),
-            "{two}"
+            rules[0].starts_with("numgen random mod 3 0 goto ep-"),
+            "{rules:?}"
+        );
+        assert!(
+            rules[1].starts_with("numgen random mod 2 0 goto ep-"),
+            "{rules:?}"
+        );
+        assert!(rules[2].starts_with("goto ep-"), "{rules:?}");
+        let vmap = render_full(&three.with_endpoint_pick(EndpointPick::NumgenVmap));
+        assert!(
+            vmap.contains("numgen random mod 3 vmap { 0 : goto ep-"),
+            "{vmap}"
         );
         let one = render_full(&ruleset(&[(
             key("203.0.113.10", 80),
             target("web", &[("198.18.1.5", false)]),
         )]));
         assert!(!one.contains("numgen"));
+    }
+
+    #[test]
+    fn the_rendered_cascade_picks_each_endpoint_with_probability_one_over_n() {
+        for n in 2..=12u64 {
+            let addresses: Vec<String> = (0..n).map(|i| format!("198.18.1.{}", i + 1)).collect();
+            let backends: Vec<(&str, bool)> =
+                addresses.iter().map(|a| (a.as_str(), false)).collect();
+            let rules = service_chain_rules(&ruleset(&[(
+                key("203.0.113.10", 80),
+                target("web", &backends),
+            )]));
+            assert_eq!(rules.len() as u64, n);
+            // P(rule k taken) = (1/m_k) * prod_{j<k} (1 - 1/m_j), with m the rule's modulus
+            // (a plain goto takes everything left: m = 1). Exact fractions.
+            let moduli: Vec<u64> = rules
+                .iter()
+                .map(|r| {
+                    r.strip_prefix("numgen random mod ")
+                        .and_then(|rest| rest.split(' ').next())
+                        .map_or(1, |m| m.parse().expect("modulus"))
+                })
+                .collect();
+            let (mut left_num, mut left_den) = (1u64, 1u64);
+            for (k, m) in moduli.iter().enumerate() {
+                let (num, den) = (left_num, left_den * m);
+                assert_eq!(num * n, den, "endpoint {k} of {n} via {rules:?}");
+                left_num *= m - 1;
+                left_den *= m;
+            }
+            assert_eq!(left_num, 0, "every connection is placed");
+        }
     }
 
     #[test]
@@ -573,7 +651,7 @@ mod tests {
         assert!(!script.contains("element"), "{script}");
         assert!(!script.contains("api"), "{script}");
         let flush = script.find("flush chain inet herald svc4-").expect("flush");
-        let refill = script.find("numgen random mod 2").expect("refill");
+        let refill = script.find("numgen random mod 2 0 goto").expect("refill");
         assert!(flush < refill);
     }
 
@@ -634,6 +712,17 @@ mod tests {
             ),
             "{script}"
         );
+    }
+
+    #[test]
+    fn changing_the_endpoint_pick_rebuilds_everything() {
+        let old = ruleset(&[(
+            key("203.0.113.10", 80),
+            target("web", &[("198.18.1.5", true), ("198.18.1.6", true)]),
+        )]);
+        let new = old.clone().with_endpoint_pick(EndpointPick::NumgenVmap);
+        let (script, _) = render_update(&old, &new).expect("a change");
+        assert!(script.contains("delete table inet herald"));
     }
 
     #[test]
