@@ -721,15 +721,20 @@ impl Session {
                 vec![],
             )
         };
+        let Some(this_direction) = self.index_of(conn).map(|i| self.connections[i].direction)
+        else {
+            return false;
+        };
         if other_phase == Phase::Established {
-            // The peer restarted and we have not noticed yet: with graceful restart the old
-            // connection gives way (RFC 4724 §4.2); otherwise the new one does.
-            let peer_restarted = open
+            // The peer restarted and reconnected before we noticed: with graceful restart the
+            // old connection gives way (RFC 4724 §4.2); otherwise the new one does.
+            let peer_graceful = open
                 .capabilities
                 .graceful_restart
                 .as_ref()
                 .is_some_and(|gr| gr.restart_state)
                 || other_negotiated.is_some_and(|n| n.peer_graceful_restart.is_some());
+            let peer_restarted = this_direction == Direction::Inbound && peer_graceful;
             if peer_restarted {
                 self.close_connection(now, other_id, false, out);
                 return true;
@@ -737,10 +742,6 @@ impl Session {
             self.send_notification_and_close(now, conn, collision(), out);
             return false;
         }
-        let Some(this_direction) = self.index_of(conn).map(|i| self.connections[i].direction)
-        else {
-            return false;
-        };
         if this_direction == other_direction {
             return true;
         }
@@ -829,6 +830,11 @@ impl Session {
     }
 
     fn on_established(&mut self, now: Instant, conn: ConnectionId, out: &mut Vec<Output>) {
+        // No more outbound attempts once Established (RFC 4271 §8.2.2).
+        if let Some(attempt) = self.connecting.take() {
+            out.push(Output::CloseConnection { conn: attempt });
+        }
+        self.connect_retry_deadline = None;
         self.established_since = Some(now);
         self.end_of_rib_received.clear();
         self.advertised.clear();

@@ -1207,3 +1207,47 @@ fn a_silent_peer_is_detected_by_the_hold_timer_and_the_session_comes_back() {
     pair.run_for(Duration::from_secs(60));
     assert_eq!(pair.states(), [State::Established, State::Established]);
 }
+
+#[test]
+fn our_own_late_outbound_connection_never_replaces_an_established_graceful_session() {
+    // A passive-accepted session is Established; our outbound attempt completes afterwards.
+    let now = Instant::now();
+    let mut session = Session::new(gr_config(false));
+    let outbound = connect_id(&session.handle(now, Input::Start));
+    let inbound = session.allocate_connection_id();
+    session.handle(
+        now,
+        Input::TcpConnected {
+            conn: inbound,
+            direction: Direction::Inbound,
+            local_address: LOCAL_ADDR,
+        },
+    );
+    session.handle(
+        now,
+        Input::MessageReceived {
+            conn: inbound,
+            message: peer_open_with_gr(),
+        },
+    );
+    let out = session.handle(
+        now,
+        Input::MessageReceived {
+            conn: inbound,
+            message: Message::Keepalive,
+        },
+    );
+    assert_eq!(session.state(), State::Established);
+    assert!(closed(&out, outbound), "the pending attempt is abandoned");
+    // Even if that attempt's connection still shows up, it is refused.
+    let out = session.handle(
+        now,
+        Input::TcpConnected {
+            conn: outbound,
+            direction: Direction::Outbound,
+            local_address: LOCAL_ADDR,
+        },
+    );
+    assert!(closed(&out, outbound));
+    assert_eq!(session.state(), State::Established);
+}
