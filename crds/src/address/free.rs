@@ -155,13 +155,14 @@ impl FreeAddresses {
         let space = &mut self.families[family.index()];
         let mut start = value;
         let mut end = value;
-        if let Some(previous_end) = value
+        // Merge with a free interval ending just below, and one starting just above.
+        if let Some(adjacent_below_start) = value
             .checked_sub(1)
             .and_then(|before| space.free.range(..=before).next_back())
-            .filter(|&(_, &previous_end)| previous_end.checked_add(1) == Some(value))
-            .map(|(&previous_start, _)| previous_start)
+            .filter(|&(_, &below_end)| below_end.checked_add(1) == Some(value))
+            .map(|(&below_start, _)| below_start)
         {
-            start = previous_end;
+            start = adjacent_below_start;
         }
         if let Some(after) = value.checked_add(1)
             && let Some(next_end) = space.free.remove(&after)

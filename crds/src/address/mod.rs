@@ -8,7 +8,10 @@
 //! - [`AddressRange`]: one pool entry, an inclusive interval in one family. Parsed from a CIDR
 //!   (`192.0.2.0/24`, `2001:db8::/64`), a host address (`192.0.2.7` = /32, `2001:db8::7` = /128)
 //!   or a range `a-b` (same family, `a <= b`).
-//! - [`parse_entries`]: a pool's `addresses` list, every invalid entry reported at once.
+//! - [`parse_entries`]: a pool's `addresses` list, every invalid entry reported at once;
+//!   [`parse_address_list`]: the `herald.dev/loadBalancerIPs` annotation.
+//! - [`pool_size`]: addresses per family of a pool (overlapping entries once, buggy ones
+//!   skipped on request), saturating `u128`.
 //! - [`find_overlaps`]: which entries of which pools overlap, by a sort-and-sweep.
 //! - [`FreeAddresses`]: one pool's address space and its free intervals; lowest-free or
 //!   specific allocation, release, membership and counts per family.
