@@ -404,7 +404,7 @@ fn demo(skip_setup: bool) -> anyhow::Result<()> {
             let reply =
                 herald_lab::topology::http_get_from(&client, ip, pod.port, Duration::from_secs(3))?;
             println!(
-                "  client -> {:<22} answered by pod {} on {} (saw client {})",
+                "  client -> {:<26} answered by pod {} on {} (saw client {})",
                 format!("{ip}:{}", pod.port),
                 reply.pod,
                 reply.node,

@@ -36,13 +36,13 @@ use crate::cmd::{self, SHORT};
 use crate::echo::{self, EchoReply};
 use crate::error::{LabError, Result};
 use crate::frr::{FrrInstance, RouterConfig};
-use crate::inspect::{Neighbour, Route};
-use crate::kube::{NodeSpec, PodSpec, PortSpec};
+use crate::inspect::{self, Neighbour, Route};
+use crate::kube::{Kubectl, NodeGuard, NodeSpec, PodSpec, PortSpec, TestNamespace};
 use crate::lock::LockGuard;
 use crate::netns::{Family, LabProcess, Netns};
 use crate::paths;
 use crate::plan::{self, Names, ifname};
-use crate::wait::{Poll, poll_until_ok};
+use crate::wait::{Poll, poll_until, poll_until_ok};
 
 /// How long a new lab waits for the previous one to finish.
 pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(30 * 60);
@@ -821,6 +821,80 @@ impl Lab {
             });
         }
         EchoReply::parse(&out.stdout)
+    }
+
+    /// Registers every lab node as a Ready Kubernetes Node (deleted when the guards drop).
+    pub fn register_nodes(&self, kubectl: &Kubectl) -> Result<Vec<NodeGuard>> {
+        self.nodes
+            .iter()
+            .map(|node| kubectl.create_node(&node.node_spec()))
+            .collect()
+    }
+
+    /// Creates a Ready Pod in `namespace` for every lab pod (see [`LabPod::pod_spec`]).
+    pub fn register_pods(&self, namespace: &TestNamespace) -> Result<()> {
+        for pod in &self.pods {
+            namespace.create_pod(&self.pod_spec(&pod.name)?)?;
+        }
+        Ok(())
+    }
+
+    /// The MAC address of node `node`'s LAN interface (what the router's neighbour table
+    /// shows for addresses the node answers for).
+    pub fn node_lan_mac(&self, node: usize) -> Result<String> {
+        let links = self.node(node)?.netns.addresses()?;
+        inspect::mac_of(&links, ifname::NODE_LAN)
+            .map(str::to_string)
+            .ok_or_else(|| LabError::parse("ip -j addr", "the node has no LAN MAC"))
+    }
+
+    /// Waits (bounded) until the router's kernel table has a route for `prefix` (IPv4 or
+    /// IPv6, `203.0.113.10/32` or `2001:db8:100::10/128`) that satisfies `condition`.
+    pub fn wait_router_route(
+        &self,
+        prefix: &str,
+        timeout: Duration,
+        condition: impl Fn(&Route) -> bool,
+    ) -> Result<Route> {
+        let family = if prefix.contains(':') {
+            Family::V6
+        } else {
+            Family::V4
+        };
+        poll_until(
+            &format!("a matching route for {prefix} in the router"),
+            timeout,
+            Duration::from_millis(100),
+            || {
+                let routes = self.router.routes(family)?;
+                Ok(match inspect::route_for(&routes, prefix) {
+                    Some(route) if condition(route) => Poll::Ready(route.clone()),
+                    Some(route) => Poll::Pending(format!("{route:?}")),
+                    None => Poll::Pending("no route".into()),
+                })
+            },
+        )
+    }
+
+    /// Waits (bounded) until the router's kernel table has no route for `prefix`.
+    pub fn wait_router_route_gone(&self, prefix: &str, timeout: Duration) -> Result<()> {
+        let family = if prefix.contains(':') {
+            Family::V6
+        } else {
+            Family::V4
+        };
+        poll_until(
+            &format!("the route for {prefix} to leave the router"),
+            timeout,
+            Duration::from_millis(100),
+            || {
+                let routes = self.router.routes(family)?;
+                Ok(match inspect::route_for(&routes, prefix) {
+                    Some(route) => Poll::Pending(format!("{route:?}")),
+                    None => Poll::Ready(()),
+                })
+            },
+        )
     }
 
     /// The router's kernel routes of one family.

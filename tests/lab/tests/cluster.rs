@@ -199,15 +199,9 @@ fn lab_nodes_and_pods_registered_in_the_cluster_become_endpoints_the_client_can_
         .pods_per_node(1)
         .router(RouterSetup::NoFrr)
         .build()?;
-    let _nodes: Vec<_> = lab
-        .nodes()
-        .iter()
-        .map(|n| kubectl.create_node(&n.node_spec()))
-        .collect::<Result<_>>()?;
+    let _nodes = lab.register_nodes(&kubectl)?;
     let ns = kubectl.test_namespace("lab-endpoints")?;
-    for pod in lab.pods() {
-        ns.create_pod(&lab.pod_spec(&pod.name)?)?;
-    }
+    lab.register_pods(&ns)?;
     ns.apply_service(&ServiceSpec::new("echo", "echo").port(PortSpec::tcp("http", 8080)))?;
     let endpoints = ns.wait_endpoints("echo", Duration::from_secs(30), |eps| {
         eps.iter().filter(|e| e.ready).count() == lab.pods().len()

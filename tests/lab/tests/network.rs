@@ -36,6 +36,19 @@ fn the_client_reaches_a_pod_on_every_node_through_the_router_and_the_echo_report
         assert_eq!(udp.pod, pod.name);
         assert_eq!(udp.client_ip()?, IpAddr::V4(plan::CLIENT_V4));
     }
+    // The router resolved every node (the next hop of its pod routes) to the node's MAC.
+    let neighbours = lab.router_neighbours()?;
+    for node in lab.nodes() {
+        let entry = neighbours
+            .iter()
+            .find(|n| n.dst == node.lan_v4.to_string() && n.is_resolved());
+        assert_eq!(
+            entry.and_then(|n| n.lladdr.clone()),
+            Some(lab.node_lan_mac(node.index)?),
+            "router's neighbour entry for {}",
+            node.name
+        );
+    }
     Ok(())
 }
 
@@ -69,32 +82,11 @@ fn frr_peers_with_gobgpd_in_a_node_and_installs_its_route_in_the_kernel() -> Res
 
     peer.announce("203.0.113.10/32")?;
     peer.announce("2001:db8:100::10/128")?;
-    let route = herald_lab::wait::poll_until(
-        "203.0.113.10 in the router's kernel table",
-        Duration::from_secs(30),
-        Duration::from_millis(200),
-        || {
-            let routes = lab.router_routes(Family::V4)?;
-            Ok(match route_for(&routes, "203.0.113.10/32") {
-                Some(route) => herald_lab::wait::Poll::Ready(route.clone()),
-                None => herald_lab::wait::Poll::Pending(format!("{routes:?}")),
-            })
-        },
-    )?;
+    let timeout = Duration::from_secs(30);
+    let route = lab.wait_router_route("203.0.113.10/32", timeout, |_| true)?;
     assert_eq!(route.gateways(), vec![node.lan_v4.to_string()]);
     assert_eq!(route.protocol.as_deref(), Some("bgp"));
-    let v6 = herald_lab::wait::poll_until(
-        "2001:db8:100::10 in the router's kernel table",
-        Duration::from_secs(30),
-        Duration::from_millis(200),
-        || {
-            let routes = lab.router_routes(Family::V6)?;
-            Ok(match route_for(&routes, "2001:db8:100::10/128") {
-                Some(route) => herald_lab::wait::Poll::Ready(route.clone()),
-                None => herald_lab::wait::Poll::Pending(format!("{routes:?}")),
-            })
-        },
-    )?;
+    let v6 = lab.wait_router_route("2001:db8:100::10/128", timeout, |_| true)?;
     assert_eq!(v6.gateways(), vec![node.lan_v6.to_string()]);
 
     let summary = lab.frr()?.bgp_summary()?;
@@ -105,12 +97,17 @@ fn frr_peers_with_gobgpd_in_a_node_and_installs_its_route_in_the_kernel() -> Res
     let table = lab.frr()?.bgp_routes(Family::V4)?;
     assert!(table.contains_key("203.0.113.10/32"), "{table:?}");
 
+    // A withdrawal removes the route from the router's kernel table.
+    peer.withdraw("2001:db8:100::10/128")?;
+    lab.wait_router_route_gone("2001:db8:100::10/128", timeout)?;
+
     // Fault: stopping FRR drops the session and its routes; starting it brings both back.
     lab.stop_frr()?;
     assert!(route_for(&lab.router_routes(Family::V4)?, "203.0.113.10/32").is_none());
     lab.start_frr_again()?;
     lab.frr()?
         .wait_established(IpAddr::V4(node.lan_v4), Duration::from_secs(60))?;
+    lab.wait_router_route("203.0.113.10/32", timeout, |_| true)?;
     drop(peer);
     Ok(())
 }
