@@ -6,16 +6,13 @@
 //! 2. Traffic: client ns -> node ns (Herald's table) -> pod ns, over veth pairs in
 //!    198.51.100.0/24 and 198.18.1.0/24 with no route anywhere else. A `Local` Service keeps
 //!    the client's address, a `Cluster` Service whose endpoint is on "another node" is
-//!    masqueraded, a Service without endpoints is refused at once. The echo server and the
+//!    masqueraded, a Service without endpoints is refused at once. The server and the
 //!    client are this test binary re-run inside the namespaces (see `netns_helper`).
 
 #[path = "support/forwarding_fixture.rs"]
 mod fixture;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fixture::ScratchNetns;
@@ -224,118 +221,13 @@ async fn the_forwarder_updates_in_place_and_repairs_drift_in_a_namespace() {
     assert_eq!(nft.list_table().await.expect("list"), None);
 }
 
-/// Environment variable that turns this test binary into a namespace helper:
-/// `server:<listen addr>` or `client:<target addr>`.
-const HELPER_ENV: &str = "HERALD_FORWARDING_NETNS_HELPER";
-
-/// Not a test of its own: the body of the processes the traffic test starts inside its
-/// namespaces. Ignored in normal runs; the traffic test runs it with `--ignored --exact`.
+/// Not a test of its own: the body of the helper processes the traffic test starts inside
+/// its namespaces (server and client). Ignored in normal runs; the lab runs it with
+/// `--ignored --exact`.
 #[test]
 #[ignore = "helper process for the traffic test"]
 fn netns_helper() {
-    let Ok(role) = std::env::var(HELPER_ENV) else {
-        return;
-    };
-    if let Some(listen) = role.strip_prefix("server:") {
-        run_echo_server(listen);
-    } else if let Some(target) = role.strip_prefix("client:") {
-        run_client(target);
-    }
-}
-
-/// Answers each TCP connection with `peer=<client address>`; lives at most 60 s.
-fn run_echo_server(listen: &str) {
-    let listener = TcpListener::bind(listen).expect("bind echo server");
-    listener.set_nonblocking(true).expect("nonblocking");
-    println!("READY");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        match listener.accept() {
-            Ok((mut stream, peer)) => {
-                let _ = writeln!(stream, "peer={}", peer.ip());
-            }
-            Err(_) => std::thread::sleep(Duration::from_millis(10)),
-        }
-    }
-}
-
-/// Connects once (2 s timeout) and prints `OK <reply>` or `ERR <error kind>`.
-fn run_client(target: &str) {
-    let address: SocketAddr = target.parse().expect("client target");
-    match TcpStream::connect_timeout(&address, Duration::from_secs(2)) {
-        Ok(mut stream) => {
-            let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-            let mut reply = String::new();
-            let _ = stream.read_to_string(&mut reply);
-            println!("OK {}", reply.trim());
-        }
-        Err(error) => println!("ERR {:?}", error.kind()),
-    }
-}
-
-fn helper_command(ns: &ScratchNetns, role: &str) -> Command {
-    let exe = std::env::current_exe().expect("test binary path");
-    let mut command = Command::new("ip");
-    command
-        .args(["netns", "exec", &ns.name])
-        .arg(exe)
-        .args(["--ignored", "--exact", "netns_helper", "--nocapture"])
-        .env(HELPER_ENV, role);
-    command
-}
-
-/// The echo server process, killed on drop.
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_server(ns: &ScratchNetns, listen: &str) -> Server {
-    let mut child = helper_command(ns, &format!("server:{listen}"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start echo server");
-    let stdout = child.stdout.take().expect("server stdout");
-    let server = Server(child);
-    let mut lines = BufReader::new(stdout).lines();
-    let ready = lines
-        .by_ref()
-        .take(50)
-        .map_while(Result::ok)
-        .any(|l| l.contains("READY"));
-    assert!(ready, "echo server did not start");
-    server
-}
-
-fn connect(ns: &ScratchNetns, target: &str) -> String {
-    let output = helper_command(ns, &format!("client:{target}"))
-        .output()
-        .expect("run client");
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .find(|l| l.starts_with("OK ") || l.starts_with("ERR "))
-        .unwrap_or("no answer")
-        .to_string()
-}
-
-fn sh(ns: &ScratchNetns, args: &[&str]) {
-    let output = ns.exec(args[0], &args[1..]);
-    assert!(
-        output.status.success(),
-        "{args:?} in {}: {}",
-        ns.name,
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
-fn host_ip(args: &[&str]) {
-    let status = Command::new("ip").args(args).status().expect("run ip");
-    assert!(status.success(), "ip {args:?}");
+    fixture::run_traffic_helper();
 }
 
 fn target(name: &str, backends: Vec<Backend>) -> ForwardTarget {
@@ -359,79 +251,11 @@ async fn traffic_is_dnated_masqueraded_only_for_remote_endpoints_and_refused_wit
     if skip_without_nft() {
         return;
     }
-    let client = ScratchNetns::create("client");
-    let node = ScratchNetns::create("node");
-    let pod = ScratchNetns::create("pod");
-    let tag = std::process::id() % 100_000;
-    let (client_if, node_client_if) = (format!("hfc{tag}"), format!("hfnc{tag}"));
-    let (node_pod_if, pod_if) = (format!("hfnp{tag}"), format!("hfp{tag}"));
-    host_ip(&[
-        "link",
-        "add",
-        &client_if,
-        "netns",
-        &client.name,
-        "type",
-        "veth",
-        "peer",
-        "name",
-        &node_client_if,
-        "netns",
-        &node.name,
-    ]);
-    host_ip(&[
-        "link",
-        "add",
-        &node_pod_if,
-        "netns",
-        &node.name,
-        "type",
-        "veth",
-        "peer",
-        "name",
-        &pod_if,
-        "netns",
-        &pod.name,
-    ]);
-    for (ns, link, address) in [
-        (&client, &client_if, "198.51.100.100/24"),
-        (&node, &node_client_if, "198.51.100.1/24"),
-        (&node, &node_pod_if, "198.18.1.1/24"),
-        (&pod, &pod_if, "198.18.1.5/24"),
-    ] {
-        sh(ns, &["ip", "addr", "add", address, "dev", link]);
-        sh(ns, &["ip", "link", "set", link, "up"]);
-        sh(ns, &["ip", "link", "set", "lo", "up"]);
-    }
-    // Routes only between the lab's own ranges: the client reaches the Service addresses
-    // through the node, the pod answers the client through the node, and the node has a
-    // route for the Service range (as a real node would) so refused traffic reaches the
-    // forward hook.
-    sh(
-        &client,
-        &[
-            "ip",
-            "route",
-            "add",
-            "203.0.113.0/24",
-            "via",
-            "198.51.100.1",
-        ],
-    );
-    sh(
-        &pod,
-        &["ip", "route", "add", "198.51.100.0/24", "via", "198.18.1.1"],
-    );
-    sh(
-        &node,
-        &["ip", "route", "add", "203.0.113.0/24", "dev", &node_pod_if],
-    );
-    sh(&node, &["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
-
-    let _server = start_server(&pod, "0.0.0.0:8080");
+    let lab = fixture::TrafficLab::create(&["--ignored", "--exact", "netns_helper", "--nocapture"])
+        .expect("build the namespace lab");
     let pod_backend = |masquerade| Backend {
-        address: "198.18.1.5".parse().expect("ip"),
-        port: 8080,
+        address: fixture::LAB_POD_ADDRESS.parse().expect("ip"),
+        port: fixture::LAB_POD_PORT,
         masquerade,
     };
     let forwarding: BTreeMap<ForwardKey, ForwardTarget> = [
@@ -446,19 +270,21 @@ async fn traffic_is_dnated_masqueraded_only_for_remote_endpoints_and_refused_wit
         (key("203.0.113.30"), target("empty", vec![])),
     ]
     .into();
-    let mut forwarder = Forwarder::new(NftCommand::in_netns(&node.name));
+    let mut forwarder = Forwarder::new(NftCommand::in_netns(&lab.node.name));
     forwarder
         .apply(Ruleset::from_plan(&forwarding, DEFAULT_MASQUERADE_MARK))
         .await
         .expect("apply");
 
-    assert_eq!(
-        connect(&client, "203.0.113.11:80"),
-        "OK peer=198.51.100.100"
-    );
-    assert_eq!(connect(&client, "203.0.113.10:80"), "OK peer=198.18.1.1");
+    let client_sees = format!("OK peer={}", fixture::LAB_CLIENT_ADDRESS);
+    let node_sees = format!("OK peer={}", fixture::LAB_NODE_POD_SIDE);
+    assert_eq!(lab.client("client:203.0.113.11:80"), client_sees);
+    assert_eq!(lab.client("client:203.0.113.10:80"), node_sees);
     let started = Instant::now();
-    assert_eq!(connect(&client, "203.0.113.30:80"), "ERR ConnectionRefused");
+    assert_eq!(
+        lab.client("client:203.0.113.30:80"),
+        "ERR ConnectionRefused"
+    );
     assert!(started.elapsed() < Duration::from_secs(2));
 
     // The Cluster Service loses its endpoint: refused from now on, the Local one still works.
@@ -472,9 +298,9 @@ async fn traffic_is_dnated_masqueraded_only_for_remote_endpoints_and_refused_wit
         matches!(outcome, ApplyOutcome::Updated { .. }),
         "{outcome:?}"
     );
-    assert_eq!(connect(&client, "203.0.113.10:80"), "ERR ConnectionRefused");
     assert_eq!(
-        connect(&client, "203.0.113.11:80"),
-        "OK peer=198.51.100.100"
+        lab.client("client:203.0.113.10:80"),
+        "ERR ConnectionRefused"
     );
+    assert_eq!(lab.client("client:203.0.113.11:80"), client_sees);
 }

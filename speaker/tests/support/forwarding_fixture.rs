@@ -395,3 +395,310 @@ impl Drop for ScratchNetns {
             .status();
     }
 }
+
+/// Environment variable that turns a test or bench binary into a traffic helper inside a
+/// namespace; see [`run_traffic_helper`].
+pub const TRAFFIC_HELPER_ENV: &str = "HERALD_FORWARDING_TRAFFIC_HELPER";
+
+/// Runs the helper role named by [`TRAFFIC_HELPER_ENV`], if any; returns whether it did.
+///
+/// Roles: `server:<listen>` answers `peer\n` with `peer=<client ip>` and `send <n>\n` with n
+/// bytes, for at most 600 s; `client:<target>` makes one `peer` request and prints `OK <reply>`
+/// or `ERR <kind>`; `latency:<target>:<count>` prints `LAT <µs> …` for `count` sequential
+/// connect + request + reply round trips; `throughput:<target>:<bytes>` prints `TPUT <seconds>`
+/// for receiving `bytes` over one connection.
+pub fn run_traffic_helper() -> bool {
+    let Ok(role) = std::env::var(TRAFFIC_HELPER_ENV) else {
+        return false;
+    };
+    let mut parts = role.splitn(2, ':');
+    let (kind, rest) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    match kind {
+        "server" => traffic::serve(rest),
+        "client" => match traffic::request(rest, "peer") {
+            Ok(reply) => println!("OK {}", reply.trim()),
+            Err(error) => println!("ERR {:?}", error.kind()),
+        },
+        "latency" => {
+            let (target, count) = rest.rsplit_once(':').unwrap_or((rest, "1"));
+            let count: usize = count.parse().unwrap_or(1).min(100_000);
+            let mut samples = Vec::with_capacity(count);
+            for _ in 0..count {
+                let started = std::time::Instant::now();
+                if traffic::request(target, "peer").is_ok() {
+                    samples.push(started.elapsed().as_micros().to_string());
+                }
+            }
+            println!("LAT {}", samples.join(" "));
+        }
+        "throughput" => {
+            let (target, bytes) = rest.rsplit_once(':').unwrap_or((rest, "0"));
+            let started = std::time::Instant::now();
+            match traffic::request(target, &format!("send {bytes}")) {
+                Ok(reply) if reply.len().to_string() == bytes => {
+                    println!("TPUT {}", started.elapsed().as_secs_f64())
+                }
+                Ok(reply) => println!("ERR short read of {} bytes", reply.len()),
+                Err(error) => println!("ERR {:?}", error.kind()),
+            }
+        }
+        _ => println!("ERR unknown role {role}"),
+    }
+    true
+}
+
+mod traffic {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::{SocketAddr, TcpListener, TcpStream};
+    use std::time::{Duration, Instant};
+
+    /// At most this many bytes per `send` request (1 GiB).
+    const MAX_SEND: u64 = 1 << 30;
+
+    pub fn serve(listen: &str) {
+        let listener = TcpListener::bind(listen).expect("bind traffic server");
+        listener
+            .set_nonblocking(true)
+            .expect("nonblocking listener");
+        println!("READY");
+        let deadline = Instant::now() + Duration::from_secs(600);
+        while Instant::now() < deadline {
+            match listener.accept() {
+                Ok((stream, peer)) => {
+                    std::thread::spawn(move || answer(stream, peer));
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(1)),
+            }
+        }
+    }
+
+    fn answer(stream: TcpStream, peer: SocketAddr) {
+        let _ = stream.set_nonblocking(false);
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+        let _ = stream.set_nodelay(true);
+        let mut reader = BufReader::new(&stream);
+        let mut line = String::new();
+        if reader.read_line(&mut line).is_err() {
+            return;
+        }
+        let mut writer = &stream;
+        let line = line.trim();
+        if line == "peer" {
+            let _ = writeln!(writer, "peer={}", peer.ip());
+        } else if let Some(count) = line.strip_prefix("send ") {
+            let mut left = count.parse::<u64>().unwrap_or(0).min(MAX_SEND);
+            let chunk = vec![b'x'; 64 * 1024];
+            while left > 0 {
+                let n = usize::try_from(left.min(chunk.len() as u64)).unwrap_or(chunk.len());
+                if writer.write_all(&chunk[..n]).is_err() {
+                    return;
+                }
+                left -= n as u64;
+            }
+        }
+    }
+
+    /// One connection: send `command`, read the whole reply (2 s connect, 30 s read bound).
+    pub fn request(target: &str, command: &str) -> std::io::Result<String> {
+        let address: SocketAddr = target
+            .parse()
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+        let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(2))?;
+        stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+        stream.set_nodelay(true)?;
+        writeln!(stream, "{command}")?;
+        let mut reply = String::new();
+        stream.read_to_string(&mut reply)?;
+        Ok(reply)
+    }
+}
+
+/// Three namespaces: client (198.51.100.100) -> node (198.51.100.1 | 198.18.1.1, forwarding
+/// on, Herald's table goes here) -> pod (198.18.1.5, runs the traffic server on :8080).
+/// Routes exist only between these ranges; 203.0.113.0/24 (Service addresses) is routed from
+/// the client to the node, and from the node towards the pod link. Dropping it kills the
+/// server and deletes all three namespaces (and with them the veth pairs).
+pub struct TrafficLab {
+    pub client: ScratchNetns,
+    pub node: ScratchNetns,
+    pub pod: ScratchNetns,
+    server: Option<std::process::Child>,
+    helper_args: Vec<String>,
+}
+
+pub const LAB_POD_ADDRESS: &str = "198.18.1.5";
+pub const LAB_POD_PORT: u16 = 8080;
+pub const LAB_CLIENT_ADDRESS: &str = "198.51.100.100";
+pub const LAB_NODE_POD_SIDE: &str = "198.18.1.1";
+
+impl TrafficLab {
+    /// `helper_args`: the arguments that make this executable run [`run_traffic_helper`]
+    /// (none for a bench, `--ignored --exact <helper test>` for a test binary).
+    pub fn create(helper_args: &[&str]) -> Result<Self, String> {
+        let mut lab = Self {
+            client: ScratchNetns::create("client"),
+            node: ScratchNetns::create("node"),
+            pod: ScratchNetns::create("pod"),
+            server: None,
+            helper_args: helper_args.iter().map(|s| s.to_string()).collect(),
+        };
+        let tag = std::process::id() % 100_000;
+        let (client_if, node_client_if) = (format!("hfc{tag}"), format!("hfnc{tag}"));
+        let (node_pod_if, pod_if) = (format!("hfnp{tag}"), format!("hfp{tag}"));
+        let host = |args: &[&str]| -> Result<(), String> {
+            let output = Command::new("ip")
+                .args(args)
+                .output()
+                .map_err(|e| e.to_string())?;
+            if output.status.success() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "ip {args:?}: {}",
+                    String::from_utf8_lossy(&output.stderr)
+                ))
+            }
+        };
+        host(&[
+            "link",
+            "add",
+            &client_if,
+            "netns",
+            &lab.client.name,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &node_client_if,
+            "netns",
+            &lab.node.name,
+        ])?;
+        host(&[
+            "link",
+            "add",
+            &node_pod_if,
+            "netns",
+            &lab.node.name,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &pod_if,
+            "netns",
+            &lab.pod.name,
+        ])?;
+        let node_client = format!("{LAB_NODE_POD_SIDE}/24");
+        let pod = format!("{LAB_POD_ADDRESS}/24");
+        let client = format!("{LAB_CLIENT_ADDRESS}/24");
+        for (ns, link, address) in [
+            (&lab.client, &client_if, client.as_str()),
+            (&lab.node, &node_client_if, "198.51.100.1/24"),
+            (&lab.node, &node_pod_if, node_client.as_str()),
+            (&lab.pod, &pod_if, pod.as_str()),
+        ] {
+            ns.run(&["ip", "addr", "add", address, "dev", link])?;
+            ns.run(&["ip", "link", "set", link, "up"])?;
+            ns.run(&["ip", "link", "set", "lo", "up"])?;
+        }
+        lab.client.run(&[
+            "ip",
+            "route",
+            "add",
+            "203.0.113.0/24",
+            "via",
+            "198.51.100.1",
+        ])?;
+        lab.client
+            .run(&["ip", "route", "add", "198.18.1.0/24", "via", "198.51.100.1"])?;
+        lab.pod.run(&[
+            "ip",
+            "route",
+            "add",
+            "198.51.100.0/24",
+            "via",
+            LAB_NODE_POD_SIDE,
+        ])?;
+        lab.node
+            .run(&["ip", "route", "add", "203.0.113.0/24", "dev", &node_pod_if])?;
+        lab.node.run(&["sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
+        lab.start_server()?;
+        Ok(lab)
+    }
+
+    fn helper(&self, ns: &ScratchNetns, role: &str) -> Command {
+        let exe = std::env::current_exe().expect("own executable path");
+        let mut command = Command::new("ip");
+        command
+            .args(["netns", "exec", &ns.name])
+            .arg(exe)
+            .args(&self.helper_args)
+            .env(TRAFFIC_HELPER_ENV, role);
+        command
+    }
+
+    fn start_server(&mut self) -> Result<(), String> {
+        use std::io::{BufRead, BufReader};
+        let mut child = self
+            .helper(&self.pod, &format!("server:0.0.0.0:{LAB_POD_PORT}"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("start traffic server: {e}"))?;
+        let stdout = child.stdout.take();
+        self.server = Some(child);
+        let ready = stdout.is_some_and(|out| {
+            BufReader::new(out)
+                .lines()
+                .take(50)
+                .map_while(Result::ok)
+                .any(|l| l.contains("READY"))
+        });
+        if ready {
+            Ok(())
+        } else {
+            Err("traffic server did not start".into())
+        }
+    }
+
+    /// Runs a client role in the client namespace and returns its result line.
+    pub fn client(&self, role: &str) -> String {
+        let output = self.helper(&self.client, role).output();
+        let Ok(output) = output else {
+            return "ERR could not run the client".into();
+        };
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .find(|l| {
+                ["OK ", "ERR ", "LAT", "TPUT "]
+                    .iter()
+                    .any(|p| l.starts_with(p))
+            })
+            .unwrap_or("ERR no answer")
+            .to_string()
+    }
+}
+
+impl Drop for TrafficLab {
+    fn drop(&mut self) {
+        if let Some(mut server) = self.server.take() {
+            let _ = server.kill();
+            let _ = server.wait();
+        }
+    }
+}
+
+impl ScratchNetns {
+    /// Runs a command in the namespace, failing with its stderr.
+    pub fn run(&self, args: &[&str]) -> Result<(), String> {
+        let output = self.exec(args[0], &args[1..]);
+        if output.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{args:?} in {}: {}",
+                self.name,
+                String::from_utf8_lossy(&output.stderr)
+            ))
+        }
+    }
+}
