@@ -62,6 +62,15 @@ pub fn state_path() -> PathBuf {
     lab_dir().join("state.json")
 }
 
+/// The lock that serializes labs. Machine-wide (`/run/herald-lab/lab.lock`), because what
+/// labs share is machine-wide too: the root namespace's `hlcp0` segment and the namespace
+/// names. `$HERALD_LAB_LOCK` overrides it.
+pub fn lab_lock_path() -> PathBuf {
+    std::env::var_os("HERALD_LAB_LOCK")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/run/herald-lab/lab.lock"))
+}
+
 /// `tests/setup.sh`.
 pub fn setup_script() -> PathBuf {
     repo_root().join("tests").join("setup.sh")

@@ -190,7 +190,7 @@ impl LabBuilder {
             Some(prefix) => Names::new(prefix)?,
             None => Names::unique(),
         };
-        let lock = LockGuard::acquire(&paths::lab_dir().join("lab.lock"), self.lock_timeout)?;
+        let lock = LockGuard::acquire(&paths::lab_lock_path(), self.lock_timeout)?;
         clear_stale_labs(&names, self.control_plane_links)?;
         let log_dir = paths::logs_dir().join(names.prefix());
         let _ = std::fs::remove_dir_all(&log_dir);
