@@ -166,3 +166,18 @@ fn herald_lab_down_removes_everything_a_crashed_lab_left_behind() -> Result<()> 
     assert!(after.is_empty(), "left behind: {after}");
     Ok(())
 }
+
+#[test]
+fn a_lab_whose_build_fails_part_way_removes_what_it_had_built() -> Result<()> {
+    // The echo server cannot start, so the build fails after namespaces, links and FRR exist.
+    let result = Lab::builder()
+        .prefix("hlfail")
+        .echo_binary("/nonexistent/herald-lab")
+        .nodes(2)
+        .pods_per_node(1)
+        .build();
+    assert!(result.is_err(), "the build must fail");
+    cleanup::wait_clean("hlfail-", Duration::from_secs(15))?;
+    cleanup::wait_clean("hlfailc", Duration::from_secs(15))?;
+    Ok(())
+}
