@@ -1251,3 +1251,29 @@ fn our_own_late_outbound_connection_never_replaces_an_established_graceful_sessi
     assert!(closed(&out, outbound));
     assert_eq!(session.state(), State::Established);
 }
+
+proptest::proptest! {
+    /// Whatever an Established peer sends, the session answers with outputs, never a panic,
+    /// and ends either still Established or Idle after a NOTIFICATION/close.
+    #[test]
+    fn an_established_session_never_panics_on_arbitrary_bytes(
+        chunks in proptest::collection::vec(proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600), 0..8),
+        valid_header in proptest::prelude::any::<bool>(),
+    ) {
+        let mut d = Driven::new(config());
+        d.established();
+        let conn = d.conn;
+        for (i, mut bytes) in chunks.into_iter().enumerate() {
+            if valid_header && i == 0 && bytes.len() >= 19 {
+                bytes[..16].fill(0xff);
+                let len = (bytes.len() as u16).to_be_bytes();
+                bytes[16] = len[0];
+                bytes[17] = len[1];
+                bytes[18] = 1 + bytes[18] % 5;
+            }
+            d.input(Input::BytesReceived { conn, bytes });
+        }
+        let state = d.session.state();
+        proptest::prop_assert!(matches!(state, State::Established | State::Idle));
+    }
+}
