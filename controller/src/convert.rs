@@ -20,14 +20,26 @@ use crate::allocator::{
 };
 
 /// Whether Herald serves a Service of this `spec.type` / `spec.loadBalancerClass`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClassFilter {
+    /// The `loadBalancerClass` served (`herald.dev/lb` unless configured otherwise, so that
+    /// several instances can run side by side).
+    pub class: String,
     /// Class-less `LoadBalancer` Services are left alone (`--ignore-classless`).
     pub ignore_classless: bool,
 }
 
 impl ClassFilter {
-    /// True for `type: LoadBalancer` with `loadBalancerClass` = `herald.dev/lb`, or without a
+    /// Herald's own class (`herald.dev/lb`), class-less Services included unless
+    /// `ignore_classless`.
+    pub fn herald(ignore_classless: bool) -> Self {
+        ClassFilter {
+            class: names::LOAD_BALANCER_CLASS.to_owned(),
+            ignore_classless,
+        }
+    }
+
+    /// True for `type: LoadBalancer` with the served `loadBalancerClass`, or without a
     /// class unless class-less Services are ignored; false once deletion has started.
     pub fn serves(&self, service: &Service) -> bool {
         if service.metadata.deletion_timestamp.is_some() {
@@ -40,7 +52,7 @@ impl ClassFilter {
             return false;
         }
         match spec.load_balancer_class.as_deref() {
-            Some(class) => class == names::LOAD_BALANCER_CLASS,
+            Some(class) => class == self.class,
             None => !self.ignore_classless,
         }
     }

@@ -8,11 +8,20 @@
 //! - [`event_limit`]: at most one identical Event per object per window.
 //! - [`pool_plan`]: pool status and finalizer as snapshot in, actions out.
 //! - [`state`]: the allocator and bookkeeping shared by one term's reconciles.
+//!
+//! I/O edges:
+//! - [`reconciler`]: watches, the work queue, restore-then-allocate, the writes.
+//! - [`leader`]: Lease-based leader election; closes the write gate on loss.
+//! - [`http`] and [`metrics`]: `/metrics`, `/healthz`, `/readyz`.
 
 pub mod allocator;
 pub mod conditions;
 pub mod convert;
 pub mod event_limit;
+pub mod http;
+pub mod leader;
+pub mod metrics;
 pub mod pool_plan;
+pub mod reconciler;
 pub mod service_plan;
 pub mod state;

@@ -1,1 +1,267 @@
-fn main() {}
+//! `herald-controller`: hands out LoadBalancer addresses from IPAddressPools.
+//!
+//! The binary's shell: flags, logging, the Kubernetes client, the HTTP endpoint, leader
+//! election, signals. Each leadership term runs [`herald_controller::reconciler::run_term`];
+//! losing the lease closes the write gate at once and ends the term.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Parser, ValueEnum};
+use herald_controller::convert::ClassFilter;
+use herald_controller::http::{self, Health};
+use herald_controller::leader::{self, LeaseSettings};
+use herald_controller::metrics::Metrics;
+use herald_controller::reconciler::{self, Settings, WriteGate};
+use kube::Client;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use tokio::sync::watch;
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Herald's controller: gives every Service of type LoadBalancer (class herald.dev/lb, and
+/// class-less ones unless --ignore-classless) an address from the IPAddressPools in its
+/// namespace, and keeps it across restarts.
+#[derive(Debug, Parser)]
+#[command(name = "herald-controller", version)]
+struct Args {
+    /// Kubeconfig file; without it the in-cluster config (or $KUBECONFIG, ~/.kube/config).
+    #[arg(long, env = "KUBECONFIG")]
+    kubeconfig: Option<PathBuf>,
+
+    /// The install namespace: where IPAddressPools and the leader Lease live.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "herald-system")]
+    namespace: String,
+
+    /// Leave Services of type LoadBalancer without a loadBalancerClass alone.
+    #[arg(long)]
+    ignore_classless: bool,
+
+    /// The spec.loadBalancerClass this instance serves.
+    #[arg(long, default_value = herald_crds::names::LOAD_BALANCER_CLASS)]
+    load_balancer_class: String,
+
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+
+    /// Address of the HTTP endpoint serving /metrics, /healthz and /readyz.
+    #[arg(long, default_value = "0.0.0.0:7472")]
+    metrics_addr: SocketAddr,
+
+    /// Elect a leader among replicas through a Lease; only the leader writes.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    leader_elect: bool,
+
+    /// Name of the leader-election Lease.
+    #[arg(long, default_value = "herald-controller")]
+    lease_name: String,
+
+    /// Lease validity in seconds after each renewal.
+    #[arg(long, default_value_t = 15)]
+    lease_duration: u64,
+
+    /// This replica's identity in the Lease (the pod name); default: the host name.
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
+
+    /// At most one identical Event per object within this many seconds.
+    #[arg(long, default_value_t = 600)]
+    event_window_seconds: u64,
+
+    /// Service reconciles in flight at once (decisions stay serialized).
+    #[arg(long, default_value_t = 16)]
+    concurrency: u16,
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn host_name() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .map(|h| h.trim().to_owned())
+        })
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "herald-controller".to_owned())
+}
+
+async fn client(kubeconfig: Option<&PathBuf>) -> anyhow::Result<Client> {
+    match kubeconfig {
+        Some(path) => {
+            let config = Kubeconfig::read_from(path)
+                .with_context(|| format!("reading kubeconfig {}", path.display()))?;
+            let config =
+                kube::Config::from_custom_kubeconfig(config, &KubeConfigOptions::default())
+                    .await
+                    .with_context(|| format!("loading kubeconfig {}", path.display()))?;
+            Client::try_from(config).context("building the Kubernetes client")
+        }
+        None => Client::try_default()
+            .await
+            .context("building the Kubernetes client (in-cluster or default kubeconfig)"),
+    }
+}
+
+/// Resolves when SIGTERM or SIGINT arrives.
+async fn termination() -> anyhow::Result<&'static str> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    tokio::select! {
+        _ = term.recv() => Ok("SIGTERM"),
+        result = tokio::signal::ctrl_c() => {
+            result.context("waiting for SIGINT")?;
+            Ok("SIGINT")
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    init_logging(args.log_format);
+    let identity = args.identity.clone().unwrap_or_else(host_name);
+    let client = client(args.kubeconfig.as_ref()).await?;
+
+    let metrics = Arc::new(Metrics::new());
+    let health = Arc::new(Health::default());
+    let gate = Arc::new(WriteGate::default());
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+
+    let listener = tokio::net::TcpListener::bind(args.metrics_addr)
+        .await
+        .with_context(|| format!("binding {}", args.metrics_addr))?;
+    let http_task = tokio::spawn(http::serve(
+        listener,
+        Arc::clone(&health),
+        Arc::clone(&metrics),
+        shutdown_rx.clone(),
+    ));
+
+    let (leading_tx, mut leading) = watch::channel(false);
+    let elector = if args.leader_elect {
+        Some(tokio::spawn(leader::elect(
+            client.clone(),
+            LeaseSettings {
+                namespace: args.namespace.clone(),
+                name: args.lease_name.clone(),
+                identity: identity.clone(),
+                duration: args.lease_duration.max(2),
+                grace: (args.lease_duration / 3).clamp(1, args.lease_duration.max(2) - 1),
+            },
+            Arc::clone(&gate),
+            leading_tx,
+            shutdown_rx.clone(),
+        )))
+    } else {
+        gate.open();
+        leading_tx.send_replace(true);
+        None
+    };
+
+    let settings = Settings {
+        namespace: args.namespace.clone(),
+        filter: ClassFilter {
+            class: args.load_balancer_class.clone(),
+            ignore_classless: args.ignore_classless,
+        },
+        identity: identity.clone(),
+        event_window: Duration::from_secs(args.event_window_seconds),
+        concurrency: args.concurrency.max(1),
+    };
+    tracing::info!(
+        %identity,
+        namespace = %args.namespace,
+        ignore_classless = args.ignore_classless,
+        class = %args.load_balancer_class,
+        leader_elect = args.leader_elect,
+        metrics_addr = %args.metrics_addr,
+        "herald-controller starting"
+    );
+
+    let terminated = termination();
+    tokio::pin!(terminated);
+    let mut failures: u32 = 0;
+    let signal = 'outer: loop {
+        // Stand by until this replica leads.
+        tokio::select! {
+            result = leading.wait_for(|lead| *lead) => {
+                if result.is_err() {
+                    break 'outer "leader election ended";
+                }
+            }
+            signal = &mut terminated => break 'outer signal?,
+        }
+        health.leader.store(true, Ordering::Release);
+        health.restored.store(false, Ordering::Release);
+        metrics.leader.set(1);
+        tracing::info!("leading: restoring, then reconciling");
+        let term = reconciler::run_term(
+            client.clone(),
+            settings.clone(),
+            Arc::clone(&metrics),
+            Arc::clone(&gate),
+            Arc::clone(&health),
+        );
+        let mut ended_by_error = false;
+        tokio::select! {
+            result = term => {
+                ended_by_error = true;
+                if let Err(error) = result {
+                    tracing::error!(%error, "the term ended; starting a new one");
+                }
+            }
+            _ = leading.wait_for(|lead| !*lead) => {
+                tracing::warn!("leadership lost: the term is stopped");
+            }
+            signal = &mut terminated => {
+                gate.close();
+                break 'outer signal?;
+            }
+        }
+        health.leader.store(false, Ordering::Release);
+        health.restored.store(false, Ordering::Release);
+        metrics.leader.set(0);
+        if ended_by_error {
+            failures = failures.saturating_add(1);
+            let delay = Duration::from_secs(1u64 << failures.min(5));
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                signal = &mut terminated => break 'outer signal?,
+            }
+        } else {
+            failures = 0;
+        }
+    };
+    tracing::info!(%signal, "shutting down");
+    gate.close();
+    shutdown_tx.send_replace(true);
+    if let Some(elector) = elector {
+        // Releases the Lease so a standby takes over at once.
+        let _ = tokio::time::timeout(Duration::from_secs(5), elector).await;
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(2), http_task).await;
+    Ok(())
+}

@@ -203,7 +203,7 @@ pub fn plan_service(
     allocator: &mut Allocator,
     service: &Service,
     namespace_labels: &Labels,
-    filter: ClassFilter,
+    filter: &ClassFilter,
     now: Timestamp,
 ) -> Option<ServicePlan> {
     let key = convert::service_key(service)?;

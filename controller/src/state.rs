@@ -74,7 +74,7 @@ impl ControllerState {
         &mut self,
         services: &[Arc<Service>],
         namespace_labels: impl Fn(&str) -> Labels,
-        filter: ClassFilter,
+        filter: &ClassFilter,
     ) -> RestoreSummary {
         let mut served: Vec<&Arc<Service>> = services
             .iter()
@@ -162,9 +162,9 @@ mod tests {
         })
     }
 
-    const ALL: ClassFilter = ClassFilter {
-        ignore_classless: false,
-    };
+    fn all() -> ClassFilter {
+        ClassFilter::herald(false)
+    }
 
     #[test]
     fn pools_are_installed_only_when_they_change() {
@@ -194,7 +194,7 @@ mod tests {
         state.sync_pools(&convert_pools(&[pool("a", &["192.0.2.128/30"])]));
         let newer = restored_service("newer", 2_000, "192.0.2.129");
         let older = restored_service("older", 1_000, "192.0.2.129");
-        let summary = state.restore(&[newer, older], |_| Labels::new(), ALL);
+        let summary = state.restore(&[newer, older], |_| Labels::new(), &all());
         assert_eq!(summary.services, 2);
         assert_eq!(summary.addresses, 1);
         assert_eq!(summary.events.len(), 1);
@@ -218,7 +218,7 @@ mod tests {
         if let Some(spec) = other.spec.as_mut() {
             spec.load_balancer_class = Some("other.example/lb".into());
         }
-        let summary = state.restore(&[Arc::new(other)], |_| Labels::new(), ALL);
+        let summary = state.restore(&[Arc::new(other)], |_| Labels::new(), &all());
         assert_eq!(summary.services, 0);
         assert!(state.known_services().is_empty());
     }

@@ -46,24 +46,24 @@ fn herald_serves_its_own_class_and_classless_services_unless_told_not_to() {
             },
         )
     };
-    let filter = ClassFilter {
-        ignore_classless: false,
-    };
+    let filter = ClassFilter::herald(false);
     assert!(filter.serves(&with_class(None)));
     assert!(filter.serves(&with_class(Some("herald.dev/lb"))));
     assert!(!filter.serves(&with_class(Some("other.example/lb"))));
-    let strict = ClassFilter {
-        ignore_classless: true,
-    };
+    let strict = ClassFilter::herald(true);
     assert!(!strict.serves(&with_class(None)));
     assert!(strict.serves(&with_class(Some("herald.dev/lb"))));
+    let custom = ClassFilter {
+        class: "example.com/lab-1".into(),
+        ignore_classless: true,
+    };
+    assert!(custom.serves(&with_class(Some("example.com/lab-1"))));
+    assert!(!custom.serves(&with_class(Some("herald.dev/lb"))));
 }
 
 #[test]
 fn only_load_balancer_services_that_are_not_being_deleted_are_served() {
-    let filter = ClassFilter {
-        ignore_classless: false,
-    };
+    let filter = ClassFilter::herald(false);
     let cluster_ip = service(
         &[],
         ServiceSpec {

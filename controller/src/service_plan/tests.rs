@@ -23,9 +23,7 @@ fn pool(name: &str, entries: &[&str]) -> PoolSpec {
 }
 
 fn serve_all() -> ClassFilter {
-    ClassFilter {
-        ignore_classless: false,
-    }
+    ClassFilter::herald(false)
 }
 
 struct Svc(Service);
@@ -96,7 +94,7 @@ impl Svc {
 }
 
 fn plan(allocator: &mut Allocator, service: &Service) -> ServicePlan {
-    match plan_service(allocator, service, &Labels::new(), serve_all(), now()) {
+    match plan_service(allocator, service, &Labels::new(), &serve_all(), now()) {
         Some(plan) => plan,
         None => panic!("no plan for a named Service"),
     }
