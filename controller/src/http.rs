@@ -148,6 +148,6 @@ mod tests {
         let (status, content_type, body) = respond("/metrics", &health, &metrics);
         assert_eq!(status, StatusCode::OK);
         assert!(content_type.starts_with("application/openmetrics-text"));
-        assert!(body.contains("herald_controller_reconciles"));
+        assert!(body.contains("herald_controller_leader 0"));
     }
 }
