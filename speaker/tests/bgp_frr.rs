@@ -274,6 +274,93 @@ fn a_wrong_asn_and_a_wrong_password_each_give_a_clear_status_and_no_crash() {
     );
 }
 
+#[test]
+fn ten_thousand_prefixes_reach_frr_in_few_packed_updates() {
+    if std::env::var_os(CHILD_ENV).is_some() {
+        return ten_thousand_prefixes_side();
+    }
+    if let Some(reason) = prerequisites_missing() {
+        eprintln!("skipped: {reason}");
+        return;
+    }
+    run_in_lab("c", "ten_thousand_prefixes_reach_frr_in_few_packed_updates");
+}
+
+/// Number of /32s announced, from the benchmarking range 198.18.0.0/15.
+const MANY_PREFIXES: u32 = 10_000;
+
+/// Runs inside the node namespace: announces 10,000 /32s on an Established session, measures
+/// until FRR counts them all, and checks how many UPDATEs that took.
+fn ten_thousand_prefixes_side() {
+    let router_ns = std::env::var("HERALD_FRR_ROUTER_NS").unwrap();
+    let frr = std::env::var("HERALD_FRR_NAME").unwrap();
+    let received = || -> u64 {
+        let out = run(
+            "ip",
+            &[
+                "netns",
+                "exec",
+                &router_ns,
+                "vtysh",
+                "-N",
+                &frr,
+                "-c",
+                "show bgp ipv4 unicast summary json",
+            ],
+        );
+        let summary: serde_json::Value =
+            serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+        summary["peers"]["192.0.2.11"]["pfxRcd"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let mut session = SessionConfig::new(64512, 64500, Ipv4Addr::new(192, 0, 2, 11));
+        session.hold_time_secs = 9;
+        session.connect_retry = Duration::from_secs(2);
+        let mut peer = PeerConfig::new(session, IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)));
+        peer.password = Some(PASSWORD.into());
+        let mut desired = DesiredBgp {
+            peers: [("router".to_string(), peer)].into(),
+            routes: BTreeMap::new(),
+        };
+        let mut manager = BgpManager::new(None).unwrap();
+        manager.apply(&desired).unwrap();
+        assert!(
+            manager
+                .wait_for_state("router", State::Established, Duration::from_secs(60))
+                .await
+        );
+        let before = manager.status()["router"].session.update_messages_sent;
+        let base = u32::from(Ipv4Addr::new(198, 18, 0, 0));
+        let routes: BTreeMap<IpNet, RouteAttributes> = (0..MANY_PREFIXES)
+            .map(|i| {
+                let net = ipnet::Ipv4Net::new(Ipv4Addr::from(base + i), 32).unwrap();
+                (IpNet::V4(net), RouteAttributes::default())
+            })
+            .collect();
+        desired.routes.insert("router".to_string(), routes);
+        let started = Instant::now();
+        manager.apply(&desired).unwrap();
+        tokio::task::block_in_place(|| {
+            wait_until(
+                "FRR to count every prefix",
+                Duration::from_secs(120),
+                || received() == u64::from(MANY_PREFIXES),
+            );
+        });
+        let elapsed = started.elapsed();
+        let messages = manager.status()["router"].session.update_messages_sent - before;
+        println!(
+            "{MANY_PREFIXES} prefixes: in FRR's table after {elapsed:?}, {messages} UPDATE messages"
+        );
+        // 810 /32s fit in one 4096-byte UPDATE with these attributes: 13 messages.
+        assert_eq!(messages, u64::from(MANY_PREFIXES.div_ceil(810)));
+        manager.shutdown(StopReason::PeerDeconfigured).await;
+    });
+}
+
 /// Runs inside the node namespace: first our ASN is not the one FRR expects, then the ASN is
 /// right but the MD5 password is wrong.
 fn misconfigured_side() {

@@ -267,6 +267,8 @@ pub struct SessionStatus {
     pub last_error: Option<SessionError>,
     pub negotiated: Option<Negotiated>,
     pub end_of_rib_received: Vec<Family>,
+    /// UPDATE messages (End-of-RIB included) sent since the session was created.
+    pub update_messages_sent: u64,
 }
 
 /// One BGP session. See the module documentation.
@@ -287,6 +289,7 @@ pub struct Session {
     restarting: bool,
     end_of_rib_received: BTreeSet<Family>,
     last_error: Option<SessionError>,
+    update_messages_sent: u64,
 }
 
 impl Session {
@@ -311,6 +314,7 @@ impl Session {
             restarting,
             end_of_rib_received: BTreeSet::new(),
             last_error: None,
+            update_messages_sent: 0,
         }
     }
 
@@ -337,6 +341,7 @@ impl Session {
             last_error: self.last_error.clone(),
             negotiated: self.established().and_then(|c| c.negotiated.clone()),
             end_of_rib_received: self.end_of_rib_received.iter().copied().collect(),
+            update_messages_sent: self.update_messages_sent,
         }
     }
 
@@ -874,6 +879,7 @@ impl Session {
                 bytes: codec::encode_end_of_rib(*family),
             });
         }
+        self.update_messages_sent += families.len() as u64;
         self.advertised
             .retain(|p, _| !families.contains(&Family::of(p)));
         self.advertised.extend(sent);
@@ -986,6 +992,7 @@ impl Session {
             self.report(error, out);
         }
         if messages > 0 {
+            self.update_messages_sent += messages as u64;
             self.restart_keepalive_timer(conn, now);
         }
         (sent, messages)

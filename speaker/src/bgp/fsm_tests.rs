@@ -631,6 +631,7 @@ fn established_sends_the_whole_table_then_end_of_rib_for_each_negotiated_family(
         to: State::Established
     }));
     assert_eq!(d.session.status().prefixes_advertised, 3);
+    assert_eq!(d.session.status().update_messages_sent, 4);
 }
 
 #[test]
