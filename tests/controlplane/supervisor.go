@@ -87,7 +87,8 @@ func runSupervisor(args []string) int {
 		fmt.Fprintf(os.Stderr, "herald-cp: bad --bind-address %q\n", o.bindAddress)
 		return 2
 	}
-	svcIP, err := firstServiceIP(o.serviceCIDR)
+	// A dual-stack range ("v4cidr,v6cidr"): the certificate names the primary family's first IP.
+	svcIP, err := firstServiceIP(strings.Split(o.serviceCIDR, ",")[0])
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "herald-cp: bad --service-cluster-ip-range %q: %v\n", o.serviceCIDR, err)
 		return 2

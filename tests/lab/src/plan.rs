@@ -29,8 +29,9 @@ pub const CP_ADDRESS: Ipv4Addr = Ipv4Addr::new(169, 254, 100, 1);
 pub const CP_PREFIX_LEN: u8 = 24;
 /// The apiserver's port.
 pub const CP_PORT: u16 = 6443;
-/// The cluster's Service IP range.
-pub const SERVICE_CIDR: &str = "198.19.0.0/16";
+/// The cluster's Service IP ranges: dual-stack (IPv4 primary), so IPv6 and dual-stack
+/// Services can be created.
+pub const SERVICE_CIDR: &str = "198.19.0.0/16,2001:db8:ffff::/112";
 
 /// The upstream router's ASN in generated FRR configs.
 pub const ROUTER_ASN: u32 = 64500;
