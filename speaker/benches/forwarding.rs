@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 
 use fixture::ScratchNetns;
 use herald_speaker::forwarding::{
-    ApplyOutcome, DEFAULT_MASQUERADE_MARK, EndpointPick, Forwarder, NftCommand, Ruleset,
-    render_full, render_update,
+    ApplyOutcome, DEFAULT_MASQUERADE_MARK, Forwarder, NftCommand, Ruleset, render_full,
+    render_update,
 };
 use herald_speaker::model::Model;
 use herald_speaker::planner::plan;
@@ -81,8 +81,9 @@ fn main() {
         "# plan = planner over the model; build = ruleset data; render = full nft text; \
          full apply = nft -f of the whole table (delete + create, one transaction); \
          1-svc = one Service's endpoint replaced: diff rendering, and its nft -f apply (median \
-         of {updates}); ratio = full apply / 1-svc apply; vmap apply = the same full apply with \
-         kube-proxy's numgen-vmap endpoint pick (reference), ratio = vmap apply / full apply."
+         of {updates}); ratio = full apply / 1-svc apply; vmap apply = the same table in \
+         kube-proxy's layout (a chain per endpoint, numgen vmap pick; reference), ratio = vmap \
+         apply / full apply."
     );
     if kernel {
         runtime.block_on(dnat_path(quick));
@@ -110,7 +111,6 @@ async fn dnat_path(quick: bool) {
     let lab_ruleset = lab_services();
     ruleset.services.extend(lab_ruleset.services);
     ruleset.service_chains.extend(lab_ruleset.service_chains);
-    ruleset.endpoint_chains.extend(lab_ruleset.endpoint_chains);
     let mut forwarder = Forwarder::new(NftCommand::in_netns(&lab.node.name));
     if let Err(error) = forwarder.apply(ruleset).await {
         println!("DNAT path skipped: {error}");
@@ -253,7 +253,7 @@ fn ruleset_of(model: &Model) -> (Ruleset, Duration, Duration) {
 async fn measure(services: usize, updates: usize, kernel: bool, with_reference: bool) {
     let mut model = fixture::synthetic_model(services, ENDPOINTS_PER_SERVICE);
     let (ruleset, planned, built) = ruleset_of(&model);
-    let chains = ruleset.service_chains.len() + ruleset.endpoint_chains.len();
+    let chains = ruleset.service_chains.len();
     let started = Instant::now();
     let script = render_full(&ruleset);
     let rendered = started.elapsed();
@@ -303,10 +303,10 @@ async fn measure(services: usize, updates: usize, kernel: bool, with_reference: 
     let mut reference_apply = None;
     if kernel && with_reference {
         let namespace = ScratchNetns::create("bench-ref");
-        let mut forwarder = Forwarder::new(NftCommand::in_netns(&namespace.name));
-        match forwarder.apply(reference).await {
-            Ok(ApplyOutcome::Rebuilt { took, .. }) => reference_apply = Some(took),
-            Ok(other) => println!("unexpected reference outcome: {other:?}"),
+        let nft = NftCommand::in_netns(&namespace.name);
+        let started = Instant::now();
+        match nft.apply(&reference).await {
+            Ok(()) => reference_apply = Some(started.elapsed()),
             Err(error) => println!("reference apply failed at {services}: {error}"),
         }
     }
@@ -340,6 +340,52 @@ async fn measure(services: usize, updates: usize, kernel: bool, with_reference: 
         show(reference_apply),
         reference_ratio
     );
+}
+
+/// The reference: the same table in kube-proxy's nftables layout, one chain per endpoint
+/// (mark + DNAT) and service chains picking among them with `numgen random mod N vmap`.
+fn kube_proxy_layout(ruleset: &Ruleset) -> String {
+    use std::fmt::Write as _;
+    let full = render_full(ruleset);
+    let (head, rest) = full
+        .split_once("table inet herald {\n")
+        .unwrap_or((&full, ""));
+    let tail = rest
+        .find("\tmap service-ips-v4")
+        .map_or(rest, |at| &rest[at..]);
+    let mut out = format!("{head}table inet herald {{\n");
+    for (index, (name, chain)) in ruleset.service_chains.iter().enumerate() {
+        let mut arms = Vec::new();
+        for (k, backend) in chain.backends.iter().enumerate() {
+            let endpoint = format!("ep-{index}-{k}");
+            let _ = writeln!(out, "\tchain {endpoint} {{");
+            if backend.masquerade {
+                let _ = writeln!(
+                    out,
+                    "\t\tmeta mark set meta mark | {:#010x}",
+                    ruleset.masquerade_mark
+                );
+            }
+            let target = match backend.address {
+                std::net::IpAddr::V4(a) => format!("ip to {a}:{}", backend.port),
+                std::net::IpAddr::V6(a) => format!("ip6 to [{a}]:{}", backend.port),
+            };
+            let _ = writeln!(
+                out,
+                "\t\tmeta l4proto {} dnat {target}\n\t}}",
+                chain.protocol.nft_name()
+            );
+            arms.push(format!("{k} : goto {endpoint}"));
+        }
+        let _ = writeln!(
+            out,
+            "\tchain {name} {{\n\t\tnumgen random mod {} vmap {{ {} }}\n\t}}",
+            arms.len(),
+            arms.join(", ")
+        );
+    }
+    out.push_str(tail);
+    out
 }
 
 fn median(samples: &mut [Duration]) -> Option<Duration> {

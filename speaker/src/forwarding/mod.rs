@@ -17,4 +17,4 @@ pub mod ruleset;
 
 pub use executor::{ApplyOutcome, Forwarder, NftCommand, NftError};
 pub use render::{UpdateSummary, render_full, render_teardown, render_update};
-pub use ruleset::{DEFAULT_MASQUERADE_MARK, EndpointPick, Ruleset, TABLE_FAMILY, TABLE_NAME};
+pub use ruleset::{DEFAULT_MASQUERADE_MARK, Ruleset, ServiceChain, TABLE_FAMILY, TABLE_NAME};

@@ -5,12 +5,11 @@
 //!
 //! - `service-ips-v4` / `service-ips-v6`: verdict maps keyed
 //!   `address . inet_proto . inet_service`, each element `goto`-ing a per-service-port chain;
-//! - `svc4-…` / `svc6-…` chains: pick one ready endpoint uniformly per new connection, by a
-//!   cascade of `numgen random mod (N-k) 0 goto ep_k` rules (or, as a measured reference,
-//!   kube-proxy's `numgen random mod N vmap { … }`, which loads quadratically: see
-//!   [`EndpointPick`]); a single endpoint is a plain `goto`;
-//! - `ep-…` chains: set the masquerade mark when the endpoint is on another node
-//!   (`Cluster` policy), then `dnat ip to addr:port` / `dnat ip6 to [addr]:port`;
+//! - `svc4-…` / `svc6-…` chains, one per Service port and family: a cascade of rules
+//!   `numgen random mod (N-k) 0 … dnat ip to addr:port` picks one ready endpoint uniformly
+//!   per new connection and DNATs to it (`dnat ip6 to [addr]:port` for IPv6), first setting
+//!   the masquerade mark when the endpoint is on another node (`Cluster` policy). Why not
+//!   kube-proxy's per-endpoint chains and `numgen … vmap`: see [`super::ruleset`];
 //! - `prerouting` (traffic arriving from outside) and `output` (traffic this node sends to an
 //!   external address) at priority `dstnat - 10` = -110 (written as a number for `output`,
 //!   where nft accepts no `dstnat` keyword). kube-proxy's nat chains (nftables
@@ -28,9 +27,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
-use super::ruleset::{
-    EndpointChain, EndpointPick, Ruleset, ServiceChain, TABLE_FAMILY, TABLE_NAME,
-};
+use super::ruleset::{Ruleset, ServiceChain, TABLE_FAMILY, TABLE_NAME};
 use crate::planner::ForwardKey;
 
 pub const MAP_SERVICES_V4: &str = "service-ips-v4";
@@ -56,23 +53,15 @@ pub struct RenderedChain {
     pub rules: Vec<String>,
 }
 
-/// Every chain of the table, in the order a full render declares them: endpoint chains,
-/// service chains, then the fixed chains (which reference the maps).
+/// Every chain of the table, in the order a full render declares them: service chains, then
+/// the fixed chains (which reference the maps).
 pub fn all_chains(ruleset: &Ruleset) -> Vec<RenderedChain> {
-    let mut chains =
-        Vec::with_capacity(ruleset.endpoint_chains.len() + ruleset.service_chains.len() + 7);
-    for (name, endpoint) in &ruleset.endpoint_chains {
-        chains.push(RenderedChain {
-            name: name.clone(),
-            hook: None,
-            rules: endpoint_rules(endpoint, ruleset.masquerade_mark),
-        });
-    }
+    let mut chains = Vec::with_capacity(ruleset.service_chains.len() + 7);
     for (name, service) in &ruleset.service_chains {
         chains.push(RenderedChain {
             name: name.clone(),
             hook: None,
-            rules: service_rules(service, ruleset.endpoint_pick),
+            rules: service_rules(service, ruleset.masquerade_mark),
         });
     }
     chains.extend(fixed_chains(ruleset.masquerade_mark));
@@ -141,52 +130,31 @@ fn fixed_chains(mark: u32) -> Vec<RenderedChain> {
     ]
 }
 
-fn endpoint_rules(endpoint: &EndpointChain, mark: u32) -> Vec<String> {
-    let mut rules = Vec::with_capacity(2);
-    if endpoint.masquerade {
-        rules.push(format!("meta mark set meta mark | {mark:#010x}"));
-    }
-    let target = match endpoint.address {
-        IpAddr::V4(v4) => format!("ip to {v4}:{}", endpoint.port),
-        IpAddr::V6(v6) => format!("ip6 to [{v6}]:{}", endpoint.port),
-    };
-    rules.push(format!(
-        "meta l4proto {} dnat {target}",
-        endpoint.protocol.nft_name()
-    ));
-    rules
-}
-
-fn service_rules(service: &ServiceChain, pick: EndpointPick) -> Vec<String> {
-    let chains = &service.endpoint_chains;
-    match (chains.as_slice(), pick) {
-        ([single], _) => vec![format!("goto {single}")],
-        (many, EndpointPick::NumgenVmap) => {
-            let arms: Vec<String> = many
-                .iter()
-                .enumerate()
-                .map(|(i, chain)| format!("{i} : goto {chain}"))
-                .collect();
-            vec![format!(
-                "numgen random mod {} vmap {{ {} }}",
-                many.len(),
-                arms.join(", ")
-            )]
-        }
-        (many, EndpointPick::Cascade) => {
-            let count = many.len();
-            many.iter()
-                .enumerate()
-                .map(|(k, chain)| {
-                    if k + 1 == count {
-                        format!("goto {chain}")
-                    } else {
-                        format!("numgen random mod {} 0 goto {chain}", count - k)
-                    }
-                })
-                .collect()
-        }
-    }
+/// One rule per endpoint. Rule k of N draws `numgen random mod (N-k)` and takes endpoint k
+/// on 0; the last rule takes what is left. Endpoint k is thus chosen with probability
+/// (1 - 1/N)(1 - 1/(N-1))…(1/(N-k)) = 1/N: uniform, with no set involved. A connection's
+/// first packet evaluates at most N rules; nat chains never see the later ones.
+fn service_rules(service: &ServiceChain, mark: u32) -> Vec<String> {
+    let count = service.backends.len();
+    service
+        .backends
+        .iter()
+        .enumerate()
+        .map(|(k, backend)| {
+            let mut rule = format!("meta l4proto {}", service.protocol.nft_name());
+            if k + 1 < count {
+                rule.push_str(&format!(" numgen random mod {} 0", count - k));
+            }
+            if backend.masquerade {
+                rule.push_str(&format!(" meta mark set meta mark | {mark:#010x}"));
+            }
+            match backend.address {
+                IpAddr::V4(v4) => rule.push_str(&format!(" dnat ip to {v4}:{}", backend.port)),
+                IpAddr::V6(v6) => rule.push_str(&format!(" dnat ip6 to [{v6}]:{}", backend.port)),
+            }
+            rule
+        })
+        .collect()
 }
 
 /// `203.0.113.10 . tcp . 80`
@@ -338,21 +306,20 @@ pub struct UpdateSummary {
 }
 
 /// The minimal script turning `old` (what the kernel holds) into `new`, or `None` when they
-/// are equal. A change of the masquerade mark or of the endpoint pick touches every chain, so
-/// it yields a full render.
+/// are equal. A change of the masquerade mark touches every chain, so it yields a full render.
 ///
 /// Order inside the one transaction matters, because the kernel refuses to delete what is
-/// still referenced: (1) new endpoint chains, (2) new and changed service chains (changed
-/// ones are flushed and refilled), (3) map and set elements (a changed element is deleted
-/// and re-added: adding over an existing key with another verdict fails), (4) service
-/// chains no element points to any more, (5) endpoint chains no service chain points to.
+/// still referenced: (1) new and changed service chains (changed ones are flushed and
+/// refilled), (2) map and set elements (a changed element is deleted and re-added: adding
+/// over an existing key with another verdict fails), (3) service chains no element points to
+/// any more.
 pub fn render_update(old: &Ruleset, new: &Ruleset) -> Option<(String, UpdateSummary)> {
     if old == new {
         return None;
     }
-    if old.masquerade_mark != new.masquerade_mark || old.endpoint_pick != new.endpoint_pick {
+    if old.masquerade_mark != new.masquerade_mark {
         let summary = UpdateSummary {
-            chains_replaced: new.endpoint_chains.len() + new.service_chains.len(),
+            chains_replaced: new.service_chains.len(),
             ..Default::default()
         };
         return Some((render_full(new), summary));
@@ -360,25 +327,15 @@ pub fn render_update(old: &Ruleset, new: &Ruleset) -> Option<(String, UpdateSumm
     let mut summary = UpdateSummary::default();
     let mut out = String::new();
     let _ = writeln!(out, "# Herald forwarding update: generated, do not edit.");
-    for (name, endpoint) in &new.endpoint_chains {
-        if !old.endpoint_chains.contains_key(name) {
-            add_chain(
-                &mut out,
-                name,
-                &endpoint_rules(endpoint, new.masquerade_mark),
-            );
-            summary.chains_added += 1;
-        }
-    }
     for (name, service) in &new.service_chains {
         match old.service_chains.get(name) {
             None => {
-                add_chain(&mut out, name, &service_rules(service, new.endpoint_pick));
+                add_chain(&mut out, name, &service_rules(service, new.masquerade_mark));
                 summary.chains_added += 1;
             }
             Some(previous) if previous != service => {
                 let _ = writeln!(out, "flush chain {TABLE_FAMILY} {TABLE_NAME} {name}");
-                add_rules(&mut out, name, &service_rules(service, new.endpoint_pick));
+                add_rules(&mut out, name, &service_rules(service, new.masquerade_mark));
                 summary.chains_replaced += 1;
             }
             Some(_) => {}
@@ -388,12 +345,6 @@ pub fn render_update(old: &Ruleset, new: &Ruleset) -> Option<(String, UpdateSumm
     write_set_changes(&mut out, &mut summary, &old.no_endpoints, &new.no_endpoints);
     for name in old.service_chains.keys() {
         if !new.service_chains.contains_key(name) {
-            delete_chain(&mut out, name);
-            summary.chains_removed += 1;
-        }
-    }
-    for name in old.endpoint_chains.keys() {
-        if !new.endpoint_chains.contains_key(name) {
             delete_chain(&mut out, name);
             summary.chains_removed += 1;
         }
@@ -520,7 +471,7 @@ mod tests {
     }
 
     #[test]
-    fn several_endpoints_are_picked_by_a_cascade_and_one_with_a_plain_goto() {
+    fn several_endpoints_are_picked_by_a_cascade_and_one_directly() {
         let three = ruleset(&[(
             key("203.0.113.10", 80),
             target(
@@ -533,20 +484,14 @@ mod tests {
             ),
         )]);
         let rules = service_chain_rules(&three);
-        assert_eq!(rules.len(), 3);
-        assert!(
-            rules[0].starts_with("numgen random mod 3 0 goto ep-"),
-            "{rules:?}"
-        );
-        assert!(
-            rules[1].starts_with("numgen random mod 2 0 goto ep-"),
-            "{rules:?}"
-        );
-        assert!(rules[2].starts_with("goto ep-"), "{rules:?}");
-        let vmap = render_full(&three.with_endpoint_pick(EndpointPick::NumgenVmap));
-        assert!(
-            vmap.contains("numgen random mod 3 vmap { 0 : goto ep-"),
-            "{vmap}"
+        assert_eq!(
+            rules,
+            vec![
+                "meta l4proto tcp numgen random mod 3 0 dnat ip to 198.18.1.5:8080",
+                "meta l4proto tcp numgen random mod 2 0 meta mark set meta mark | 0x00002000 \
+                 dnat ip to 198.18.2.5:8080",
+                "meta l4proto tcp meta mark set meta mark | 0x00002000 dnat ip to 198.18.3.5:8080",
+            ]
         );
         let one = render_full(&ruleset(&[(
             key("203.0.113.10", 80),
@@ -567,12 +512,12 @@ mod tests {
             )]));
             assert_eq!(rules.len() as u64, n);
             // P(rule k taken) = (1/m_k) * prod_{j<k} (1 - 1/m_j), with m the rule's modulus
-            // (a plain goto takes everything left: m = 1). Exact fractions.
+            // (a rule without numgen takes everything left: m = 1). Exact fractions.
             let moduli: Vec<u64> = rules
                 .iter()
                 .map(|r| {
-                    r.strip_prefix("numgen random mod ")
-                        .and_then(|rest| rest.split(' ').next())
+                    r.split_once("numgen random mod ")
+                        .and_then(|(_, rest)| rest.split(' ').next())
                         .map_or(1, |m| m.parse().expect("modulus"))
                 })
                 .collect();
@@ -618,7 +563,7 @@ mod tests {
     }
 
     #[test]
-    fn adding_an_endpoint_replaces_only_that_service_chain_and_adds_its_endpoint_chain() {
+    fn adding_an_endpoint_replaces_only_that_service_chain() {
         let old = ruleset(&[
             (
                 key("203.0.113.10", 80),
@@ -643,7 +588,6 @@ mod tests {
         assert_eq!(
             summary,
             UpdateSummary {
-                chains_added: 1,
                 chains_replaced: 1,
                 ..Default::default()
             }
@@ -651,7 +595,9 @@ mod tests {
         assert!(!script.contains("element"), "{script}");
         assert!(!script.contains("api"), "{script}");
         let flush = script.find("flush chain inet herald svc4-").expect("flush");
-        let refill = script.find("numgen random mod 2 0 goto").expect("refill");
+        let refill = script
+            .find("numgen random mod 2 0 dnat ip to 198.18.1.5:8080")
+            .expect("refill");
         assert!(flush < refill);
     }
 
@@ -664,7 +610,7 @@ mod tests {
         )]);
         let (script, summary) = render_update(&old, &new).expect("a change");
         assert_eq!(summary.elements_added, 1);
-        assert_eq!(summary.chains_added, 2);
+        assert_eq!(summary.chains_added, 1);
         let chain = script.find("add chain inet herald svc4-").expect("chain");
         let element = script
             .find("add element inet herald service-ips-v4")
@@ -673,7 +619,7 @@ mod tests {
     }
 
     #[test]
-    fn a_deleted_service_removes_its_element_before_its_chains() {
+    fn a_deleted_service_removes_its_element_before_its_chain() {
         let old = ruleset(&[(
             key("203.0.113.10", 80),
             target("web", &[("198.18.1.5", true)]),
@@ -681,15 +627,15 @@ mod tests {
         let new = ruleset(&[]);
         let (script, summary) = render_update(&old, &new).expect("a change");
         assert_eq!(summary.elements_removed, 1);
-        assert_eq!(summary.chains_removed, 2);
+        assert_eq!(summary.chains_removed, 1);
         let element = script.find("delete element").expect("element");
-        let svc = script
+        let flush = script
+            .find("flush chain inet herald svc4-")
+            .expect("flush the service chain");
+        let delete = script
             .find("delete chain inet herald svc4-")
-            .expect("service chain");
-        let ep = script
-            .find("delete chain inet herald ep-")
-            .expect("endpoint chain");
-        assert!(element < svc && svc < ep, "{script}");
+            .expect("delete the service chain");
+        assert!(element < flush && flush < delete, "{script}");
     }
 
     #[test]
@@ -712,17 +658,6 @@ mod tests {
             ),
             "{script}"
         );
-    }
-
-    #[test]
-    fn changing_the_endpoint_pick_rebuilds_everything() {
-        let old = ruleset(&[(
-            key("203.0.113.10", 80),
-            target("web", &[("198.18.1.5", true), ("198.18.1.6", true)]),
-        )]);
-        let new = old.clone().with_endpoint_pick(EndpointPick::NumgenVmap);
-        let (script, _) = render_update(&old, &new).expect("a change");
-        assert!(script.contains("delete table inet herald"));
     }
 
     #[test]

@@ -1,17 +1,23 @@
 //! The desired nftables state of Herald's own table, as data.
 //!
 //! Owns the translation from the planner's forwarding decisions into a [`Ruleset`]: which
-//! map elements exist, which per-service chains pick among which per-endpoint chains, and
-//! what each endpoint chain does. Chain names are derived from their content, so the same
-//! input always yields the same names (golden files and diffs stay stable). Pure: no I/O.
+//! map elements exist and which endpoints each per-service-port chain picks among. Chain
+//! names are derived from the Service port they serve, so the same input always yields the
+//! same names (golden files and diffs stay stable). Pure: no I/O.
+//!
+//! Layout choice, measured (see BENCHMARKS.md): one chain per Service port whose rules pick an
+//! endpoint and DNAT to it directly. kube-proxy's layout (a chain per endpoint, picked by
+//! `numgen random mod N vmap { … }`) loads quadratically in the kernel (every vmap is an
+//! anonymous set; set naming and lookup walk the table's list of sets: 4,000 Services took
+//! 2.8 s of kernel time, 8,000 took 20 s), and five times the chains make every incremental
+//! `nft -f` slower, because nft 1.0.x lists every chain of the table before applying anything.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::IpAddr;
 
 use sha2::{Digest, Sha256};
 
 use crate::model::{Protocol, ServiceKey};
-use crate::planner::{ForwardKey, ForwardTarget};
+use crate::planner::{Backend, ForwardKey, ForwardTarget};
 
 /// nftables family of Herald's table: `inet` covers IPv4 and IPv6 in one table.
 pub const TABLE_FAMILY: &str = "inet";
@@ -26,53 +32,25 @@ pub const DEFAULT_MASQUERADE_MARK: u32 = 0x0000_2000;
 /// Longest chain name nftables accepts is 256 bytes (NFT_CHAIN_MAXNAMELEN); stay well below.
 const MAX_CHAIN_NAME: usize = 200;
 
-/// How a service chain picks one of its endpoints for a new connection. Both are uniform.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum EndpointPick {
-    /// One rule per endpoint: rule k (of N) is `numgen random mod (N-k) 0 goto ep_k`, the
-    /// last a plain `goto`. Endpoint k is taken with probability
-    /// (1 - 1/N)(1 - 1/(N-1))…(1/(N-k)) = 1/N. No sets, so the kernel's cost stays linear in
-    /// the number of Services. Each rule draws afresh, so a new connection evaluates at most
-    /// N rules (nat chains only see a connection's first packet).
-    #[default]
-    Cascade,
-    /// `numgen random mod N vmap { 0 : goto ep_0, … }`, as kube-proxy writes it. Every such
-    /// rule creates an anonymous set, and the kernel's set naming and lookup walk the list of
-    /// the table's sets, so loading grows quadratically: measured here, 4,000 Services took
-    /// 2.8 s of kernel time and 8,000 took 20 s (the cascade: 0.4 s and 0.8 s). Kept as the
-    /// benchmark's reference.
-    NumgenVmap,
-}
-
-/// A per-service-port chain: picks one endpoint chain uniformly at random.
+/// A per-service-port chain: picks one endpoint uniformly at random for each new connection
+/// and DNATs to it (marking it for masquerade when the endpoint is remote).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceChain {
-    /// Endpoint chain names, sorted. Never empty (a Service without ready endpoints is
-    /// listed in [`Ruleset::no_endpoints`] instead).
-    pub endpoint_chains: Vec<String>,
-}
-
-/// A per-endpoint chain: optionally marks the packet for masquerade, then DNATs to the
-/// endpoint. Its name is derived from exactly these fields, so a name never changes meaning.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct EndpointChain {
     pub protocol: Protocol,
-    pub address: IpAddr,
-    pub port: u16,
-    pub masquerade: bool,
+    /// Sorted, without duplicates, never empty (a Service without ready endpoints is listed
+    /// in [`Ruleset::no_endpoints`] instead).
+    pub backends: Vec<Backend>,
 }
 
 /// The whole desired content of `table inet herald`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ruleset {
     pub masquerade_mark: u32,
-    pub endpoint_pick: EndpointPick,
     /// Address . protocol . port -> service chain to `goto`.
     pub services: BTreeMap<ForwardKey, String>,
     /// Address . protocol . port of `Cluster` Services with no ready endpoint: rejected.
     pub no_endpoints: BTreeSet<ForwardKey>,
     pub service_chains: BTreeMap<String, ServiceChain>,
-    pub endpoint_chains: BTreeMap<String, EndpointChain>,
 }
 
 impl Ruleset {
@@ -80,11 +58,9 @@ impl Ruleset {
     pub fn empty(masquerade_mark: u32) -> Self {
         Self {
             masquerade_mark,
-            endpoint_pick: EndpointPick::default(),
             services: BTreeMap::new(),
             no_endpoints: BTreeSet::new(),
             service_chains: BTreeMap::new(),
-            endpoint_chains: BTreeMap::new(),
         }
     }
 
@@ -106,33 +82,19 @@ impl Ruleset {
                 key.port,
                 key.address.is_ipv4(),
             );
-            let mut endpoint_chains = Vec::with_capacity(target.backends.len());
-            for backend in &target.backends {
-                let endpoint = EndpointChain {
-                    protocol: key.protocol,
-                    address: backend.address,
-                    port: backend.port,
-                    masquerade: backend.masquerade,
-                };
-                let name = endpoint_chain_name(&endpoint);
-                ruleset.endpoint_chains.insert(name.clone(), endpoint);
-                endpoint_chains.push(name);
-            }
-            endpoint_chains.sort();
-            endpoint_chains.dedup();
+            let mut backends = target.backends.clone();
+            backends.sort();
+            backends.dedup();
             ruleset
                 .service_chains
                 .entry(chain_name.clone())
-                .or_insert(ServiceChain { endpoint_chains });
+                .or_insert(ServiceChain {
+                    protocol: key.protocol,
+                    backends,
+                });
             ruleset.services.insert(*key, chain_name);
         }
         ruleset
-    }
-
-    /// The same ruleset with another way of picking endpoints.
-    pub fn with_endpoint_pick(mut self, endpoint_pick: EndpointPick) -> Self {
-        self.endpoint_pick = endpoint_pick;
-        self
     }
 }
 
@@ -161,24 +123,6 @@ pub fn service_chain_name(
     );
     let digest_input = format!("svc{family}\0{readable}\0{port}");
     chain_name(&format!("svc{family}"), &digest_input, &readable)
-}
-
-/// Name of an endpoint chain, e.g. `ep-3vq1mxa0-198.18.1.5/tcp/8080/masq`.
-pub fn endpoint_chain_name(endpoint: &EndpointChain) -> String {
-    let address = endpoint.address.to_string().replace(':', "-");
-    let mut readable = format!(
-        "{address}/{}/{}",
-        endpoint.protocol.nft_name(),
-        endpoint.port
-    );
-    if endpoint.masquerade {
-        readable.push_str("/masq");
-    }
-    let digest_input = format!(
-        "ep\0{}\0{}\0{}\0{}",
-        endpoint.address, endpoint.protocol, endpoint.port, endpoint.masquerade
-    );
-    chain_name("ep", &digest_input, &readable)
 }
 
 /// `prefix-hash-readable`, with characters nft does not accept in an identifier replaced
@@ -218,7 +162,7 @@ fn base32_lower(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::planner::Backend;
+    use std::net::IpAddr;
 
     fn ip(text: &str) -> IpAddr {
         text.parse().expect("test address")
@@ -266,14 +210,10 @@ mod tests {
             false,
         );
         assert_ne!(svc, v6);
-        let ep = endpoint_chain_name(&EndpointChain {
-            protocol: Protocol::Udp,
-            address: ip("2001:db8:244:1::5"),
-            port: 53,
-            masquerade: true,
-        });
-        assert!(ep.ends_with("-2001-db8-244-1--5/udp/53/masq"), "{ep}");
-        for name in [&svc, &v6, &ep] {
+        let unnamed =
+            service_chain_name(&ServiceKey::new("ns", "web"), "", Protocol::Udp, 53, true);
+        assert!(unnamed.ends_with("-ns/web/udp/53"), "{unnamed}");
+        for name in [&svc, &v6, &unnamed] {
             assert!(name.chars().next().is_some_and(|c| c.is_ascii_alphabetic()));
             assert!(
                 name.chars()
@@ -281,21 +221,6 @@ mod tests {
                 "{name}"
             );
         }
-    }
-
-    #[test]
-    fn masquerading_and_direct_endpoint_chains_have_different_names() {
-        let direct = EndpointChain {
-            protocol: Protocol::Tcp,
-            address: ip("198.18.1.5"),
-            port: 8080,
-            masquerade: false,
-        };
-        let masq = EndpointChain {
-            masquerade: true,
-            ..direct
-        };
-        assert_ne!(endpoint_chain_name(&direct), endpoint_chain_name(&masq));
     }
 
     #[test]
@@ -334,7 +259,6 @@ mod tests {
         let ruleset = Ruleset::from_plan(&forwarding, DEFAULT_MASQUERADE_MARK);
         assert_eq!(ruleset.services.len(), 2);
         assert_eq!(ruleset.service_chains.len(), 1);
-        assert_eq!(ruleset.endpoint_chains.len(), 1);
     }
 
     #[test]
@@ -351,23 +275,27 @@ mod tests {
     }
 
     #[test]
-    fn endpoints_shared_by_two_services_share_one_endpoint_chain() {
-        let forwarding: BTreeMap<ForwardKey, ForwardTarget> = [
-            (
-                key("203.0.113.10", Protocol::Tcp, 80),
-                target(
-                    "a",
-                    &[("198.18.1.5", 8080, true), ("198.18.1.6", 8080, false)],
-                ),
+    fn a_service_chain_keeps_its_backends_sorted_and_once() {
+        let forwarding: BTreeMap<ForwardKey, ForwardTarget> = [(
+            key("203.0.113.10", Protocol::Tcp, 80),
+            target(
+                "a",
+                &[
+                    ("198.18.2.5", 8080, true),
+                    ("198.18.1.5", 8080, false),
+                    ("198.18.2.5", 8080, true),
+                ],
             ),
-            (
-                key("203.0.113.11", Protocol::Tcp, 80),
-                target("b", &[("198.18.1.5", 8080, true)]),
-            ),
-        ]
+        )]
         .into();
         let ruleset = Ruleset::from_plan(&forwarding, DEFAULT_MASQUERADE_MARK);
-        assert_eq!(ruleset.service_chains.len(), 2);
-        assert_eq!(ruleset.endpoint_chains.len(), 2);
+        let chain = ruleset.service_chains.values().next().expect("one chain");
+        let addresses: Vec<String> = chain
+            .backends
+            .iter()
+            .map(|b| b.address.to_string())
+            .collect();
+        assert_eq!(addresses, vec!["198.18.1.5", "198.18.2.5"]);
+        assert_eq!(chain.protocol, Protocol::Tcp);
     }
 }
