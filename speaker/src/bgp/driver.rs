@@ -860,4 +860,87 @@ mod tests {
             .shutdown(StopReason::AdministrativeShutdown("test over".into()))
             .await;
     }
+
+    /// A passive manager on an ephemeral loopback port and the peer config that reaches it.
+    fn loopback_pair(hold_time_secs: u16) -> (BgpManager, PeerConfig) {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = probe.local_addr().unwrap().port();
+        drop(probe);
+        let listen = ListenConfig {
+            addresses: vec!["127.0.0.1".parse().unwrap()],
+            port,
+        };
+        let mut passive = BgpManager::new(Some(&listen)).unwrap();
+        let mut session = SessionConfig::new(64500, 64512, Ipv4Addr::new(192, 0, 2, 1));
+        session.passive = true;
+        let mut peer = PeerConfig::new(session, "127.0.0.3".parse().unwrap());
+        peer.ebgp_multihop = true;
+        passive
+            .apply(&DesiredBgp {
+                peers: [("active".to_string(), peer)].into(),
+                routes: BTreeMap::new(),
+            })
+            .unwrap();
+        let mut session = SessionConfig::new(64512, 64500, Ipv4Addr::new(192, 0, 2, 11));
+        session.hold_time_secs = hold_time_secs;
+        session.connect_retry = Duration::from_millis(500);
+        session.backoff.initial = Duration::from_millis(100);
+        let mut active = PeerConfig::new(session, "127.0.0.1".parse().unwrap());
+        active.peer_port = port;
+        active.source_address = Some("127.0.0.3".parse().unwrap());
+        active.ebgp_multihop = true;
+        (passive, active)
+    }
+
+    #[tokio::test]
+    async fn a_changed_peer_config_restarts_its_session_and_a_repeated_apply_changes_nothing() {
+        let (passive, active_peer) = loopback_pair(30);
+        let mut active = BgpManager::new(None).unwrap();
+        let mut desired = DesiredBgp {
+            peers: [("p".to_string(), active_peer.clone())].into(),
+            routes: BTreeMap::new(),
+        };
+        active.apply(&desired).unwrap();
+        assert!(
+            passive
+                .wait_for_state("active", State::Established, Duration::from_secs(10))
+                .await
+        );
+        let hold = |m: &BgpManager, name: &str| {
+            m.status()[name]
+                .session
+                .negotiated
+                .as_ref()
+                .map(|n| n.hold_time)
+        };
+        assert_eq!(hold(&passive, "active"), Some(Duration::from_secs(30)));
+
+        // The same desired state again: the session stays as it is.
+        active.apply(&desired).unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(active.status()["p"].session.state, State::Established);
+        assert_eq!(active.status()["p"].session.consecutive_failures, 0);
+
+        // A new hold time: the old session is stopped (Cease / Peer De-configured) and a new one
+        // comes up with the new value.
+        let mut changed = active_peer;
+        changed.session.hold_time_secs = 15;
+        desired.peers.insert("p".to_string(), changed);
+        active.apply(&desired).unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while hold(&passive, "active") != Some(Duration::from_secs(15)) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no renegotiation: {:?}",
+                passive.status()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(matches!(
+            passive.status()["active"].session.last_error,
+            Some(super::super::fsm::SessionError::NotificationReceived(ref n)) if (n.code, n.subcode) == (6, 3)
+        ));
+        active.shutdown(StopReason::PeerDeconfigured).await;
+        passive.shutdown(StopReason::PeerDeconfigured).await;
+    }
 }
