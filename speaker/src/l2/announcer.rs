@@ -193,6 +193,20 @@ impl Announcer {
     /// Makes `wanted` the set of addresses this interface answers for. New addresses start
     /// probing (or are announced at once when probing is off); dropped ones are released.
     pub fn set_addresses(&mut self, now: Instant, wanted: &BTreeSet<IpAddr>) -> Vec<Action> {
+        self.set_addresses_taking_over(now, wanted, &BTreeSet::new())
+    }
+
+    /// Like [`Announcer::set_addresses`], but the addresses of `wanted` that are also in
+    /// `takeovers` skip the probe: they are announced at once, even if they were probing or
+    /// held back by a conflict. For a takeover from an owner that membership reports dead,
+    /// the RFC 5227 probe only adds delay — the dead owner cannot answer it, and a probe
+    /// answered by a stale neighbour cache would wrongly block the failover.
+    pub fn set_addresses_taking_over(
+        &mut self,
+        now: Instant,
+        wanted: &BTreeSet<IpAddr>,
+        takeovers: &BTreeSet<IpAddr>,
+    ) -> Vec<Action> {
         let mut actions = Vec::new();
         let dropped: Vec<IpAddr> = self
             .addresses
@@ -211,8 +225,17 @@ impl Announcer {
             actions.push(Action::Event(AnnouncerEvent::Released { address }));
         }
         for &address in wanted {
-            if self.addresses.contains_key(&address) {
-                continue;
+            let taking_over = takeovers.contains(&address);
+            match self.addresses.get(&address) {
+                Some(Phase::Announcing { .. }) => continue,
+                Some(Phase::Probing { .. } | Phase::Conflicted { .. }) if taking_over => {
+                    self.addresses
+                        .insert(address, Self::announcing_now(now, &self.config));
+                    actions.push(Action::Event(AnnouncerEvent::Announcing { address }));
+                    continue;
+                }
+                Some(_) => continue,
+                None => {}
             }
             if let IpAddr::V6(v6) = address {
                 let group = solicited_node_multicast(v6);
@@ -220,16 +243,31 @@ impl Announcer {
                     actions.push(Action::JoinGroup(group));
                 }
             }
-            self.addresses.insert(
-                address,
-                Phase::Probing {
-                    probes_sent: 0,
-                    next_at: now,
-                },
-            );
+            if taking_over {
+                self.addresses
+                    .insert(address, Self::announcing_now(now, &self.config));
+                actions.push(Action::Event(AnnouncerEvent::Announcing { address }));
+            } else {
+                self.addresses.insert(
+                    address,
+                    Phase::Probing {
+                        probes_sent: 0,
+                        next_at: now,
+                    },
+                );
+            }
         }
         actions.extend(self.handle_timeout(now));
         actions
+    }
+
+    /// An address announced from `now` on: the first announcement at once, then the burst.
+    fn announcing_now(now: Instant, config: &AnnouncerConfig) -> Phase {
+        Phase::Announcing {
+            burst_left: config.burst_count + 1,
+            next_at: Some(now),
+            last_defence: None,
+        }
     }
 
     /// When [`Announcer::handle_timeout`] has work next.
@@ -767,6 +805,69 @@ mod tests {
             None,
             "no burst, no refresh: nothing more to do"
         );
+    }
+
+    #[test]
+    fn a_takeover_skips_the_probe_and_announces_at_once_while_a_first_announcement_probes() {
+        let t0 = Instant::now();
+        let mut announcer = Announcer::new(AnnouncerConfig::default(), OUR_MAC);
+        let fresh = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 201));
+        let actions = announcer.set_addresses_taking_over(
+            t0,
+            &set(&[IpAddr::V4(VIP4), IpAddr::V6(VIP6), fresh]),
+            &set(&[IpAddr::V4(VIP4), IpAddr::V6(VIP6)]),
+        );
+        // Gratuitous ARP request + reply for the IPv4 takeover, one unsolicited NA for IPv6.
+        assert_eq!(transmitted(&actions, TransmitKind::Announcement).len(), 3);
+        assert_eq!(transmitted(&actions, TransmitKind::Probe).len(), 1);
+        assert_eq!(
+            events(&actions),
+            vec![
+                AnnouncerEvent::Announcing {
+                    address: IpAddr::V4(VIP4)
+                },
+                AnnouncerEvent::Announcing {
+                    address: IpAddr::V6(VIP6)
+                },
+            ]
+        );
+        assert!(actions.contains(&Action::JoinGroup(solicited_node_multicast(VIP6))));
+        let phases: BTreeMap<IpAddr, AddressPhase> = announcer.phases().collect();
+        assert_eq!(phases[&IpAddr::V4(VIP4)], AddressPhase::Announcing);
+        assert_eq!(phases[&fresh], AddressPhase::Probing);
+    }
+
+    #[test]
+    fn a_takeover_of_an_address_still_probing_or_held_back_by_a_conflict_announces_it_at_once() {
+        let t0 = Instant::now();
+        let mut announcer = Announcer::new(AnnouncerConfig::default(), OUR_MAC);
+        let probing = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 201));
+        announcer.set_addresses(t0, &set(&[IpAddr::V4(VIP4), probing]));
+        let answer = arp_frame_from(
+            OTHER_MAC,
+            OUR_MAC,
+            ArpPacket::reply_to(&ArpPacket::probe(OUR_MAC, VIP4), OTHER_MAC),
+        );
+        announcer.handle_frame(t0 + ms(10), &answer);
+        // The other claimant was the owner and died: membership hands us both addresses.
+        let actions = announcer.set_addresses_taking_over(
+            t0 + ms(20),
+            &set(&[IpAddr::V4(VIP4), probing]),
+            &set(&[IpAddr::V4(VIP4), probing]),
+        );
+        assert_eq!(transmitted(&actions, TransmitKind::Announcement).len(), 4);
+        assert!(
+            announcer
+                .phases()
+                .all(|(_, phase)| phase == AddressPhase::Announcing)
+        );
+        // Asking again changes nothing: an announced address is not restarted.
+        let again = announcer.set_addresses_taking_over(
+            t0 + ms(30),
+            &set(&[IpAddr::V4(VIP4), probing]),
+            &set(&[IpAddr::V4(VIP4), probing]),
+        );
+        assert!(again.is_empty(), "{again:?}");
     }
 
     #[test]

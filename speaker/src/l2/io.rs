@@ -169,10 +169,17 @@ struct Snapshot {
 pub struct InterfaceAnnouncer {
     interface: String,
     mac: MacAddr,
-    commands: Option<Sender<BTreeSet<IpAddr>>>,
+    commands: Option<Sender<AddressCommand>>,
     snapshot: Arc<Mutex<Snapshot>>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
+}
+
+/// The addresses an interface should answer for, and which of them are takeovers.
+#[derive(Debug)]
+struct AddressCommand {
+    wanted: BTreeSet<IpAddr>,
+    takeovers: BTreeSet<IpAddr>,
 }
 
 impl InterfaceAnnouncer {
@@ -255,9 +262,15 @@ impl InterfaceAnnouncer {
     /// Makes `addresses` the set this interface answers for (takes effect within
     /// [`RECEIVE_POLL`]).
     pub fn set_addresses(&self, addresses: BTreeSet<IpAddr>) {
+        self.take_over(addresses, BTreeSet::new());
+    }
+
+    /// Like [`InterfaceAnnouncer::set_addresses`], but new addresses in `takeovers` are
+    /// announced at once without probing (see [`Announcer::set_addresses_taking_over`]).
+    pub fn take_over(&self, wanted: BTreeSet<IpAddr>, takeovers: BTreeSet<IpAddr>) {
         if let Some(commands) = &self.commands {
             // A send only fails when the thread has ended; then there is nothing to update.
-            let _ = commands.send(addresses);
+            let _ = commands.send(AddressCommand { wanted, takeovers });
         }
     }
 
@@ -309,7 +322,7 @@ struct Worker {
     tx: Box<dyn DataLinkSender>,
     rx: Box<dyn DataLinkReceiver>,
     multicast: Socket,
-    commands: Receiver<BTreeSet<IpAddr>>,
+    commands: Receiver<AddressCommand>,
     events: Sender<InterfaceEvent>,
     snapshot: Arc<Mutex<Snapshot>>,
     stop: Arc<AtomicBool>,
@@ -322,8 +335,12 @@ impl Worker {
         while !self.stop.load(Ordering::Relaxed) {
             loop {
                 match self.commands.try_recv() {
-                    Ok(addresses) => {
-                        let actions = self.announcer.set_addresses(Instant::now(), &addresses);
+                    Ok(command) => {
+                        let actions = self.announcer.set_addresses_taking_over(
+                            Instant::now(),
+                            &command.wanted,
+                            &command.takeovers,
+                        );
                         self.perform(actions);
                     }
                     Err(TryRecvError::Empty) => break,
