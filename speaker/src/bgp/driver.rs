@@ -920,6 +920,11 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert_eq!(active.status()["p"].session.state, State::Established);
         assert_eq!(active.status()["p"].session.consecutive_failures, 0);
+        assert_eq!(
+            passive.status()["active"].session.last_error,
+            None,
+            "a restart would have reached the passive side as a Cease"
+        );
 
         // A new hold time: the old session is stopped (Cease / Peer De-configured) and a new one
         // comes up with the new value.
