@@ -10,4 +10,6 @@ pub mod forwarding;
 pub mod l2;
 pub mod membership;
 pub mod model;
+pub mod observability;
 pub mod planner;
+pub mod runtime;

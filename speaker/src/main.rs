@@ -1,1 +1,298 @@
-fn main() {}
+//! `herald-speaker`: the per-node agent.
+//!
+//! The binary's shell: flags, logging, the Kubernetes client, the HTTP endpoint, the
+//! executors chosen by flags, and signals. Everything else is
+//! [`herald_speaker::runtime::run`]. SIGTERM or SIGINT stops the watches, shuts the
+//! executors down in reverse order (forwarding removes Herald's nftables table), leaves
+//! the membership cluster and exits 0.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use clap::{Parser, ValueEnum};
+use herald_speaker::convert::ConvertOptions;
+use herald_speaker::forwarding::{NftCommand, render_teardown};
+use herald_speaker::membership::{DEFAULT_MEMBERSHIP_PORT, MembershipConfig};
+use herald_speaker::observability::{self, Health, Metrics};
+use herald_speaker::runtime::{
+    self, DEFAULT_RESYNC_INTERVAL, Executors, ForwardingExecutor, KeySource, RuntimeConfig,
+};
+use kube::Client;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Switch {
+    On,
+    Off,
+}
+
+/// Herald's speaker: runs on every node, watches the cluster and makes this node announce
+/// and forward the LoadBalancer addresses it is responsible for.
+#[derive(Debug, Parser)]
+#[command(name = "herald-speaker", version)]
+struct Args {
+    /// This node's Kubernetes name (from the downward API: spec.nodeName).
+    #[arg(long, env = "NODE_NAME")]
+    node_name: String,
+
+    /// The install namespace: Herald's custom resources and the memberlist Secret.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "herald-system")]
+    namespace: String,
+
+    /// Kubeconfig file; without it the in-cluster config (or $KUBECONFIG, ~/.kube/config).
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+
+    /// Address of the HTTP endpoint serving /metrics, /healthz and /readyz.
+    #[arg(long, default_value = "0.0.0.0:7473")]
+    metrics_addr: SocketAddr,
+
+    /// nftables DNAT from external addresses to endpoints (Herald's own table). Leave off
+    /// where kube-proxy already handles LoadBalancer addresses.
+    #[arg(long, value_enum, default_value_t = Switch::Off)]
+    forwarding: Switch,
+
+    /// Membership address, `IP` or `IP:PORT` (default: this Node's InternalIP, port 7946).
+    #[arg(long, value_parser = parse_bind)]
+    memberlist_bind: Option<SocketAddr>,
+
+    /// Name of the Secret (in the install namespace) whose key `secretkey` authenticates
+    /// membership messages.
+    #[arg(long, env = "MEMBERLIST_SECRET")]
+    memberlist_secret: Option<String>,
+
+    /// Run membership without authentication when no --memberlist-secret is given.
+    #[arg(long)]
+    insecure_memberlist: bool,
+
+    /// Period of the full resync that reads the real state back and repairs drift
+    /// (e.g. `30s`, `2m`, or plain seconds).
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    resync_interval: Duration,
+
+    /// Leave Services of type LoadBalancer without a loadBalancerClass alone.
+    #[arg(long)]
+    ignore_classless: bool,
+}
+
+fn parse_bind(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(address) = text.parse::<SocketAddr>() {
+        return Ok(address);
+    }
+    text.parse::<IpAddr>()
+        .map(|ip| SocketAddr::new(ip, DEFAULT_MEMBERSHIP_PORT))
+        .map_err(|_| format!("{text:?} is neither IP nor IP:PORT"))
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(split) => text.split_at(split),
+        None => (text, "s"),
+    };
+    let value: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 30s, 2m or 500ms"))?;
+    let duration = match unit {
+        "ms" => Duration::from_millis(value),
+        "s" => Duration::from_secs(value),
+        "m" => Duration::from_secs(value.saturating_mul(60)),
+        "h" => Duration::from_secs(value.saturating_mul(3600)),
+        other => return Err(format!("unknown duration unit {other:?} (ms, s, m, h)")),
+    };
+    if duration.is_zero() {
+        return Err("the duration must be above zero".to_string());
+    }
+    Ok(duration)
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+async fn client(kubeconfig: Option<&PathBuf>) -> anyhow::Result<Client> {
+    match kubeconfig {
+        Some(path) => {
+            let config = Kubeconfig::read_from(path)
+                .with_context(|| format!("reading kubeconfig {}", path.display()))?;
+            let config =
+                kube::Config::from_custom_kubeconfig(config, &KubeConfigOptions::default())
+                    .await
+                    .with_context(|| format!("loading kubeconfig {}", path.display()))?;
+            Client::try_from(config).context("building the Kubernetes client")
+        }
+        None => Client::try_default()
+            .await
+            .context("building the Kubernetes client (in-cluster or default kubeconfig)"),
+    }
+}
+
+/// Resolves on the first SIGTERM or SIGINT.
+async fn termination() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM received"),
+                _ = int.recv() => tracing::info!("SIGINT received"),
+            }
+        }
+        _ => {
+            tracing::error!("cannot install signal handlers; only Ctrl-C will stop the speaker");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    init_logging(args.log_format);
+
+    let key_source = match (&args.memberlist_secret, args.insecure_memberlist) {
+        (Some(name), _) if !name.is_empty() => KeySource::Secret(name.clone()),
+        (_, true) => {
+            tracing::warn!("membership runs WITHOUT authentication (--insecure-memberlist)");
+            KeySource::Insecure
+        }
+        _ => bail!(
+            "no --memberlist-secret given: membership messages must be authenticated with a \
+             shared key (a Secret with key `secretkey` in the install namespace); pass \
+             --insecure-memberlist to run without authentication"
+        ),
+    };
+    if args.node_name.is_empty() {
+        bail!("--node-name (NODE_NAME) must not be empty");
+    }
+
+    let forwarding = args.forwarding == Switch::On;
+    let nft = NftCommand::default();
+    if !forwarding {
+        // An install that turned forwarding off must not keep DNATing with old rules.
+        match nft.list_table().await {
+            Ok(Some(_)) => match nft.apply(&render_teardown()).await {
+                Ok(()) => tracing::info!("forwarding is off: removed a leftover nftables table"),
+                Err(error) => {
+                    tracing::warn!(%error, "forwarding is off but a leftover nftables table could not be removed")
+                }
+            },
+            Ok(None) => {}
+            Err(error) => {
+                tracing::debug!(%error, "forwarding is off; could not check for a leftover nftables table")
+            }
+        }
+    }
+
+    let config = RuntimeConfig {
+        node_name: args.node_name.clone(),
+        install_namespace: args.namespace.clone(),
+        convert: ConvertOptions {
+            serve_classless: !args.ignore_classless,
+            install_namespace: args.namespace.clone(),
+            ..ConvertOptions::default()
+        },
+        key_source,
+        memberlist_port: args
+            .memberlist_bind
+            .map_or(DEFAULT_MEMBERSHIP_PORT, |b| b.port()),
+        memberlist_bind: args.memberlist_bind,
+        membership: MembershipConfig::default(),
+        resync_interval: if args.resync_interval.is_zero() {
+            DEFAULT_RESYNC_INTERVAL
+        } else {
+            args.resync_interval
+        },
+    };
+
+    let metrics = Arc::new(Metrics::new());
+    let health = Arc::new(Health::default());
+    let (bound, http) =
+        observability::serve(args.metrics_addr, Arc::clone(&metrics), Arc::clone(&health))
+            .await
+            .with_context(|| format!("binding the metrics endpoint {}", args.metrics_addr))?;
+    tracing::info!(address = %bound, "serving /metrics, /healthz, /readyz");
+
+    let client = client(args.kubeconfig.as_ref()).await?;
+    let executors = Executors {
+        bgp: None,
+        l2: None,
+        forwarding: forwarding
+            .then(|| Box::new(ForwardingExecutor::new(nft)) as Box<dyn runtime::Executor>),
+    };
+    tracing::info!(node = %config.node_name, forwarding, "herald-speaker starting");
+    let result = runtime::run(client, config, executors, metrics, health, termination()).await;
+    http.abort();
+    result.context("the speaker's runtime stopped")?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_take_units_and_plain_seconds() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("45"), Ok(Duration::from_secs(45)));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("5 parsecs").is_err());
+        assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn the_bind_address_defaults_to_the_membership_port() {
+        assert_eq!(
+            parse_bind("192.0.2.11"),
+            Ok("192.0.2.11:7946".parse().expect("addr"))
+        );
+        assert_eq!(
+            parse_bind("[2001:db8:1::11]:7000"),
+            Ok("[2001:db8:1::11]:7000".parse().expect("addr"))
+        );
+        assert!(parse_bind("node-1").is_err());
+    }
+
+    #[test]
+    fn the_command_line_parses_with_the_documented_defaults() {
+        let args = Args::try_parse_from(["herald-speaker", "--node-name", "n1"]).expect("parses");
+        assert_eq!(args.forwarding, Switch::Off);
+        assert_eq!(args.metrics_addr, "0.0.0.0:7473".parse().expect("addr"));
+        assert_eq!(args.resync_interval, Duration::from_secs(30));
+        assert!(
+            Args::try_parse_from([
+                "herald-speaker",
+                "--forwarding",
+                "maybe",
+                "--node-name",
+                "n1"
+            ])
+            .is_err()
+        );
+    }
+}

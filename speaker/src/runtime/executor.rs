@@ -1,0 +1,385 @@
+//! Executors: the parts that make the kernel and the network match a [`NodePlan`].
+//!
+//! Owns the [`Executor`] interface and the fixed order the runtime applies them in — BGP
+//! first (peers and routes), then layer 2, then forwarding, as DESIGN.md's declarative
+//! manager prescribes, and the reverse order on shutdown. Each executor is handed the whole
+//! plan every time and must be idempotent: it diffs against what it last did (or reads the
+//! kernel back on a resync) and changes only the difference.
+//!
+//! The forwarding executor is here ([`ForwardingExecutor`], wrapping
+//! [`crate::forwarding::Forwarder`]); the L2 and BGP executors plug into
+//! [`Executors::l2`] and [`Executors::bgp`] by implementing [`Executor`] — until they do,
+//! those slots stay empty and their parts of the plan are simply not acted on.
+//!
+//! I/O happens only inside the executors' futures.
+
+use futures::future::BoxFuture;
+
+use crate::forwarding::{ApplyOutcome, DEFAULT_MASQUERADE_MARK, Forwarder, NftCommand, Ruleset};
+use crate::planner::NodePlan;
+
+/// A failure of one executor; the others still run, and the runtime retries with back-off.
+#[derive(Debug, thiserror::Error)]
+#[error("{executor}: {source}")]
+pub struct ExecutorError {
+    pub executor: &'static str,
+    #[source]
+    pub source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl ExecutorError {
+    pub fn new(
+        executor: &'static str,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        Self {
+            executor,
+            source: source.into(),
+        }
+    }
+}
+
+/// What one apply did, for logs and metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApplyReport {
+    /// A short label for metrics, e.g. `unchanged`, `updated`, `rebuilt`.
+    pub outcome: &'static str,
+    /// Whether anything in the kernel or on the network changed.
+    pub changed: bool,
+    /// Human-readable detail for the log line.
+    pub detail: String,
+    /// Drift found (and repaired) on a resync, one line each.
+    pub repaired_drift: Vec<String>,
+}
+
+impl ApplyReport {
+    pub fn unchanged() -> Self {
+        Self {
+            outcome: "unchanged",
+            changed: false,
+            detail: String::new(),
+            repaired_drift: Vec::new(),
+        }
+    }
+}
+
+/// One part of the speaker that acts on the plan.
+///
+/// `apply` is called after every change with the whole plan; `resync` at start and every
+/// resync interval, and should also check the real state for drift (someone deleted a
+/// route, an nft table) and repair it; `shutdown` once, on SIGTERM, to remove what the
+/// executor set up (or hand over cleanly). Futures are boxed so executors of different
+/// types can sit in one ordered list.
+pub trait Executor: Send {
+    /// Name for logs and metric labels (`bgp`, `l2`, `forwarding`).
+    fn name(&self) -> &'static str;
+
+    fn apply<'a>(
+        &'a mut self,
+        plan: &'a NodePlan,
+    ) -> BoxFuture<'a, Result<ApplyReport, ExecutorError>>;
+
+    /// Full resync; by default the same as [`Executor::apply`].
+    fn resync<'a>(
+        &'a mut self,
+        plan: &'a NodePlan,
+    ) -> BoxFuture<'a, Result<ApplyReport, ExecutorError>> {
+        self.apply(plan)
+    }
+
+    fn shutdown(&mut self) -> BoxFuture<'_, Result<(), ExecutorError>>;
+}
+
+/// The executors of this speaker, in their fixed order.
+#[derive(Default)]
+pub struct Executors {
+    /// BGP sessions and routes (issue 6); empty until the BGP executor is wired.
+    pub bgp: Option<Box<dyn Executor>>,
+    /// Layer-2 announcements (issue 5); empty until the L2 executor is wired.
+    pub l2: Option<Box<dyn Executor>>,
+    /// nftables forwarding; present with `--forwarding on`.
+    pub forwarding: Option<Box<dyn Executor>>,
+}
+
+impl std::fmt::Debug for Executors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.names()).finish()
+    }
+}
+
+/// The result of one executor within a pass.
+#[derive(Debug)]
+pub struct ExecutorResult {
+    pub executor: &'static str,
+    pub result: Result<ApplyReport, ExecutorError>,
+}
+
+impl Executors {
+    /// The executors present, in apply order: BGP, L2, forwarding.
+    pub fn in_apply_order(&mut self) -> impl Iterator<Item = &mut Box<dyn Executor>> {
+        [&mut self.bgp, &mut self.l2, &mut self.forwarding]
+            .into_iter()
+            .flatten()
+    }
+
+    /// Names of the executors present, in apply order.
+    pub fn names(&self) -> Vec<&'static str> {
+        [&self.bgp, &self.l2, &self.forwarding]
+            .into_iter()
+            .flatten()
+            .map(|e| e.name())
+            .collect()
+    }
+
+    /// Applies the plan with every executor in order. A failing executor does not stop the
+    /// ones after it: they act on their own parts of the plan.
+    pub async fn apply(&mut self, plan: &NodePlan, full_resync: bool) -> Vec<ExecutorResult> {
+        let mut results = Vec::new();
+        for executor in self.in_apply_order() {
+            let result = if full_resync {
+                executor.resync(plan).await
+            } else {
+                executor.apply(plan).await
+            };
+            results.push(ExecutorResult {
+                executor: executor.name(),
+                result,
+            });
+        }
+        results
+    }
+
+    /// Shuts the executors down in reverse order: forwarding, L2, BGP.
+    pub async fn shutdown(&mut self) -> Vec<Result<(), ExecutorError>> {
+        let mut results = Vec::new();
+        for slot in [&mut self.forwarding, &mut self.l2, &mut self.bgp] {
+            if let Some(executor) = slot.as_mut() {
+                results.push(executor.shutdown().await);
+            }
+        }
+        results
+    }
+}
+
+/// Forwarding: keeps `table inet herald` equal to the plan's forwarding decisions.
+#[derive(Debug)]
+pub struct ForwardingExecutor {
+    forwarder: Forwarder,
+    masquerade_mark: u32,
+}
+
+impl ForwardingExecutor {
+    pub const NAME: &'static str = "forwarding";
+
+    pub fn new(nft: NftCommand) -> Self {
+        Self {
+            forwarder: Forwarder::new(nft),
+            masquerade_mark: DEFAULT_MASQUERADE_MARK,
+        }
+    }
+
+    pub fn with_masquerade_mark(mut self, mark: u32) -> Self {
+        self.masquerade_mark = mark;
+        self
+    }
+
+    fn desired(&self, plan: &NodePlan) -> Ruleset {
+        Ruleset::from_plan(&plan.forwarding, self.masquerade_mark)
+    }
+
+    async fn apply_ruleset(&mut self, desired: Ruleset) -> Result<ApplyReport, ExecutorError> {
+        let outcome = self
+            .forwarder
+            .apply(desired)
+            .await
+            .map_err(|e| ExecutorError::new(Self::NAME, e))?;
+        Ok(report_of(outcome))
+    }
+}
+
+fn report_of(outcome: ApplyOutcome) -> ApplyReport {
+    match outcome {
+        ApplyOutcome::Unchanged => ApplyReport::unchanged(),
+        ApplyOutcome::Updated { summary, took } => ApplyReport {
+            outcome: "updated",
+            changed: true,
+            detail: format!("{summary:?} in {took:?}"),
+            repaired_drift: Vec::new(),
+        },
+        ApplyOutcome::Rebuilt {
+            took,
+            after_update_error,
+        } => ApplyReport {
+            outcome: "rebuilt",
+            changed: true,
+            detail: match after_update_error {
+                Some(error) => format!("rebuilt in {took:?} after a failed update: {error}"),
+                None => format!("rebuilt in {took:?}"),
+            },
+            repaired_drift: Vec::new(),
+        },
+    }
+}
+
+impl Executor for ForwardingExecutor {
+    fn name(&self) -> &'static str {
+        Self::NAME
+    }
+
+    fn apply<'a>(
+        &'a mut self,
+        plan: &'a NodePlan,
+    ) -> BoxFuture<'a, Result<ApplyReport, ExecutorError>> {
+        Box::pin(async move {
+            let desired = self.desired(plan);
+            self.apply_ruleset(desired).await
+        })
+    }
+
+    /// Reads the table back and rebuilds it if it drifted, then applies the plan.
+    fn resync<'a>(
+        &'a mut self,
+        plan: &'a NodePlan,
+    ) -> BoxFuture<'a, Result<ApplyReport, ExecutorError>> {
+        Box::pin(async move {
+            let drift = self
+                .forwarder
+                .repair()
+                .await
+                .map_err(|e| ExecutorError::new(Self::NAME, e))?;
+            let desired = self.desired(plan);
+            let mut report = self.apply_ruleset(desired).await?;
+            if !drift.is_empty() {
+                report.changed = true;
+                if report.outcome == "unchanged" {
+                    report.outcome = "repaired";
+                }
+            }
+            report.repaired_drift = drift;
+            Ok(report)
+        })
+    }
+
+    fn shutdown(&mut self) -> BoxFuture<'_, Result<(), ExecutorError>> {
+        Box::pin(async move {
+            self.forwarder
+                .remove()
+                .await
+                .map_err(|e| ExecutorError::new(Self::NAME, e))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    /// Records calls into a shared journal so the order across executors is visible.
+    struct Recording {
+        name: &'static str,
+        journal: Arc<Mutex<Vec<String>>>,
+        fail: bool,
+    }
+
+    impl Recording {
+        fn boxed(
+            name: &'static str,
+            journal: &Arc<Mutex<Vec<String>>>,
+            fail: bool,
+        ) -> Option<Box<dyn Executor>> {
+            Some(Box::new(Recording {
+                name,
+                journal: Arc::clone(journal),
+                fail,
+            }))
+        }
+
+        fn note(&self, what: &str) {
+            if let Ok(mut journal) = self.journal.lock() {
+                journal.push(format!("{what} {}", self.name));
+            }
+        }
+    }
+
+    impl Executor for Recording {
+        fn name(&self) -> &'static str {
+            self.name
+        }
+
+        fn apply<'a>(
+            &'a mut self,
+            _plan: &'a NodePlan,
+        ) -> BoxFuture<'a, Result<ApplyReport, ExecutorError>> {
+            Box::pin(async move {
+                self.note("apply");
+                if self.fail {
+                    return Err(ExecutorError::new(self.name, "refused"));
+                }
+                Ok(ApplyReport::unchanged())
+            })
+        }
+
+        fn shutdown(&mut self) -> BoxFuture<'_, Result<(), ExecutorError>> {
+            Box::pin(async move {
+                self.note("shutdown");
+                Ok(())
+            })
+        }
+    }
+
+    fn journal_of(journal: &Arc<Mutex<Vec<String>>>) -> Vec<String> {
+        journal.lock().map(|j| j.clone()).unwrap_or_default()
+    }
+
+    #[tokio::test]
+    async fn executors_apply_bgp_then_l2_then_forwarding_and_shut_down_in_reverse() {
+        let journal = Arc::new(Mutex::new(Vec::new()));
+        let mut executors = Executors {
+            forwarding: Recording::boxed("forwarding", &journal, false),
+            l2: Recording::boxed("l2", &journal, false),
+            bgp: Recording::boxed("bgp", &journal, false),
+        };
+        executors.apply(&NodePlan::default(), false).await;
+        executors.apply(&NodePlan::default(), true).await;
+        executors.shutdown().await;
+        assert_eq!(
+            journal_of(&journal),
+            [
+                "apply bgp",
+                "apply l2",
+                "apply forwarding",
+                "apply bgp",
+                "apply l2",
+                "apply forwarding",
+                "shutdown forwarding",
+                "shutdown l2",
+                "shutdown bgp",
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failing_executor_does_not_stop_the_ones_after_it() {
+        let journal = Arc::new(Mutex::new(Vec::new()));
+        let mut executors = Executors {
+            bgp: Recording::boxed("bgp", &journal, true),
+            l2: None,
+            forwarding: Recording::boxed("forwarding", &journal, false),
+        };
+        let results = executors.apply(&NodePlan::default(), false).await;
+        assert_eq!(journal_of(&journal), ["apply bgp", "apply forwarding"]);
+        assert_eq!(results.len(), 2);
+        assert!(results[0].result.is_err());
+        assert!(results[1].result.is_ok());
+        assert_eq!(executors.names(), ["bgp", "forwarding"]);
+    }
+
+    #[tokio::test]
+    async fn absent_executors_are_skipped() {
+        let mut executors = Executors::default();
+        assert!(executors.apply(&NodePlan::default(), true).await.is_empty());
+        assert!(executors.shutdown().await.is_empty());
+    }
+}
