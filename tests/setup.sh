@@ -135,15 +135,6 @@ for pkg in helm.sh/helm/v3/pkg/chartutil helm.sh/helm/v3/pkg/lint/rules; do
   HELM_LDFLAGS+=" -X $pkg.k8sVersionMajor=$HELM_K8S_MAJOR -X $pkg.k8sVersionMinor=$HELM_K8S_MINOR"
 done
 
-HASH=$(
-  {
-    echo "recipe 1 $GO_VERSION $CGO_ENABLED $HELM_VERSION"
-    echo "$K8S_LDFLAGS"
-    echo "$HELM_LDFLAGS"
-    cd "$CP_DIR" && find . -maxdepth 1 \( -name '*.go' -o -name go.mod -o -name go.sum \) -type f | LC_ALL=C sort | xargs sha256sum
-  } | sha256sum | cut -c1-16
-)
-TOOLS_DIR=$CACHE_ROOT/tools-$HASH
 TOOLS=(herald-cp kubectl helm)
 
 have_tools() {
@@ -161,13 +152,13 @@ build_tools() {
   if ! (
     cd "$CP_DIR" || exit 1
     t0=$(date +%s)
-    go build -trimpath -ldflags "$K8S_LDFLAGS" -o "$tmp/herald-cp" . || exit 1
+    go build -trimpath -buildvcs=false -ldflags "$K8S_LDFLAGS" -o "$tmp/herald-cp" . || exit 1
     echo "setup:   herald-cp built ($(( $(date +%s) - t0 ))s)" >&3
     t0=$(date +%s)
-    go build -trimpath -ldflags "$K8S_LDFLAGS" -o "$tmp/kubectl" k8s.io/kubernetes/cmd/kubectl || exit 1
+    go build -trimpath -buildvcs=false -ldflags "$K8S_LDFLAGS" -o "$tmp/kubectl" k8s.io/kubernetes/cmd/kubectl || exit 1
     echo "setup:   kubectl built ($(( $(date +%s) - t0 ))s)" >&3
     t0=$(date +%s)
-    GOBIN=$tmp go install -trimpath -ldflags "$HELM_LDFLAGS" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" || exit 1
+    GOBIN=$tmp go install -trimpath -buildvcs=false -ldflags "$HELM_LDFLAGS" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" || exit 1
     echo "setup:   helm built ($(( $(date +%s) - t0 ))s)" >&3
   ) 3>&1 >"$buildlog" 2>&1; then
     tail -n 40 "$buildlog" >&2
@@ -188,6 +179,16 @@ build_tools() {
   ls -1dt "$CACHE_ROOT"/tools-* 2>/dev/null | tail -n +4 | xargs -r rm -rf
 }
 
+HASH=$(
+  {
+    echo "recipe 1 $GO_VERSION $CGO_ENABLED $HELM_VERSION"
+    echo "$K8S_LDFLAGS"
+    echo "$HELM_LDFLAGS"
+    declare -f build_tools  # the build recipe itself
+    cd "$CP_DIR" && find . -maxdepth 1 \( -name '*.go' -o -name go.mod -o -name go.sum \) -type f | LC_ALL=C sort | xargs sha256sum
+  } | sha256sum | cut -c1-16
+)
+TOOLS_DIR=$CACHE_ROOT/tools-$HASH
 mkdir -p "$CACHE_ROOT"
 if have_tools; then
   log "tools cached in $TOOLS_DIR"
