@@ -369,7 +369,7 @@ impl Session {
                 direction,
                 local_address,
             } => self.on_tcp_connected(now, conn, direction, local_address, &mut out),
-            Input::TcpFailed { conn } => self.on_tcp_failed(now, conn, &mut out),
+            Input::TcpFailed { conn } => self.on_tcp_failed(conn, &mut out),
             Input::TcpClosed { conn } => self.on_tcp_closed(now, conn, &mut out),
             Input::BytesReceived { conn, bytes } => self.on_bytes(now, conn, &bytes, &mut out),
             Input::MessageReceived { conn, message } => {
@@ -380,7 +380,7 @@ impl Session {
             Input::TimerExpired => self.on_timers(now, &mut out),
             Input::SetRoutes(routes) => self.on_set_routes(now, routes, &mut out),
         }
-        self.update_state(now, &mut out);
+        self.update_state(&mut out);
         out
     }
 
@@ -520,7 +520,7 @@ impl Session {
         });
     }
 
-    fn on_tcp_failed(&mut self, _now: Instant, conn: ConnectionId, out: &mut Vec<Output>) {
+    fn on_tcp_failed(&mut self, conn: ConnectionId, out: &mut Vec<Output>) {
         if self.connecting != Some(conn) {
             return;
         }
@@ -1152,13 +1152,12 @@ impl Session {
         }
     }
 
-    fn update_state(&mut self, _now: Instant, out: &mut Vec<Output>) {
+    fn update_state(&mut self, out: &mut Vec<Output>) {
         let to = self.derived_state();
         if to != self.state {
             let from = self.state;
             self.state = to;
-            // Report the change before anything queued on the way there is acted on is fine:
-            // the driver applies outputs in order, and the state is informational.
+            // Reported after the outputs that caused it; the state is informational.
             out.push(Output::StateChanged { from, to });
         }
     }
