@@ -67,9 +67,15 @@ struct Args {
     #[arg(long, value_enum, default_value_t = Switch::Off)]
     forwarding: Switch,
 
-    /// Membership address, `IP` or `IP:PORT` (default: this Node's InternalIP, port 7946).
+    /// Membership address, `IP` or `IP:PORT` (default: this Node's InternalIP at
+    /// --memberlist-port). A port given here also becomes the seeds' port.
     #[arg(long, value_parser = parse_bind)]
-    memberlist_bind: Option<SocketAddr>,
+    memberlist_bind: Option<BindArg>,
+
+    /// Membership UDP port of every speaker, used with the Node's InternalIP when
+    /// --memberlist-bind is not given (and for the seeds).
+    #[arg(long, default_value_t = DEFAULT_MEMBERSHIP_PORT)]
+    memberlist_port: u16,
 
     /// Name of the Secret (in the install namespace) whose key `secretkey` authenticates
     /// membership messages.
@@ -90,12 +96,22 @@ struct Args {
     ignore_classless: bool,
 }
 
-fn parse_bind(text: &str) -> Result<SocketAddr, String> {
+/// `--memberlist-bind`: an address, with or without a port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct BindArg {
+    ip: IpAddr,
+    port: Option<u16>,
+}
+
+fn parse_bind(text: &str) -> Result<BindArg, String> {
     if let Ok(address) = text.parse::<SocketAddr>() {
-        return Ok(address);
+        return Ok(BindArg {
+            ip: address.ip(),
+            port: Some(address.port()),
+        });
     }
     text.parse::<IpAddr>()
-        .map(|ip| SocketAddr::new(ip, DEFAULT_MEMBERSHIP_PORT))
+        .map(|ip| BindArg { ip, port: None })
         .map_err(|_| format!("{text:?} is neither IP nor IP:PORT"))
 }
 
@@ -124,7 +140,9 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()));
     match format {
         LogFormat::Json => builder.json().flatten_event(true).init(),
         LogFormat::Text => builder.init(),
@@ -207,6 +225,10 @@ async fn main() -> anyhow::Result<()> {
         }
     }
 
+    let memberlist_port = args
+        .memberlist_bind
+        .and_then(|bind| bind.port)
+        .unwrap_or(args.memberlist_port);
     let config = RuntimeConfig {
         node_name: args.node_name.clone(),
         install_namespace: args.namespace.clone(),
@@ -216,10 +238,10 @@ async fn main() -> anyhow::Result<()> {
             ..ConvertOptions::default()
         },
         key_source,
-        memberlist_port: args
+        memberlist_port,
+        memberlist_bind: args
             .memberlist_bind
-            .map_or(DEFAULT_MEMBERSHIP_PORT, |b| b.port()),
-        memberlist_bind: args.memberlist_bind,
+            .map(|bind| SocketAddr::new(bind.ip, memberlist_port)),
         membership: MembershipConfig::default(),
         resync_interval: if args.resync_interval.is_zero() {
             DEFAULT_RESYNC_INTERVAL
@@ -266,14 +288,20 @@ mod tests {
     }
 
     #[test]
-    fn the_bind_address_defaults_to_the_membership_port() {
+    fn a_bind_address_may_carry_a_port_or_leave_it_to_memberlist_port() {
         assert_eq!(
             parse_bind("192.0.2.11"),
-            Ok("192.0.2.11:7946".parse().expect("addr"))
+            Ok(BindArg {
+                ip: "192.0.2.11".parse().expect("ip"),
+                port: None
+            })
         );
         assert_eq!(
             parse_bind("[2001:db8:1::11]:7000"),
-            Ok("[2001:db8:1::11]:7000".parse().expect("addr"))
+            Ok(BindArg {
+                ip: "2001:db8:1::11".parse().expect("ip"),
+                port: Some(7000)
+            })
         );
         assert!(parse_bind("node-1").is_err());
     }
