@@ -10,6 +10,7 @@
 //! Everything here is pure except [`io`].
 
 pub mod announcer;
+pub mod executor;
 pub mod frames;
 pub mod interfaces;
 pub mod io;

@@ -1,0 +1,630 @@
+//! One pass of the layer-2 executor, as a pure function.
+//!
+//! Input: the plan's layer-2 section (per address: the Services, the live eligible
+//! candidates, this node's interface selection), the shared current-announcer records, this
+//! node's interfaces, and what this node did before (last elected owners, what each
+//! interface was told, which addresses the announcers already announce). Output: the owner of
+//! every address and why, the addresses each interface must answer for (and which of them are
+//! takeovers that skip the probe), and the record writes. No clock and no I/O: the executor in
+//! [`super`] gathers the inputs and performs the outputs.
+//!
+//! Rules, on top of [`crate::l2::ownership::elect`]:
+//! - **Takeover without probing.** When this node becomes the owner of an address that some
+//!   other node announced before (the record, or this node's memory of the last election,
+//!   names it) — that node is dead or no longer eligible, or the election would have kept
+//!   it — the address is announced at once. The RFC 5227 probe is kept for a *first*
+//!   announcement only: nobody can answer it after a failover except a stale owner, and
+//!   waiting for it is exactly the delay failover must not have. A record naming this node
+//!   itself (a restarted owner) is not a first announcement either.
+//! - **Start-up hold.** A speaker that just started does not yet see its peers in membership,
+//!   so its plan lists it as the only candidate. While the hold lasts it announces only
+//!   addresses the records say are already its own, and writes no records.
+//! - **Record after announcing.** The owner writes its record once its announcer reports the
+//!   address as announced (after the gratuitous ARP / unsolicited NA went out), never before:
+//!   failover never waits on the API server. It removes records naming itself for addresses
+//!   that nobody may announce any more or that their Service no longer uses; a record naming
+//!   this node for an address another node now owns is left for the new owner to overwrite.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use super::record::{Record, Records};
+use crate::l2::interfaces::{InterfaceInfo, announce_interfaces};
+use crate::l2::ownership::{ElectionInput, ElectionReason, NodeFacts, TrafficPolicy, elect};
+use crate::model::ServiceKey;
+use crate::planner::{InterfaceSelection, L2Announcement};
+
+/// Everything one pass looks at.
+#[derive(Debug, Clone, Copy)]
+pub struct PassInput<'a> {
+    /// This node's name.
+    pub node: &'a str,
+    /// The plan's layer-2 section.
+    pub l2: &'a BTreeMap<IpAddr, L2Announcement>,
+    /// The current-announcer records read from the Services.
+    pub records: &'a Records,
+    /// This node's interfaces.
+    pub interfaces: &'a [InterfaceInfo],
+    /// The owner this node elected for each address in the previous pass.
+    pub last_owners: &'a BTreeMap<IpAddr, String>,
+    /// What each interface's announcer was last told to answer for.
+    pub assigned: &'a BTreeMap<String, BTreeSet<IpAddr>>,
+    /// Addresses an announcer reports as announced (probing over, frames sent).
+    pub announced: &'a BTreeSet<IpAddr>,
+    /// The start-up hold is in effect.
+    pub holding: bool,
+}
+
+/// How this node starts announcing an address it owns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Start {
+    /// It already does.
+    Continuing,
+    /// Nobody announced it before: probe first (RFC 5227 §2.1 / RFC 4862 §5.4).
+    FirstAnnouncement,
+    /// Another node announced it and lost it: announce at once.
+    TakeOver { from: String },
+    /// The record names this node (it restarted): announce at once.
+    Resume,
+}
+
+/// What this node does about one address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// This node announces it on these interfaces.
+    Announce {
+        interfaces: BTreeSet<String>,
+        start: Start,
+    },
+    /// Another node announces it.
+    OwnedElsewhere { owner: String },
+    /// No node may announce it.
+    NoEligibleNode,
+    /// This node was elected but the start-up hold keeps it quiet for now.
+    HeldAtStartup,
+    /// This node was elected but has no interface for the address.
+    NoInterface,
+}
+
+/// The decision about one address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddressDecision {
+    /// The elected owner (also when held or without an interface here).
+    pub owner: Option<String>,
+    pub reason: ElectionReason,
+    /// The node the records named.
+    pub recorded: Option<String>,
+    pub verdict: Verdict,
+}
+
+/// What one interface's announcer must answer for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InterfaceAssignment {
+    pub wanted: BTreeSet<IpAddr>,
+    /// New addresses in `wanted` to announce without probing.
+    pub takeovers: BTreeSet<IpAddr>,
+}
+
+/// One record to write (`Some`) or remove (`None`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct RecordWrite {
+    pub service: ServiceKey,
+    pub address: IpAddr,
+    pub record: Option<Record>,
+}
+
+/// The result of a pass.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Pass {
+    pub decisions: BTreeMap<IpAddr, AddressDecision>,
+    /// Every interface that had or has addresses; an empty `wanted` releases them all.
+    pub interfaces: BTreeMap<String, InterfaceAssignment>,
+    pub record_writes: Vec<RecordWrite>,
+    /// The elected owners, to pass back as `last_owners` next time.
+    pub owners: BTreeMap<IpAddr, String>,
+}
+
+impl Pass {
+    /// Addresses this node announces (or is about to).
+    pub fn owned(&self) -> impl Iterator<Item = IpAddr> + '_ {
+        self.decisions
+            .iter()
+            .filter(|(_, d)| matches!(d.verdict, Verdict::Announce { .. }))
+            .map(|(address, _)| *address)
+    }
+}
+
+/// Runs one pass (see the module documentation for the rules).
+pub fn decide(input: &PassInput<'_>) -> Pass {
+    let mut pass = Pass::default();
+    for name in input.assigned.keys() {
+        pass.interfaces.entry(name.clone()).or_default();
+    }
+    let previously_assigned: BTreeSet<IpAddr> =
+        input.assigned.values().flatten().copied().collect();
+
+    for (&address, announcement) in input.l2 {
+        let decision = decide_address(input, address, announcement, &previously_assigned);
+        if let Some(owner) = &decision.owner {
+            pass.owners.insert(address, owner.clone());
+        }
+        if let Verdict::Announce { interfaces, start } = &decision.verdict {
+            for name in interfaces {
+                let assignment = pass.interfaces.entry(name.clone()).or_default();
+                assignment.wanted.insert(address);
+                let new_here = !input
+                    .assigned
+                    .get(name)
+                    .is_some_and(|set| set.contains(&address));
+                if new_here && *start != Start::FirstAnnouncement {
+                    assignment.takeovers.insert(address);
+                }
+            }
+            if input.announced.contains(&address) {
+                let ours = Record::new(input.node, interfaces.iter().cloned());
+                for service in &announcement.services {
+                    if input.records.get(service, address) != Some(&ours) {
+                        pass.record_writes.push(RecordWrite {
+                            service: service.clone(),
+                            address,
+                            record: Some(ours.clone()),
+                        });
+                    }
+                }
+            }
+        }
+        pass.decisions.insert(address, decision);
+    }
+
+    if !input.holding {
+        for (service, address, record) in input.records.iter() {
+            if record.node != input.node {
+                continue;
+            }
+            let still_used = input
+                .l2
+                .get(&address)
+                .is_some_and(|a| a.services.contains(service));
+            let someone_owns = pass
+                .decisions
+                .get(&address)
+                .is_some_and(|d| d.owner.is_some());
+            if !still_used || !someone_owns {
+                pass.record_writes.push(RecordWrite {
+                    service: service.clone(),
+                    address,
+                    record: None,
+                });
+            }
+        }
+    }
+    pass.record_writes.sort();
+    pass
+}
+
+fn decide_address(
+    input: &PassInput<'_>,
+    address: IpAddr,
+    announcement: &L2Announcement,
+    previously_assigned: &BTreeSet<IpAddr>,
+) -> AddressDecision {
+    // The planner already applied every eligibility rule and liveness: its candidates are
+    // exactly the eligible nodes.
+    let nodes: Vec<NodeFacts> = announcement
+        .candidates
+        .iter()
+        .map(|name| NodeFacts {
+            name: name.clone(),
+            matches_node_selectors: true,
+            has_announce_interface: true,
+            excluded_from_load_balancers: false,
+            has_ready_endpoint: true,
+        })
+        .collect();
+    let recorded =
+        input
+            .records
+            .current_announcer(address, &announcement.services, &announcement.candidates);
+    let election = elect(&ElectionInput {
+        address,
+        policy: TrafficPolicy::Cluster,
+        nodes: &nodes,
+        live_speakers: &announcement.candidates,
+        current_announcer: recorded,
+    });
+    let verdict = match election.owner.as_deref() {
+        None => Verdict::NoEligibleNode,
+        Some(owner) if owner != input.node => Verdict::OwnedElsewhere {
+            owner: owner.to_owned(),
+        },
+        Some(_) if input.holding && recorded != Some(input.node) => Verdict::HeldAtStartup,
+        Some(_) => {
+            let listed: Vec<String> = match &announcement.interfaces {
+                Some(InterfaceSelection::Only(names)) => names.iter().cloned().collect(),
+                Some(InterfaceSelection::Any) | None => Vec::new(),
+            };
+            let interfaces: BTreeSet<String> =
+                announce_interfaces(address, input.interfaces, &listed)
+                    .into_iter()
+                    .map(|interface| interface.name.clone())
+                    .collect();
+            if interfaces.is_empty() {
+                Verdict::NoInterface
+            } else {
+                let start = if previously_assigned.contains(&address) {
+                    Start::Continuing
+                } else if recorded == Some(input.node) {
+                    Start::Resume
+                } else if let Some(from) = recorded
+                    .or(input.last_owners.get(&address).map(String::as_str))
+                    .filter(|from| *from != input.node)
+                {
+                    Start::TakeOver {
+                        from: from.to_owned(),
+                    }
+                } else {
+                    Start::FirstAnnouncement
+                };
+                Verdict::Announce { interfaces, start }
+            }
+        }
+    };
+    AddressDecision {
+        owner: election.owner,
+        reason: election.reason,
+        recorded: recorded.map(str::to_owned),
+        verdict,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::l2::frames::MacAddr;
+    use crate::l2::ownership::rendezvous_ranking;
+
+    const NODES: [&str; 3] = ["node-a", "node-b", "node-c"];
+
+    fn vip() -> IpAddr {
+        IpAddr::from([192, 0, 2, 130])
+    }
+
+    fn web() -> ServiceKey {
+        ServiceKey::new("lab", "web")
+    }
+
+    fn eth(name: &str, networks: &[&str]) -> InterfaceInfo {
+        InterfaceInfo {
+            name: name.to_owned(),
+            index: 2,
+            mac: Some(MacAddr([2, 0, 0x5e, 0, 0x53, 1])),
+            up: true,
+            loopback: false,
+            networks: networks.iter().filter_map(|n| n.parse().ok()).collect(),
+        }
+    }
+
+    fn lan() -> Vec<InterfaceInfo> {
+        vec![eth("eth0", &["192.0.2.11/24", "2001:db8:1::11/64"])]
+    }
+
+    fn announcement(candidates: &[&str], services: &[ServiceKey]) -> L2Announcement {
+        L2Announcement {
+            services: services.iter().cloned().collect(),
+            candidates: candidates.iter().map(|s| (*s).to_owned()).collect(),
+            interfaces: Some(InterfaceSelection::Any),
+        }
+    }
+
+    /// The nodes in failover order for the test address.
+    fn ranking() -> Vec<&'static str> {
+        rendezvous_ranking(vip(), NODES)
+    }
+
+    /// The state one node carries between passes, and a way to run passes on it.
+    struct Node {
+        name: &'static str,
+        interfaces: Vec<InterfaceInfo>,
+        last_owners: BTreeMap<IpAddr, String>,
+        assigned: BTreeMap<String, BTreeSet<IpAddr>>,
+        announced: BTreeSet<IpAddr>,
+        holding: bool,
+    }
+
+    impl Node {
+        fn new(name: &'static str) -> Self {
+            Node {
+                name,
+                interfaces: lan(),
+                last_owners: BTreeMap::new(),
+                assigned: BTreeMap::new(),
+                announced: BTreeSet::new(),
+                holding: false,
+            }
+        }
+
+        /// Runs a pass and remembers its result the way the executor does; the announcer
+        /// is taken to report every wanted address as announced right after.
+        fn pass(&mut self, l2: &BTreeMap<IpAddr, L2Announcement>, records: &Records) -> Pass {
+            let pass = decide(&PassInput {
+                node: self.name,
+                l2,
+                records,
+                interfaces: &self.interfaces,
+                last_owners: &self.last_owners,
+                assigned: &self.assigned,
+                announced: &self.announced,
+                holding: self.holding,
+            });
+            self.last_owners = pass.owners.clone();
+            self.assigned = pass
+                .interfaces
+                .iter()
+                .filter(|(_, a)| !a.wanted.is_empty())
+                .map(|(name, a)| (name.clone(), a.wanted.clone()))
+                .collect();
+            self.announced = self.assigned.values().flatten().copied().collect();
+            pass
+        }
+    }
+
+    fn l2_of(candidates: &[&str]) -> BTreeMap<IpAddr, L2Announcement> {
+        [(vip(), announcement(candidates, &[web()]))].into()
+    }
+
+    fn record_on_web(node: &str) -> Records {
+        let mut records = Records::default();
+        records.insert(web(), vip(), Record::new(node, ["eth0".to_owned()]));
+        records
+    }
+
+    #[test]
+    fn the_top_ranked_node_probes_before_its_first_announcement_and_records_itself_only_after() {
+        let mut node = Node::new(ranking()[0]);
+        let l2 = l2_of(&NODES);
+        let first = node.pass(&l2, &Records::default());
+        assert_eq!(
+            first.decisions[&vip()].verdict,
+            Verdict::Announce {
+                interfaces: ["eth0".to_owned()].into(),
+                start: Start::FirstAnnouncement,
+            }
+        );
+        let eth0 = &first.interfaces["eth0"];
+        assert_eq!(eth0.wanted, [vip()].into());
+        assert!(eth0.takeovers.is_empty(), "a first announcement probes");
+        assert!(
+            first.record_writes.is_empty(),
+            "no record before the announcer says the address is announced"
+        );
+        // The announcer reports the address announced: now the record is written.
+        let second = node.pass(&l2, &Records::default());
+        assert_eq!(
+            second.record_writes,
+            vec![RecordWrite {
+                service: web(),
+                address: vip(),
+                record: Some(Record::new(node.name, ["eth0".to_owned()])),
+            }]
+        );
+        assert_eq!(
+            second.decisions[&vip()].verdict,
+            Verdict::Announce {
+                interfaces: ["eth0".to_owned()].into(),
+                start: Start::Continuing,
+            }
+        );
+        // Once the record is there, nothing more is written.
+        assert!(
+            node.pass(&l2, &record_on_web(node.name))
+                .record_writes
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn the_other_nodes_leave_the_address_to_the_elected_owner() {
+        let owner = ranking()[0];
+        for name in &ranking()[1..] {
+            let mut node = Node::new(name);
+            let pass = node.pass(&l2_of(&NODES), &Records::default());
+            assert_eq!(
+                pass.decisions[&vip()].verdict,
+                Verdict::OwnedElsewhere {
+                    owner: owner.to_owned()
+                }
+            );
+            assert!(pass.interfaces.is_empty());
+            assert!(pass.record_writes.is_empty());
+        }
+    }
+
+    #[test]
+    fn when_the_recorded_owner_dies_the_next_ranked_node_takes_over_without_probing() {
+        let [dead, next, _] = ranking()[..] else {
+            panic!("three nodes ranked");
+        };
+        let mut node = Node::new(next);
+        let records = record_on_web(dead);
+        node.pass(&l2_of(&NODES), &records);
+        assert!(node.assigned.is_empty(), "the owner is alive: not ours");
+        let survivors: Vec<&str> = NODES.iter().copied().filter(|n| *n != dead).collect();
+        let failover = node.pass(&l2_of(&survivors), &records);
+        assert_eq!(
+            failover.decisions[&vip()].verdict,
+            Verdict::Announce {
+                interfaces: ["eth0".to_owned()].into(),
+                start: Start::TakeOver {
+                    from: dead.to_owned()
+                },
+            }
+        );
+        assert_eq!(failover.interfaces["eth0"].takeovers, [vip()].into());
+        let after = node.pass(&l2_of(&survivors), &records);
+        assert_eq!(
+            after.record_writes,
+            vec![RecordWrite {
+                service: web(),
+                address: vip(),
+                record: Some(Record::new(next, ["eth0".to_owned()])),
+            }]
+        );
+    }
+
+    #[test]
+    fn a_takeover_is_recognised_from_memory_when_no_record_was_written_yet() {
+        let [first, next, _] = ranking()[..] else {
+            panic!("three nodes ranked");
+        };
+        let mut node = Node::new(next);
+        node.pass(&l2_of(&NODES), &Records::default());
+        let survivors: Vec<&str> = NODES.iter().copied().filter(|n| *n != first).collect();
+        let failover = node.pass(&l2_of(&survivors), &Records::default());
+        assert_eq!(failover.interfaces["eth0"].takeovers, [vip()].into());
+    }
+
+    #[test]
+    fn the_returning_top_node_does_not_take_the_address_back_from_the_recorded_owner() {
+        let [top, current, _] = ranking()[..] else {
+            panic!("three nodes ranked");
+        };
+        let mut node = Node::new(top);
+        let pass = node.pass(&l2_of(&NODES), &record_on_web(current));
+        assert_eq!(
+            pass.decisions[&vip()].verdict,
+            Verdict::OwnedElsewhere {
+                owner: current.to_owned()
+            }
+        );
+        assert_eq!(
+            pass.decisions[&vip()].reason,
+            ElectionReason::KeptByCurrentAnnouncer
+        );
+    }
+
+    #[test]
+    fn during_the_startup_hold_a_lone_speaker_announces_only_what_the_records_say_is_its_own() {
+        let name = ranking()[1];
+        let other = ranking()[0];
+        // Alone in its own membership view, the new speaker would win everything.
+        let alone = l2_of(&[name]);
+        let mut node = Node::new(name);
+        node.holding = true;
+        let held = node.pass(&alone, &record_on_web(other));
+        assert_eq!(held.decisions[&vip()].verdict, Verdict::HeldAtStartup);
+        assert!(held.interfaces.is_empty());
+        let held_unrecorded = node.pass(&alone, &Records::default());
+        assert_eq!(
+            held_unrecorded.decisions[&vip()].verdict,
+            Verdict::HeldAtStartup
+        );
+        let resumed = node.pass(&alone, &record_on_web(name));
+        assert_eq!(
+            resumed.decisions[&vip()].verdict,
+            Verdict::Announce {
+                interfaces: ["eth0".to_owned()].into(),
+                start: Start::Resume,
+            }
+        );
+        assert_eq!(resumed.interfaces["eth0"].takeovers, [vip()].into());
+    }
+
+    #[test]
+    fn releasing_an_address_empties_the_interface_and_keeps_the_record_for_the_new_owner() {
+        let [owner, next, _] = ranking()[..] else {
+            panic!("three nodes ranked");
+        };
+        let mut node = Node::new(owner);
+        let records = record_on_web(owner);
+        node.pass(&l2_of(&NODES), &records);
+        // Local policy moved the endpoints away: this node is no longer a candidate.
+        let without_us: Vec<&str> = NODES.iter().copied().filter(|n| *n != owner).collect();
+        let released = node.pass(&l2_of(&without_us), &records);
+        assert_eq!(
+            released.decisions[&vip()].verdict,
+            Verdict::OwnedElsewhere {
+                owner: next.to_owned()
+            }
+        );
+        assert_eq!(released.interfaces["eth0"], InterfaceAssignment::default());
+        assert!(released.record_writes.is_empty());
+    }
+
+    #[test]
+    fn the_owner_removes_its_record_when_nobody_may_announce_or_the_service_stops_using_it() {
+        let owner = ranking()[0];
+        let records = record_on_web(owner);
+        let removal = vec![RecordWrite {
+            service: web(),
+            address: vip(),
+            record: None,
+        }];
+        let mut node = Node::new(owner);
+        node.pass(&l2_of(&NODES), &records);
+        assert_eq!(node.pass(&l2_of(&[]), &records).record_writes, removal);
+        assert_eq!(node.pass(&BTreeMap::new(), &records).record_writes, removal);
+        // A record naming someone else is not ours to remove, and nothing is removed while
+        // holding.
+        assert!(
+            Node::new(ranking()[1])
+                .pass(&BTreeMap::new(), &records)
+                .record_writes
+                .is_empty()
+        );
+        let mut holding = Node::new(owner);
+        holding.holding = true;
+        assert!(
+            holding
+                .pass(&BTreeMap::new(), &records)
+                .record_writes
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn listed_interfaces_are_used_and_an_owner_without_any_interface_says_so() {
+        let owner = ranking()[0];
+        let mut only_eth1 = l2_of(&NODES);
+        if let Some(a) = only_eth1.get_mut(&vip()) {
+            a.interfaces = Some(InterfaceSelection::Only(["eth1".to_owned()].into()));
+        }
+        let mut node = Node::new(owner);
+        node.interfaces.push(eth("eth1", &[]));
+        let pass = node.pass(&only_eth1, &Records::default());
+        assert_eq!(pass.interfaces["eth1"].wanted, [vip()].into());
+        assert!(!pass.interfaces.contains_key("eth0"));
+
+        let mut bare = Node::new(owner);
+        bare.interfaces = vec![eth("eth9", &["198.51.100.11/24"])];
+        let pass = bare.pass(&l2_of(&NODES), &Records::default());
+        assert_eq!(pass.decisions[&vip()].verdict, Verdict::NoInterface);
+        assert_eq!(pass.decisions[&vip()].owner.as_deref(), Some(owner));
+        assert_eq!(pass.owned().count(), 0);
+    }
+
+    #[test]
+    fn a_dual_stack_service_can_have_a_different_owner_per_address_and_records_each_separately() {
+        let v6: IpAddr = "2001:db8:1::100".parse().unwrap_or(vip());
+        let l2: BTreeMap<IpAddr, L2Announcement> = [
+            (vip(), announcement(&NODES, &[web()])),
+            (v6, announcement(&NODES, &[web()])),
+        ]
+        .into();
+        let mut owners = BTreeMap::new();
+        let mut writes = Vec::new();
+        for name in NODES {
+            let mut node = Node::new(name);
+            node.pass(&l2, &Records::default());
+            let pass = node.pass(&l2, &Records::default());
+            for address in pass.owned() {
+                assert!(owners.insert(address, name).is_none(), "one owner each");
+            }
+            writes.extend(pass.record_writes);
+        }
+        assert_eq!(owners.len(), 2);
+        assert_eq!(owners[&vip()], ranking()[0]);
+        assert_eq!(owners[&v6], rendezvous_ranking(v6, NODES)[0]);
+        let written: BTreeSet<IpAddr> = writes.iter().map(|w| w.address).collect();
+        assert_eq!(written, [vip(), v6].into());
+    }
+}
