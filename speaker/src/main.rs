@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use clap::{Parser, ValueEnum};
+use herald_crds::names::LOAD_BALANCER_CLASS;
 use herald_speaker::convert::ConvertOptions;
 use herald_speaker::forwarding::{NftCommand, render_teardown};
 use herald_speaker::membership::{DEFAULT_MEMBERSHIP_PORT, MembershipConfig};
@@ -90,6 +91,10 @@ struct Args {
     /// (e.g. `30s`, `2m`, or plain seconds).
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     resync_interval: Duration,
+
+    /// The `spec.loadBalancerClass` Herald serves.
+    #[arg(long, default_value = LOAD_BALANCER_CLASS)]
+    load_balancer_class: String,
 
     /// Leave Services of type LoadBalancer without a loadBalancerClass alone.
     #[arg(long)]
@@ -233,9 +238,9 @@ async fn main() -> anyhow::Result<()> {
         node_name: args.node_name.clone(),
         install_namespace: args.namespace.clone(),
         convert: ConvertOptions {
+            load_balancer_class: args.load_balancer_class.clone(),
             serve_classless: !args.ignore_classless,
             install_namespace: args.namespace.clone(),
-            ..ConvertOptions::default()
         },
         key_source,
         memberlist_port,
