@@ -247,7 +247,6 @@ fn list_services(users: &[ServiceKey]) -> String {
 mod tests {
     use super::*;
 
-    use herald_crds::address::parse_entries;
     use herald_crds::api::IPAddressPoolSpec;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
