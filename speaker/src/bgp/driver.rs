@@ -293,8 +293,13 @@ impl PeerTask {
             drop(connection.writer);
             self.flushing.push(connection.writer_task);
         }
-        for task in self.flushing.drain(..) {
-            let _ = tokio::time::timeout(WRITE_FLUSH_TIMEOUT, task).await;
+        for mut task in self.flushing.drain(..) {
+            if tokio::time::timeout(WRITE_FLUSH_TIMEOUT, &mut task)
+                .await
+                .is_err()
+            {
+                task.abort();
+            }
         }
     }
 
@@ -380,8 +385,9 @@ impl PeerTask {
                 }
                 write_half.shutdown().await
             };
-            // Bounded: a peer that stops reading cannot keep this task alive.
-            let _ = tokio::time::timeout(Duration::from_secs(3600), drain).await;
+            // Ends when the queue closes and is flushed; whoever closes it bounds the flush
+            // (WRITE_FLUSH_TIMEOUT) and aborts this task after that.
+            let _ = drain.await;
         });
         self.connections.insert(
             conn,
@@ -421,13 +427,14 @@ impl PeerTask {
                         drop(connection.writer);
                         self.flushing.retain(|t| !t.is_finished());
                         // The writer flushes the queue (a NOTIFICATION) and then closes.
-                        let task = connection.writer_task;
+                        let mut task = connection.writer_task;
                         self.flushing.push(tokio::spawn(async move {
-                            if tokio::time::timeout(WRITE_FLUSH_TIMEOUT, task)
+                            if tokio::time::timeout(WRITE_FLUSH_TIMEOUT, &mut task)
                                 .await
                                 .is_err()
                             {
                                 tracing::debug!("BGP connection did not flush in time");
+                                task.abort();
                             }
                         }));
                     }
