@@ -272,7 +272,7 @@ async fn measure(services: usize, updates: usize, kernel: bool, with_reference: 
             Err(error) => println!("full apply failed at {services}: {error}"),
         }
     }
-    let reference = ruleset.clone().with_endpoint_pick(EndpointPick::NumgenVmap);
+    let reference = kube_proxy_layout(&ruleset);
     let mut current = ruleset;
     for round in 0..updates {
         // A different Service each round, spread over the whole set.
