@@ -40,9 +40,12 @@ pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// `target/debug/herald-controller` (built by `cargo build --workspace`; tests/run.sh does).
+/// `$HERALD_CONTROLLER`, else `target/debug/herald-controller` (built by
+/// `cargo build --workspace`; tests/run.sh does).
 pub fn controller_binary() -> Result<PathBuf> {
-    let path = paths::target_dir().join("debug/herald-controller");
+    let path = std::env::var_os("HERALD_CONTROLLER")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| paths::target_dir().join("debug/herald-controller"));
     if path.is_file() {
         Ok(path)
     } else {
