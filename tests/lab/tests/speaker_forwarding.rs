@@ -1,0 +1,761 @@
+//! herald-speaker end to end: forwarding (nftables DNAT) in the namespace lab against the
+//! real kube-apiserver and kube-controller-manager.
+//!
+//! Every node namespace runs the real `target/debug/herald-speaker` (built by
+//! `cargo build --workspace`; tests/run.sh does) with `--forwarding on`, its kubeconfig
+//! pointing at the apiserver over the control-plane link. The tests play the controller
+//! (they write `status.loadBalancer.ingress` themselves) and the BGP/L2 announcement (a
+//! static route on the router sends each external address to one node), so what is tested
+//! here is the speaker's watch -> plan -> nftables path and nothing else. Each test has its
+//! own lab (nodes, pods, router), install namespace (pools, memberlist Secret), apps
+//! namespace and `loadBalancerClass`; all of it is removed when the test ends, even on
+//! failure (guards). Must run as root.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use herald_lab::echo::EchoReply;
+use herald_lab::kube::{NodeGuard, ObjectGuard, PortSpec, ServiceSpec, TestNamespace};
+use herald_lab::topology::{RouterSetup, http_get_from};
+use herald_lab::wait::{Poll, poll_until};
+use herald_lab::{ControlPlane, Kubectl, Lab, LabError, LabProcess, Result, paths};
+use serde_json::{Value, json};
+
+/// Name of the memberlist Secret the tests create.
+const MEMBERLIST_SECRET: &str = "herald-memberlist";
+/// The echo servers' port (the pods' target port).
+const ECHO_PORT: u16 = 8080;
+/// The Services' port on the external address.
+const SERVICE_PORT: u16 = 80;
+/// The client's address (what `Local` must preserve).
+const CLIENT_V4: &str = "198.51.100.100";
+/// Generous bound for a change to reach the kernel (the goal is well under a second).
+const CHANGE_DEADLINE: Duration = Duration::from_secs(10);
+/// How long a speaker may take to list everything and apply the first ruleset.
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long an expected-to-fail request may take before it counts as failed.
+const SHORT_REQUEST: Duration = Duration::from_millis(1500);
+
+fn speaker_binary() -> Result<PathBuf> {
+    let path = paths::target_dir().join("debug/herald-speaker");
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(LabError::MissingTool {
+            tool: "herald-speaker".into(),
+            hint: format!(
+                "{} is missing: run `cargo build -p herald-speaker` (tests/run.sh builds the workspace)",
+                path.display()
+            ),
+        })
+    }
+}
+
+fn kubectl_with_crds() -> Result<Kubectl> {
+    let kubectl = ControlPlane::ensure()?.kubectl()?;
+    let crd_dir = paths::repo_root().join("charts/herald/crds");
+    kubectl.run(&["apply", "-f", &crd_dir.to_string_lossy()])?;
+    kubectl.run(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/ipaddresspools.herald.dev",
+        "crd/l2advertisements.herald.dev",
+        "crd/bgpadvertisements.herald.dev",
+        "crd/bgppeers.herald.dev",
+        "crd/communities.herald.dev",
+        "--timeout=60s",
+    ])?;
+    Ok(kubectl)
+}
+
+/// How a speaker authenticates to the apiserver.
+enum Credentials {
+    /// The lab's admin kubeconfig.
+    Admin,
+    /// A kubeconfig file (e.g. holding a ServiceAccount token).
+    Kubeconfig(PathBuf),
+}
+
+/// One test's world. Fields drop in order: speakers first (so nothing watches while the
+/// objects go), then the Kubernetes namespaces and Nodes, then the network lab.
+struct World {
+    speakers: Vec<Option<LabProcess>>,
+    guards: Vec<ObjectGuard>,
+    apps: TestNamespace,
+    install: TestNamespace,
+    _nodes: Vec<NodeGuard>,
+    lab: Lab,
+    kubectl: Kubectl,
+    class: String,
+    speaker: PathBuf,
+}
+
+impl World {
+    /// A lab with `nodes` nodes (no pods yet), registered as Nodes, an install namespace
+    /// with the memberlist Secret and two pools (203.0.113.0/25 for LoadBalancer
+    /// addresses; 203.0.113.128/25 allowing external IPs), and an apps namespace.
+    fn new(hint: &str, nodes: usize) -> Result<World> {
+        let speaker = speaker_binary()?;
+        let kubectl = kubectl_with_crds()?;
+        let lab = Lab::builder()
+            .echo_binary(env!("CARGO_BIN_EXE_herald-lab"))
+            .nodes(nodes)
+            .router(RouterSetup::NoFrr)
+            .build()?;
+        let node_guards = lab.register_nodes(&kubectl)?;
+        let install = kubectl.test_namespace(&format!("{hint}-sys"))?;
+        let apps = kubectl.test_namespace(hint)?;
+        let class = format!("lab.herald.dev/{}", install.name());
+        let key = format!("{}-{}", install.name(), "membership-key-for-tests-only");
+        kubectl.run(&[
+            "create",
+            "secret",
+            "generic",
+            MEMBERLIST_SECRET,
+            "-n",
+            install.name(),
+            &format!("--from-literal=secretkey={key}"),
+        ])?;
+        let world = World {
+            speakers: (0..nodes).map(|_| None).collect(),
+            guards: Vec::new(),
+            apps,
+            install,
+            _nodes: node_guards,
+            lab,
+            kubectl,
+            class,
+            speaker,
+        };
+        world.pool("lb", &["203.0.113.0/25"], false)?;
+        world.pool("external", &["203.0.113.128/25"], true)?;
+        Ok(world)
+    }
+
+    fn pool(&self, name: &str, addresses: &[&str], allow_external_ips: bool) -> Result<()> {
+        let manifest = json!({
+            "apiVersion": "herald.dev/v1alpha1",
+            "kind": "IPAddressPool",
+            "metadata": {"name": name, "namespace": self.install.name()},
+            "spec": {"addresses": addresses, "allowExternalIPs": allow_external_ips},
+        });
+        self.install.apply(&manifest.to_string()).map(|_| ())
+    }
+
+    /// Starts the speaker of node `node` (1-based) and waits until it applied its first
+    /// full ruleset.
+    fn start_speaker(&mut self, node: usize, credentials: &Credentials) -> Result<()> {
+        let node_name = self.lab.node(node)?.name.clone();
+        let kubeconfig = match credentials {
+            Credentials::Admin => paths::kubeconfig_path(),
+            Credentials::Kubeconfig(path) => path.clone(),
+        };
+        let binary = self.speaker.to_string_lossy().into_owned();
+        let kubeconfig = kubeconfig.to_string_lossy().into_owned();
+        let argv = [
+            binary.as_str(),
+            "--node-name",
+            &node_name,
+            "--namespace",
+            self.install.name(),
+            "--kubeconfig",
+            &kubeconfig,
+            "--forwarding",
+            "on",
+            "--memberlist-secret",
+            MEMBERLIST_SECRET,
+            "--load-balancer-class",
+            &self.class,
+            "--ignore-classless",
+            "--resync-interval",
+            "2s",
+        ];
+        let mut process = self
+            .lab
+            .spawn_in_node(node, &format!("speaker-n{node}"), &argv)?;
+        let ready = process.wait_for_log("first full apply done", READY_TIMEOUT);
+        self.speakers[node - 1] = Some(process);
+        ready
+    }
+
+    fn start_all_speakers(&mut self) -> Result<()> {
+        for node in 1..=self.lab.nodes().len() {
+            self.start_speaker(node, &Credentials::Admin)?;
+        }
+        Ok(())
+    }
+
+    fn speaker_mut(&mut self, node: usize) -> Result<&mut LabProcess> {
+        self.speakers
+            .get_mut(node - 1)
+            .and_then(Option::as_mut)
+            .ok_or_else(|| LabError::Invalid(format!("no speaker running on node {node}")))
+    }
+
+    /// Adds a pod namespace on `node` with an echo server and registers it as a Ready Pod
+    /// labelled `app=APP`.
+    fn add_pod(&mut self, node: usize, name: &str, app: &str) -> Result<()> {
+        self.lab.add_pod(node, name)?;
+        self.apps
+            .create_pod(&self.lab.pod_spec(name)?.label("app", app))
+    }
+
+    fn set_pod_ready(&self, name: &str, app: &str, ready: bool) -> Result<()> {
+        self.apps
+            .set_pod_ready(&self.lab.pod_spec(name)?.label("app", app), ready)
+    }
+
+    /// A LoadBalancer Service of this test's class selecting `app=APP`, TCP 80 -> 8080.
+    fn service(&self, name: &str, app: &str, policy: &str) -> ServiceSpec {
+        let mut spec = ServiceSpec::new(name, app)
+            .load_balancer()
+            .traffic_policy(policy)
+            .port(PortSpec::tcp("http", SERVICE_PORT).target(ECHO_PORT));
+        spec.load_balancer_class = Some(self.class.clone());
+        spec
+    }
+
+    /// Creates the Service and writes its ingress addresses, as the controller would.
+    fn apply_service(&self, spec: &ServiceSpec, ingress: &[&str]) -> Result<()> {
+        self.apps.apply_service(spec)?;
+        let ingress: Vec<Value> = ingress
+            .iter()
+            .map(|ip| json!({"ip": ip, "ipMode": "VIP"}))
+            .collect();
+        self.kubectl.patch_status(
+            "service",
+            &spec.name,
+            Some(self.apps.name()),
+            &json!({"status": {"loadBalancer": {"ingress": ingress}}}),
+        )
+    }
+
+    fn wait_ready_endpoints(&self, service: &str, count: usize) -> Result<()> {
+        self.apps
+            .wait_endpoints(service, Duration::from_secs(30), |eps| {
+                eps.iter().filter(|e| e.ready).count() == count
+            })
+            .map(|_| ())
+    }
+
+    /// Sends traffic for `address` to node `node`: a static route on the router.
+    fn route_to(&self, address: &str, node: usize) -> Result<()> {
+        let lab_node = self.lab.node(node)?;
+        if address.contains(':') {
+            self.lab.router().ip(&[
+                "-6",
+                "route",
+                "replace",
+                &format!("{address}/128"),
+                "via",
+                &lab_node.lan_v6.to_string(),
+            ])?;
+        } else {
+            self.lab.router().ip(&[
+                "route",
+                "replace",
+                &format!("{address}/32"),
+                "via",
+                &lab_node.lan_v4.to_string(),
+            ])?;
+        }
+        Ok(())
+    }
+
+    /// `nft list table inet herald` in node `node`; `None` when the table does not exist.
+    fn nft_table(&self, node: usize) -> Result<Option<String>> {
+        let out = self.lab.node(node)?.netns.exec_unchecked(
+            &["nft", "list", "table", "inet", "herald"],
+            Duration::from_secs(10),
+        )?;
+        Ok(out.success().then_some(out.stdout))
+    }
+
+    /// Whether node `node` forwards `address . tcp . 80`.
+    fn forwards(&self, node: usize, address: &str) -> Result<bool> {
+        let element = format!("{address} . tcp . {SERVICE_PORT}");
+        Ok(self
+            .nft_table(node)?
+            .is_some_and(|table| table.contains(&element)))
+    }
+
+    /// Waits until `condition` holds on node `node`'s table; returns how long it took.
+    fn wait_table(
+        &self,
+        node: usize,
+        what: &str,
+        condition: impl Fn(&str) -> bool,
+    ) -> Result<Duration> {
+        let started = Instant::now();
+        poll_until(what, CHANGE_DEADLINE, Duration::from_millis(20), || {
+            let table = self.nft_table(node)?.unwrap_or_default();
+            Ok(if condition(&table) {
+                Poll::Ready(started.elapsed())
+            } else {
+                Poll::Pending(table)
+            })
+        })
+    }
+
+    /// `count` requests from the client to `ip:80`; every one must succeed.
+    fn sample(&self, ip: &str, count: usize) -> Result<Vec<EchoReply>> {
+        let ip: IpAddr = parse_ip(ip)?;
+        (0..count)
+            .map(|_| self.lab.client_get(ip, SERVICE_PORT))
+            .collect()
+    }
+
+    /// One request that is expected to fail quickly; returns whether it failed.
+    fn unreachable(&self, ip: &str) -> Result<bool> {
+        Ok(http_get_from(
+            self.lab.client(),
+            parse_ip(ip)?,
+            SERVICE_PORT,
+            SHORT_REQUEST,
+        )
+        .is_err())
+    }
+
+    fn metric(&self, node: usize, name: &str) -> Result<f64> {
+        let text = self.lab.node(node)?.netns.exec(&[
+            "curl",
+            "-sS",
+            "--max-time",
+            "5",
+            "http://127.0.0.1:7473/metrics",
+        ])?;
+        text.lines()
+            .filter(|line| !line.starts_with('#'))
+            .find_map(|line| {
+                let (key, value) = line.rsplit_once(' ')?;
+                (key == name).then(|| value.parse::<f64>().ok()).flatten()
+            })
+            .ok_or_else(|| LabError::parse(format!("metric {name} on node {node}"), text))
+    }
+}
+
+fn parse_ip(text: &str) -> Result<IpAddr> {
+    text.parse()
+        .map_err(|e| LabError::parse(format!("address {text:?}"), e))
+}
+
+fn pods_of(replies: &[EchoReply]) -> BTreeSet<String> {
+    replies.iter().map(|r| r.pod.clone()).collect()
+}
+
+/// Client address seen per pod.
+fn clients_by_pod(replies: &[EchoReply]) -> Result<BTreeMap<String, BTreeSet<IpAddr>>> {
+    let mut seen: BTreeMap<String, BTreeSet<IpAddr>> = BTreeMap::new();
+    for reply in replies {
+        seen.entry(reply.pod.clone())
+            .or_default()
+            .insert(reply.client_ip()?);
+    }
+    Ok(seen)
+}
+
+#[test]
+fn the_client_reaches_a_load_balancer_service_spread_over_pods_on_every_node_and_an_approved_external_ip()
+-> Result<()> {
+    let mut world = World::new("spk-reach", 3)?;
+    for node in 1..=3 {
+        world.add_pod(node, &format!("web-{node}"), "web")?;
+    }
+    world.start_all_speakers()?;
+
+    // A dual-stack Cluster Service on 203.0.113.10 and 2001:db8:100::10, TCP and UDP.
+    let mut web = world.service("web", "web", "Cluster");
+    web.ip_family_policy = Some("RequireDualStack".into());
+    web.ip_families = vec!["IPv4".into(), "IPv6".into()];
+    web = web.port(PortSpec::udp("udp", 5353).target(ECHO_PORT));
+    world.apply_service(&web, &["203.0.113.10", "2001:db8:100::10"])?;
+    world.wait_ready_endpoints("web", 6)?;
+    world.route_to("203.0.113.10", 1)?;
+    world.route_to("2001:db8:100::10", 1)?;
+    for node in 1..=3 {
+        world.wait_table(node, "web forwarded on every node", |t| {
+            t.contains("203.0.113.10 . tcp . 80") && t.contains("2001:db8:100::10 . tcp . 80")
+        })?;
+    }
+
+    let replies = world.sample("203.0.113.10", 30)?;
+    let pods = pods_of(&replies);
+    assert_eq!(
+        pods,
+        ["web-1", "web-2", "web-3"].map(String::from).into(),
+        "30 requests through node 1 should reach the pods on all three nodes"
+    );
+    // Cluster policy: pods on node 1 see the client; pods elsewhere see node 1 (masquerade,
+    // so replies return through node 1).
+    let clients = clients_by_pod(&replies)?;
+    let node1 = IpAddr::V4(world.lab.node(1)?.lan_v4);
+    assert_eq!(clients["web-1"], [parse_ip(CLIENT_V4)?].into());
+    assert_eq!(clients["web-2"], [node1].into());
+    assert_eq!(clients["web-3"], [node1].into());
+
+    let v6 = world.sample("2001:db8:100::10", 10)?;
+    assert!(!v6.is_empty() && v6.iter().all(|r| r.pod.starts_with("web-")));
+    let udp = world.lab.client_udp(parse_ip("203.0.113.10")?, 5353)?;
+    assert!(udp.pod.starts_with("web-"), "{udp:?}");
+
+    // spec.externalIPs: honoured inside a pool that allows it, ignored elsewhere.
+    let mut approved = ServiceSpec::new("approved", "web")
+        .port(PortSpec::tcp("http", SERVICE_PORT).target(ECHO_PORT));
+    approved.external_ips = vec!["203.0.113.200".into()];
+    world.apps.apply_service(&approved)?;
+    let mut refused = ServiceSpec::new("refused", "web")
+        .port(PortSpec::tcp("http", SERVICE_PORT).target(ECHO_PORT));
+    refused.external_ips = vec!["203.0.113.20".into()];
+    world.apps.apply_service(&refused)?;
+    world.route_to("203.0.113.200", 2)?;
+    world.route_to("203.0.113.20", 2)?;
+    world.wait_table(2, "the approved external IP forwarded", |t| {
+        t.contains("203.0.113.200 . tcp . 80")
+    })?;
+    let reply =
+        world
+            .lab
+            .wait_client_get(parse_ip("203.0.113.200")?, SERVICE_PORT, CHANGE_DEADLINE)?;
+    assert!(reply.pod.starts_with("web-"), "{reply:?}");
+    assert!(!world.forwards(2, "203.0.113.20")?);
+    assert!(world.unreachable("203.0.113.20")?);
+
+    // The speakers found each other (authenticated with the Secret's key).
+    let live = poll_until(
+        "membership to see all three speakers",
+        CHANGE_DEADLINE,
+        Duration::from_millis(500),
+        || {
+            let live = world.metric(1, "herald_speaker_membership_live_members")?;
+            Ok(if live == 3.0 {
+                Poll::Ready(live)
+            } else {
+                Poll::Pending(format!("{live}"))
+            })
+        },
+    )?;
+    assert_eq!(live, 3.0);
+    Ok(())
+}
+
+#[test]
+fn local_policy_keeps_the_client_address_and_uses_only_the_nodes_own_pods() -> Result<()> {
+    let mut world = World::new("spk-local", 3)?;
+    world.add_pod(1, "local-1a", "local")?;
+    world.add_pod(1, "local-1b", "local")?;
+    world.add_pod(2, "local-2a", "local")?;
+    world.start_all_speakers()?;
+    let service = world.service("local", "local", "Local");
+    world.apply_service(&service, &["203.0.113.11"])?;
+    world.wait_ready_endpoints("local", 3)?;
+    for node in 1..=2 {
+        world.wait_table(node, "the Local service forwarded", |t| {
+            t.contains("203.0.113.11 . tcp . 80")
+        })?;
+    }
+
+    world.route_to("203.0.113.11", 1)?;
+    let via_node1 = world.sample("203.0.113.11", 20)?;
+    assert_eq!(
+        pods_of(&via_node1),
+        ["local-1a", "local-1b"].map(String::from).into()
+    );
+    world.route_to("203.0.113.11", 2)?;
+    let via_node2 = world.sample("203.0.113.11", 10)?;
+    assert_eq!(pods_of(&via_node2), ["local-2a"].map(String::from).into());
+    let client: IpAddr = parse_ip(CLIENT_V4)?;
+    for reply in via_node1.iter().chain(&via_node2) {
+        assert_eq!(reply.client_ip()?, client, "{reply:?}");
+    }
+
+    // Node 3 has no local pod: it forwards nothing for the address.
+    assert!(!world.forwards(3, "203.0.113.11")?);
+    world.route_to("203.0.113.11", 3)?;
+    assert!(world.unreachable("203.0.113.11")?);
+    Ok(())
+}
+
+#[test]
+fn forwarding_follows_scaling_readiness_and_deletion_within_a_deadline() -> Result<()> {
+    let mut world = World::new("spk-churn", 2)?;
+    world.add_pod(1, "churn-1", "churn")?;
+    world.start_all_speakers()?;
+    let service = world.service("churn", "churn", "Cluster");
+    world.apply_service(&service, &["203.0.113.12"])?;
+    world.route_to("203.0.113.12", 1)?;
+    let first =
+        world
+            .lab
+            .wait_client_get(parse_ip("203.0.113.12")?, SERVICE_PORT, CHANGE_DEADLINE)?;
+    assert_eq!(first.pod, "churn-1");
+    let mut timings = Vec::new();
+
+    // Scale up: a pod on node 2 joins.
+    world.lab.add_pod(2, "churn-2")?;
+    let pod2 = world.lab.pod("churn-2")?.ipv4.to_string();
+    let pod1 = world.lab.pod("churn-1")?.ipv4.to_string();
+    let started = Instant::now();
+    world
+        .apps
+        .create_pod(&world.lab.pod_spec("churn-2")?.label("app", "churn"))?;
+    world.wait_table(1, "the new pod in the table", |t| t.contains(&pod2))?;
+    timings.push(("scale up", started.elapsed()));
+    assert_eq!(
+        pods_of(&world.sample("203.0.113.12", 20)?),
+        ["churn-1", "churn-2"].map(String::from).into()
+    );
+
+    // Readiness: churn-1 fails its probe, then recovers.
+    let started = Instant::now();
+    world.set_pod_ready("churn-1", "churn", false)?;
+    world.wait_table(1, "the not-ready pod out of the table", |t| {
+        !t.contains(&pod1) && t.contains(&pod2)
+    })?;
+    timings.push(("endpoint not ready", started.elapsed()));
+    assert_eq!(
+        pods_of(&world.sample("203.0.113.12", 20)?),
+        ["churn-2"].map(String::from).into()
+    );
+    let started = Instant::now();
+    world.set_pod_ready("churn-1", "churn", true)?;
+    world.wait_table(1, "the ready-again pod back in the table", |t| {
+        t.contains(&pod1)
+    })?;
+    timings.push(("endpoint ready again", started.elapsed()));
+
+    // Scale down: churn-2 terminates (left out at once), then is gone.
+    let started = Instant::now();
+    world.apps.begin_pod_termination("churn-2")?;
+    world.wait_table(1, "the terminating pod out of the table", |t| {
+        !t.contains(&pod2)
+    })?;
+    timings.push(("scale down (terminating)", started.elapsed()));
+    world.apps.delete_pod_now("churn-2")?;
+    assert_eq!(
+        pods_of(&world.sample("203.0.113.12", 10)?),
+        ["churn-1"].map(String::from).into()
+    );
+
+    // Deleting the Service removes its forwarding on every node.
+    let started = Instant::now();
+    world
+        .kubectl
+        .delete("service", "churn", Some(world.apps.name()))?;
+    for node in 1..=2 {
+        world.wait_table(node, "the deleted Service out of the table", |t| {
+            !t.contains("203.0.113.12 . tcp . 80")
+        })?;
+    }
+    timings.push(("service deleted", started.elapsed()));
+    assert!(world.unreachable("203.0.113.12")?);
+
+    // Measured: from the kubectl call returning to the change being in node 1's kernel
+    // (the EndpointSlice controller's share included).
+    for (what, took) in &timings {
+        eprintln!("speaker_forwarding: {what}: {} ms", took.as_millis());
+    }
+    for (what, took) in &timings {
+        assert!(took < &CHANGE_DEADLINE, "{what} took {took:?}");
+    }
+    Ok(())
+}
+
+#[test]
+fn a_restarted_speaker_leaves_no_stale_rules_and_a_deleted_table_comes_back() -> Result<()> {
+    let mut world = World::new("spk-restart", 1)?;
+    world.add_pod(1, "keep-1", "keep")?;
+    world.add_pod(1, "gone-1", "gone")?;
+    world.start_all_speakers()?;
+    world.apply_service(&world.service("keep", "keep", "Cluster"), &["203.0.113.14"])?;
+    world.apply_service(&world.service("gone", "gone", "Cluster"), &["203.0.113.15"])?;
+    world.route_to("203.0.113.14", 1)?;
+    world.route_to("203.0.113.15", 1)?;
+    world.wait_table(1, "both Services forwarded", |t| {
+        t.contains("203.0.113.14 . tcp . 80") && t.contains("203.0.113.15 . tcp . 80")
+    })?;
+
+    // Drift: the table deleted by hand is rebuilt by the periodic resync (2 s here).
+    world
+        .lab
+        .exec_in_node(1, &["nft", "delete", "table", "inet", "herald"])?;
+    let repaired = world.wait_table(1, "the table rebuilt after deletion", |t| {
+        t.contains("203.0.113.14 . tcp . 80")
+    })?;
+    eprintln!(
+        "speaker_forwarding: deleted table rebuilt after {} ms",
+        repaired.as_millis()
+    );
+    assert!(
+        world.metric(
+            1,
+            "herald_speaker_executor_drift_repairs_total{executor=\"forwarding\"}"
+        )? >= 1.0
+    );
+
+    // SIGKILL: the rules stay (the kernel keeps them) while the speaker is down...
+    world.speaker_mut(1)?.kill()?;
+    world
+        .kubectl
+        .delete("service", "gone", Some(world.apps.name()))?;
+    world
+        .apps
+        .wait_endpoints("gone", Duration::from_secs(30), |eps| eps.is_empty())?;
+    assert!(
+        world.forwards(1, "203.0.113.15")?,
+        "with the speaker down nothing should have removed the rule yet"
+    );
+    // ...and the restarted speaker's first apply leaves nothing stale.
+    world.start_speaker(1, &Credentials::Admin)?;
+    assert!(!world.forwards(1, "203.0.113.15")?);
+    assert!(world.forwards(1, "203.0.113.14")?);
+    assert_eq!(
+        pods_of(&world.sample("203.0.113.14", 5)?),
+        ["keep-1"].map(String::from).into()
+    );
+
+    // SIGTERM: the speaker removes its table and exits 0.
+    let status = world.speaker_mut(1)?.terminate(Duration::from_secs(10))?;
+    assert!(status.success(), "speaker exited with {status}");
+    assert_eq!(world.nft_table(1)?, None);
+    assert!(world.unreachable("203.0.113.14")?);
+    Ok(())
+}
+
+#[test]
+fn the_speaker_works_with_exactly_the_charts_rbac() -> Result<()> {
+    let mut world = World::new("spk-rbac", 1)?;
+    world.add_pod(1, "rbac-1", "rbac")?;
+    let release = world.install.name().to_string();
+    let fullname = if release.contains("herald") {
+        release.clone()
+    } else {
+        format!("{release}-herald")
+    };
+    let account = format!("{fullname}-speaker");
+
+    // The chart's speaker RBAC, rendered by helm and applied as is.
+    let helm = paths::tool("helm", "HELM")?;
+    let chart = paths::repo_root().join("charts/herald");
+    let rendered = std::process::Command::new(&helm)
+        .args(["template", &release])
+        .arg(&chart)
+        .args([
+            "--namespace",
+            world.install.name(),
+            "--show-only",
+            "templates/speaker-rbac.yaml",
+            "--set",
+            &format!("speaker.memberlistSecretName={MEMBERLIST_SECRET}"),
+        ])
+        .output()
+        .map_err(|e| LabError::io("running helm template", e))?;
+    if !rendered.status.success() {
+        return Err(LabError::Invalid(format!(
+            "helm template failed: {}",
+            String::from_utf8_lossy(&rendered.stderr)
+        )));
+    }
+    let manifest = String::from_utf8_lossy(&rendered.stdout).into_owned();
+    // Cluster-scoped objects outlive the namespaces: guard them.
+    let cluster_role =
+        ObjectGuard::apply(&world.kubectl, &manifest, "clusterrole", &account, None)?;
+    world.guards.push(cluster_role);
+    world.guards.push(ObjectGuard::apply(
+        &world.kubectl,
+        &manifest,
+        "clusterrolebinding",
+        &account,
+        None,
+    )?);
+
+    // A kubeconfig with only the ServiceAccount's token.
+    let token = world.kubectl.run(&[
+        "create",
+        "token",
+        &account,
+        "-n",
+        world.install.name(),
+        "--duration",
+        "1h",
+    ])?;
+    let admin: Value = serde_json::from_str(
+        &world
+            .kubectl
+            .run(&["config", "view", "--raw", "--minify", "-o", "json"])?,
+    )
+    .map_err(|e| LabError::parse("kubectl config view", e))?;
+    let cluster = admin["clusters"][0]["cluster"].clone();
+    let kubeconfig = json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "lab", "cluster": cluster}],
+        "users": [{"name": "speaker", "user": {"token": token.trim()}}],
+        "contexts": [{"name": "speaker", "context": {"cluster": "lab", "user": "speaker"}}],
+        "current-context": "speaker",
+    });
+    let path = world.lab.log_dir().join("speaker-sa.kubeconfig");
+    std::fs::write(&path, kubeconfig.to_string())
+        .map_err(|e| LabError::io(format!("writing {}", path.display()), e))?;
+
+    world.start_speaker(1, &Credentials::Kubeconfig(path))?;
+    world.apply_service(&world.service("rbac", "rbac", "Cluster"), &["203.0.113.16"])?;
+    world.route_to("203.0.113.16", 1)?;
+    let reply =
+        world
+            .lab
+            .wait_client_get(parse_ip("203.0.113.16")?, SERVICE_PORT, CHANGE_DEADLINE)?;
+    assert_eq!(reply.pod, "rbac-1");
+    assert_eq!(
+        world.metric(1, "herald_speaker_membership_running")?,
+        1.0,
+        "the speaker should have read the memberlist Secret"
+    );
+    let log = world.speaker_mut(1)?.log();
+    assert!(
+        !log.contains("forbidden"),
+        "the speaker hit a permission error:\n{log}"
+    );
+
+    // Exactly enough: what it needs, and none of what it must not have.
+    let who = format!("system:serviceaccount:{}:{account}", world.install.name());
+    let can = |args: &[&str]| -> Result<bool> {
+        let mut all = vec!["auth", "can-i"];
+        all.extend_from_slice(args);
+        all.extend(["--as", who.as_str()]);
+        let out = world.kubectl.run_unchecked(&all, None)?;
+        Ok(out.stdout.trim() == "yes")
+    };
+    let ns = world.install.name();
+    let secret = format!("secret/{MEMBERLIST_SECRET}");
+    let allowed: [&[&str]; 6] = [
+        &["watch", "services", "--all-namespaces"],
+        &[
+            "list",
+            "endpointslices.discovery.k8s.io",
+            "--all-namespaces",
+        ],
+        &["watch", "nodes"],
+        &["list", "ipaddresspools.herald.dev", "-n", ns],
+        &["get", &secret, "-n", ns],
+        &["create", "events.events.k8s.io", "-n", world.apps.name()],
+    ];
+    for args in allowed {
+        assert!(can(args)?, "should be allowed: {args:?}");
+    }
+    let denied: [&[&str]; 8] = [
+        &["list", "secrets", "--all-namespaces"],
+        &["list", "secrets", "-n", ns],
+        &["get", "secrets/other", "-n", ns],
+        &["update", "services", "-n", world.apps.name()],
+        &["patch", "services/status", "-n", world.apps.name()],
+        &["delete", "nodes"],
+        &["list", "ipaddresspools.herald.dev", "-n", world.apps.name()],
+        &["update", "ipaddresspools.herald.dev", "-n", ns],
+    ];
+    for args in denied {
+        assert!(!can(args)?, "should be denied: {args:?}");
+    }
+    Ok(())
+}
