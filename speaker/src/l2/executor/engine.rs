@@ -1,0 +1,521 @@
+//! The layer-2 executor's state between passes, and the performing of a pass.
+//!
+//! Owns the running [`InterfaceAnnouncer`]s (one per interface with addresses), the last plan,
+//! the records, and the memory the pure [`decide`] needs. [`Engine::pass`] gathers the
+//! inputs, calls [`decide`], and performs the result: tells announcers what to answer for,
+//! starts and stops them, queues record writes and Events. It never waits on the API server:
+//! requests go to a queue ([`KubeEdge::send`]). The async shell around it is in [`super`].
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::sync::mpsc as std_mpsc;
+use std::time::{Duration, Instant};
+
+use super::conflicts::{
+    CONDITION_L2_CONFLICT, ConflictNotice, ConflictReport, ConflictTracker, QUIET_BEFORE_CLEAR,
+};
+use super::decide::{AddressDecision, PassInput, RecordWrite, Start, Verdict, decide};
+use super::kube_edge::{ApiRequest, KubeEdge};
+use super::metrics::{L2Metrics, PhaseLabel};
+use super::record::{Record, Records};
+use crate::l2::announcer::{AddressPhase, AnnouncerConfig, AnnouncerEvent, Counters};
+use crate::l2::interfaces::InterfaceInfo;
+use crate::l2::io::{InterfaceAnnouncer, InterfaceAnnouncerConfig, InterfaceEvent};
+use crate::model::ServiceKey;
+use crate::planner::L2Announcement;
+
+/// How the layer-2 executor behaves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct L2ExecutorConfig {
+    /// This node's name.
+    pub node: String,
+    /// Probe, burst and refresh timing of the announcers.
+    pub announcer: AnnouncerConfig,
+    /// After start, announce only what the records say is already ours for this long (and
+    /// until the records have been read), so that a speaker that does not yet see its peers
+    /// does not grab every address.
+    pub startup_hold: Duration,
+    /// A record write that has not shown up in the watched Service after this long is sent
+    /// again.
+    pub record_retry: Duration,
+}
+
+impl L2ExecutorConfig {
+    /// Defaults: the announcer's default timing, a 2 s start-up hold (membership joins in
+    /// well under a second once it runs), records re-sent after 5 s.
+    pub fn new(node: impl Into<String>) -> Self {
+        L2ExecutorConfig {
+            node: node.into(),
+            announcer: AnnouncerConfig::default(),
+            startup_hold: Duration::from_secs(2),
+            record_retry: Duration::from_secs(5),
+        }
+    }
+}
+
+/// What a pass did, for the executor's report.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PassSummary {
+    pub changed: bool,
+    pub lines: Vec<String>,
+}
+
+/// Everything the layer-2 executor keeps between passes.
+pub struct Engine {
+    config: L2ExecutorConfig,
+    hold_until: Instant,
+    plan: Option<BTreeMap<IpAddr, L2Announcement>>,
+    /// `None` until the first list of Services is complete (always `Some` without a client).
+    records: Option<Records>,
+    interfaces: Vec<InterfaceInfo>,
+    announcers: BTreeMap<String, InterfaceAnnouncer>,
+    assigned: BTreeMap<String, BTreeSet<IpAddr>>,
+    counters_seen: BTreeMap<String, Counters>,
+    last_owners: BTreeMap<IpAddr, String>,
+    decisions: BTreeMap<IpAddr, AddressDecision>,
+    /// How each owned address started, until its record (and Event) is written.
+    starts: BTreeMap<IpAddr, Start>,
+    requested: BTreeMap<(ServiceKey, IpAddr), (Option<Record>, Instant)>,
+    conflicts: ConflictTracker,
+    events: std_mpsc::Sender<InterfaceEvent>,
+    kube: Option<KubeEdge>,
+    metrics: L2Metrics,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("node", &self.config.node)
+            .field("assigned", &self.assigned)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    pub fn new(
+        config: L2ExecutorConfig,
+        now: Instant,
+        events: std_mpsc::Sender<InterfaceEvent>,
+        kube: Option<KubeEdge>,
+        metrics: L2Metrics,
+    ) -> Self {
+        Engine {
+            hold_until: now + config.startup_hold,
+            records: if kube.is_some() {
+                None
+            } else {
+                Some(Records::default())
+            },
+            config,
+            plan: None,
+            interfaces: Vec::new(),
+            announcers: BTreeMap::new(),
+            assigned: BTreeMap::new(),
+            counters_seen: BTreeMap::new(),
+            last_owners: BTreeMap::new(),
+            decisions: BTreeMap::new(),
+            starts: BTreeMap::new(),
+            requested: BTreeMap::new(),
+            conflicts: ConflictTracker::default(),
+            events,
+            kube,
+            metrics,
+        }
+    }
+
+    pub fn set_plan(&mut self, l2: &BTreeMap<IpAddr, L2Announcement>) {
+        self.plan = Some(l2.clone());
+    }
+
+    pub fn set_interfaces(&mut self, interfaces: Vec<InterfaceInfo>) {
+        self.interfaces = interfaces;
+    }
+
+    pub fn set_records(&mut self, records: Records) {
+        self.records = Some(records);
+    }
+
+    /// When the start-up hold ends (it may last longer, until the records are read).
+    pub fn hold_until(&self) -> Instant {
+        self.hold_until
+    }
+
+    pub fn holding(&self, now: Instant) -> bool {
+        now < self.hold_until || self.records.is_none()
+    }
+
+    /// Addresses this node currently announces (or probes for).
+    pub fn owned(&self) -> BTreeSet<IpAddr> {
+        self.assigned.values().flatten().copied().collect()
+    }
+
+    /// Stops announcers whose thread has ended, so that the next pass starts them again.
+    pub fn repair(&mut self) -> Vec<String> {
+        let dead: Vec<String> = self
+            .announcers
+            .iter()
+            .filter(|(_, announcer)| !announcer.is_running())
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in &dead {
+            self.stop_announcer(name);
+        }
+        // Re-send every record that is not in place yet.
+        self.requested.clear();
+        dead.into_iter()
+            .map(|name| format!("layer-2 announcer on {name} had stopped; restarting it"))
+            .collect()
+    }
+
+    /// Stops announcing everything (shutdown). Records stay: the next owner overwrites them.
+    pub fn stop(&mut self) {
+        let names: Vec<String> = self.announcers.keys().cloned().collect();
+        for name in names {
+            self.stop_announcer(&name);
+        }
+        self.assigned.clear();
+        self.plan = None;
+        self.metrics.owned_addresses.set(0);
+    }
+
+    fn stop_announcer(&mut self, name: &str) {
+        self.sample_counters();
+        if self.announcers.remove(name).is_some() {
+            tracing::info!(interface = name, "layer-2 announcer stopped");
+        }
+        self.assigned.remove(name);
+        self.counters_seen.remove(name);
+    }
+
+    /// Adds the announcers' counter growth to the metrics.
+    pub fn sample_counters(&mut self) {
+        for (name, announcer) in &self.announcers {
+            let now = announcer.counters();
+            let before = self.counters_seen.get(name).copied().unwrap_or_default();
+            self.metrics.add_counter_growth(name, &before, &now);
+            self.counters_seen.insert(name.clone(), now);
+        }
+    }
+
+    /// One pass: decide, then make the announcers and the records match.
+    pub fn pass(&mut self, now: Instant) -> PassSummary {
+        let mut summary = PassSummary::default();
+        // Taken out for the pass (the pass borrows it while changing the rest), put back
+        // at the end.
+        let Some(plan) = self.plan.take() else {
+            return summary;
+        };
+        self.pass_with(now, &plan, &mut summary);
+        self.plan = Some(plan);
+        summary
+    }
+
+    fn pass_with(
+        &mut self,
+        now: Instant,
+        plan: &BTreeMap<IpAddr, L2Announcement>,
+        summary: &mut PassSummary,
+    ) {
+        let announced: BTreeSet<IpAddr> = self
+            .announcers
+            .values()
+            .flat_map(InterfaceAnnouncer::phases)
+            .filter(|(_, phase)| *phase == AddressPhase::Announcing)
+            .map(|(address, _)| address)
+            .collect();
+        let empty = Records::default();
+        let holding = self.holding(now);
+        let pass = decide(&PassInput {
+            node: &self.config.node,
+            l2: plan,
+            records: self.records.as_ref().unwrap_or(&empty),
+            interfaces: &self.interfaces,
+            last_owners: &self.last_owners,
+            assigned: &self.assigned,
+            announced: &announced,
+            holding,
+        });
+
+        for (address, decision) in &pass.decisions {
+            let before = self.decisions.get(address).map(|d| &d.verdict);
+            if before != Some(&decision.verdict) {
+                log_decision(&self.config.node, *address, decision, before);
+                if let Verdict::Announce { start, .. } = &decision.verdict
+                    && *start != Start::Continuing
+                {
+                    if matches!(start, Start::TakeOver { .. }) {
+                        self.metrics.takeovers.inc();
+                    }
+                    self.starts.insert(*address, start.clone());
+                }
+            }
+        }
+        self.starts.retain(|address, _| {
+            matches!(
+                pass.decisions.get(address).map(|d| &d.verdict),
+                Some(Verdict::Announce { .. })
+            )
+        });
+
+        for (name, assignment) in &pass.interfaces {
+            if assignment.wanted.is_empty() {
+                if self.announcers.contains_key(name) {
+                    self.stop_announcer(name);
+                    summary.changed = true;
+                    summary
+                        .lines
+                        .push(format!("{name}: released every address"));
+                }
+                continue;
+            }
+            if !self.announcers.contains_key(name) {
+                let config = InterfaceAnnouncerConfig {
+                    interface: name.clone(),
+                    mac: None,
+                    announcer: self.config.announcer.clone(),
+                };
+                match InterfaceAnnouncer::start(config, self.events.clone()) {
+                    Ok(announcer) => {
+                        tracing::info!(interface = %name, mac = %announcer.mac(), "layer-2 announcer started");
+                        self.announcers.insert(name.clone(), announcer);
+                        self.counters_seen.insert(name.clone(), Counters::default());
+                    }
+                    Err(error) => {
+                        self.metrics.interface_start_errors.inc();
+                        tracing::error!(interface = %name, %error, "cannot announce on this interface; retrying on the next pass");
+                        self.assigned.remove(name);
+                        summary.lines.push(format!("{name}: {error}"));
+                        continue;
+                    }
+                }
+            }
+            if self.assigned.get(name) != Some(&assignment.wanted) {
+                if let Some(announcer) = self.announcers.get(name) {
+                    announcer.take_over(assignment.wanted.clone(), assignment.takeovers.clone());
+                }
+                summary.changed = true;
+                summary.lines.push(format!(
+                    "{name}: {} address(es), {} taken over",
+                    assignment.wanted.len(),
+                    assignment.takeovers.len()
+                ));
+                self.assigned
+                    .insert(name.clone(), assignment.wanted.clone());
+            }
+        }
+
+        let mut wanted_keys = BTreeSet::new();
+        for write in &pass.record_writes {
+            let key = (write.service.clone(), write.address);
+            wanted_keys.insert(key.clone());
+            let fresh = self.requested.get(&key).is_some_and(|(record, at)| {
+                *record == write.record
+                    && now.saturating_duration_since(*at) < self.config.record_retry
+            });
+            if fresh {
+                continue;
+            }
+            self.requested.insert(key, (write.record.clone(), now));
+            self.publish_record(write, plan);
+        }
+        self.requested.retain(|key, _| wanted_keys.contains(key));
+
+        self.metrics
+            .owned_addresses
+            .set(count(pass.owned().count()));
+        self.metrics.owned_without_interface.set(count(
+            pass.decisions
+                .values()
+                .filter(|d| d.verdict == Verdict::NoInterface)
+                .count(),
+        ));
+        self.last_owners = pass.owners;
+        self.decisions = pass.decisions;
+    }
+
+    /// Queues a record write, and with a new record an Event saying who announces now.
+    fn publish_record(&mut self, write: &RecordWrite, plan: &BTreeMap<IpAddr, L2Announcement>) {
+        let Some(kube) = &self.kube else {
+            return;
+        };
+        kube.send(ApiRequest::Record(write.clone()));
+        let Some(record) = &write.record else {
+            return;
+        };
+        let how = match self.starts.get(&write.address) {
+            Some(Start::TakeOver { from }) => {
+                format!(" (took over from {from}, no longer live or eligible, without probing)")
+            }
+            Some(Start::FirstAnnouncement) => {
+                " (after probing that nobody else uses it)".to_owned()
+            }
+            Some(Start::Resume) => " (resumed after a restart)".to_owned(),
+            Some(Start::Continuing) | None => String::new(),
+        };
+        if plan
+            .get(&write.address)
+            .is_some_and(|a| a.services.contains(&write.service))
+        {
+            kube.send(ApiRequest::Event {
+                service: write.service.clone(),
+                warning: false,
+                reason: "L2Announcing",
+                note: format!(
+                    "{} announces {} on {}{how}",
+                    record.node,
+                    write.address,
+                    record.interfaces.join(",")
+                ),
+            });
+        }
+    }
+
+    /// Handles one announcer event; returns whether a pass should follow.
+    pub fn handle_event(&mut self, now: Instant, event: &InterfaceEvent) -> bool {
+        let report = match event.event {
+            AnnouncerEvent::Announcing { .. } => return true,
+            AnnouncerEvent::Released { .. } => return false,
+            AnnouncerEvent::ConflictWhileOwning {
+                address, other_mac, ..
+            } => ConflictReport {
+                address,
+                other_mac,
+                while_owning: true,
+            },
+            AnnouncerEvent::ConflictWhileProbing {
+                address, other_mac, ..
+            } => ConflictReport {
+                address,
+                other_mac,
+                while_owning: false,
+            },
+        };
+        self.metrics
+            .conflicts
+            .get_or_create(&PhaseLabel {
+                phase: if report.while_owning {
+                    "owning"
+                } else {
+                    "probing"
+                },
+            })
+            .inc();
+        if let Some(notice) = self.conflicts.report(now, report) {
+            self.publish_conflict(&event.interface, &notice);
+        }
+        false
+    }
+
+    /// Clears conflict conditions that went quiet.
+    pub fn expire_conflicts(&mut self, now: Instant) {
+        let owned = self.owned();
+        for notice in self.conflicts.expire(now, &owned) {
+            self.publish_conflict("", &notice);
+        }
+    }
+
+    fn publish_conflict(&self, interface: &str, notice: &ConflictNotice) {
+        let Some(kube) = &self.kube else {
+            return;
+        };
+        let address = match notice {
+            ConflictNotice::Raise { address, .. } | ConflictNotice::Clear { address } => *address,
+        };
+        let services: Vec<ServiceKey> = self
+            .plan
+            .as_ref()
+            .and_then(|plan| plan.get(&address))
+            .map(|a| a.services.iter().cloned().collect())
+            .unwrap_or_default();
+        let node = &self.config.node;
+        for service in services {
+            match notice {
+                ConflictNotice::Raise {
+                    other_mac,
+                    while_owning,
+                    suppressed,
+                    ..
+                } => {
+                    let (reason, message) = if *while_owning {
+                        (
+                            "AddressClaimedByAnotherMAC",
+                            format!("{address}: MAC {other_mac} claims it while {node} announces it on {interface}; {node} keeps it and defends it"),
+                        )
+                    } else {
+                        (
+                            "AddressInUse",
+                            format!("{address}: MAC {other_mac} answered {node}'s probe on {interface}; {node} does not take it and probes again later"),
+                        )
+                    };
+                    let more = if *suppressed > 0 {
+                        format!(" ({suppressed} more reports since the last Event)")
+                    } else {
+                        String::new()
+                    };
+                    kube.send(ApiRequest::Event {
+                        service: service.clone(),
+                        warning: true,
+                        reason,
+                        note: format!("{message}{more}"),
+                    });
+                    kube.send(ApiRequest::Condition {
+                        service,
+                        type_: CONDITION_L2_CONFLICT,
+                        status: true,
+                        reason,
+                        message,
+                    });
+                }
+                ConflictNotice::Clear { .. } => kube.send(ApiRequest::Condition {
+                    service,
+                    type_: CONDITION_L2_CONFLICT,
+                    status: false,
+                    reason: "NoConflict",
+                    message: format!(
+                        "{address}: no other MAC claimed it for {}s, or {node} no longer announces it",
+                        QUIET_BEFORE_CLEAR.as_secs()
+                    ),
+                }),
+            }
+        }
+    }
+}
+
+fn count(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn log_decision(node: &str, address: IpAddr, decision: &AddressDecision, before: Option<&Verdict>) {
+    let was_ours = matches!(before, Some(Verdict::Announce { .. }));
+    match &decision.verdict {
+        Verdict::Announce { interfaces, start } => match start {
+            Start::TakeOver { from } => {
+                tracing::info!(%address, ?interfaces, from = %from, "taking the address over at once (previous announcer not live or not eligible)")
+            }
+            Start::FirstAnnouncement => {
+                tracing::info!(%address, ?interfaces, "elected to announce the address; probing first")
+            }
+            Start::Resume => {
+                tracing::info!(%address, ?interfaces, "resuming the announcement the record gives this node")
+            }
+            Start::Continuing => {
+                tracing::info!(%address, ?interfaces, "announcing on a changed set of interfaces")
+            }
+        },
+        Verdict::OwnedElsewhere { owner } if was_ours => {
+            tracing::info!(%address, owner = %owner, "another node announces the address now; released");
+        }
+        Verdict::OwnedElsewhere { owner } => {
+            tracing::debug!(%address, owner = %owner, "another node announces the address");
+        }
+        Verdict::NoEligibleNode => {
+            tracing::info!(%address, "no node may announce the address");
+        }
+        Verdict::HeldAtStartup => {
+            tracing::debug!(%address, node, "elected, but holding back until membership settles");
+        }
+        Verdict::NoInterface => {
+            tracing::warn!(%address, node, "elected to announce the address but no interface covers it");
+        }
+    }
+}
