@@ -16,6 +16,7 @@ use clap::{Parser, ValueEnum};
 use herald_crds::names::LOAD_BALANCER_CLASS;
 use herald_speaker::convert::ConvertOptions;
 use herald_speaker::forwarding::{NftCommand, render_teardown};
+use herald_speaker::l2::executor::{L2Executor, L2ExecutorConfig};
 use herald_speaker::membership::{DEFAULT_MEMBERSHIP_PORT, MembershipConfig};
 use herald_speaker::observability::{self, Health, Metrics};
 use herald_speaker::runtime::{
@@ -99,6 +100,10 @@ struct Args {
     /// Leave Services of type LoadBalancer without a loadBalancerClass alone.
     #[arg(long)]
     ignore_classless: bool,
+
+    /// Layer-2 mode: answer ARP/NDP for the addresses this node owns (needs CAP_NET_RAW).
+    #[arg(long, value_enum, default_value_t = Switch::On)]
+    layer2: Switch,
 }
 
 /// `--memberlist-bind`: an address, with or without a port.
@@ -266,7 +271,14 @@ async fn main() -> anyhow::Result<()> {
     let client = client(args.kubeconfig.as_ref()).await?;
     let executors = Executors {
         bgp: None,
-        l2: None,
+        l2: (args.layer2 == Switch::On).then(|| {
+            let l2_config = L2ExecutorConfig::new(config.node_name.clone());
+            Box::new(L2Executor::start(
+                l2_config,
+                Some(client.clone()),
+                metrics.l2.clone(),
+            )) as Box<dyn runtime::Executor>
+        }),
         forwarding: forwarding
             .then(|| Box::new(ForwardingExecutor::new(nft)) as Box<dyn runtime::Executor>),
     };

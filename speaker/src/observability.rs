@@ -83,6 +83,8 @@ pub struct Metrics {
     pub membership_running: Gauge,
     pub membership_live: Gauge,
     pub membership_events: Family<EventLabel, Counter>,
+    /// Layer-2 announcement metrics (`herald_speaker_l2_*`).
+    pub l2: crate::l2::executor::metrics::L2Metrics,
 }
 
 impl Default for Metrics {
@@ -181,8 +183,10 @@ impl Metrics {
             "Membership datagrams and protocol events (received, accepted, sent, rejected_*, rejoins, protocol_errors)",
             membership_events.clone(),
         );
+        let l2 = crate::l2::executor::metrics::L2Metrics::register(&mut registry);
         Self {
             registry,
+            l2,
             reconciles,
             reconcile_seconds,
             plan_forwarding_keys,
