@@ -94,8 +94,9 @@ struct World {
 
 impl World {
     /// A lab with `nodes` nodes (no pods yet), registered as Nodes, an install namespace
-    /// with the memberlist Secret and two pools (203.0.113.0/25 for LoadBalancer
-    /// addresses; 203.0.113.128/25 allowing external IPs), and an apps namespace.
+    /// with the memberlist Secret and two pools (203.0.113.0/25 and 2001:db8:100::/121 for
+    /// LoadBalancer addresses; 203.0.113.128/25 allowing external IPs), and an apps
+    /// namespace.
     fn new(hint: &str, nodes: usize) -> Result<World> {
         let speaker = speaker_binary()?;
         let kubectl = kubectl_with_crds()?;
@@ -129,7 +130,7 @@ impl World {
             class,
             speaker,
         };
-        world.pool("lb", &["203.0.113.0/25"], false)?;
+        world.pool("lb", &["203.0.113.0/25", "2001:db8:100::/121"], false)?;
         world.pool("external", &["203.0.113.128/25"], true)?;
         Ok(world)
     }
@@ -218,8 +219,12 @@ impl World {
     }
 
     /// Creates the Service and writes its ingress addresses, as the controller would.
+    /// No NodePorts: Herald's forwarding does not use them (and the shared cluster's
+    /// NodePort range may be exhausted by other tests).
     fn apply_service(&self, spec: &ServiceSpec, ingress: &[&str]) -> Result<()> {
-        self.apps.apply_service(spec)?;
+        let mut manifest = spec.manifest(self.apps.name());
+        manifest["spec"]["allocateLoadBalancerNodePorts"] = json!(false);
+        self.apps.apply(&manifest.to_string())?;
         let ingress: Vec<Value> = ingress
             .iter()
             .map(|ip| json!({"ip": ip, "ipMode": "VIP"}))
