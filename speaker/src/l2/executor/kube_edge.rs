@@ -174,8 +174,10 @@ async fn write_loop(
     metrics: L2Metrics,
 ) {
     let services = Arc::new(services);
+    let mut told_conditions_forbidden = false;
     while let Some(request) = queue.recv().await {
         let what = format!("{request:?}");
+        let is_condition = matches!(request, ApiRequest::Condition { .. });
         let outcome = tokio::time::timeout(
             REQUEST_TIMEOUT,
             perform(&client, &recorder, &services, request, &metrics),
@@ -183,6 +185,16 @@ async fn write_loop(
         .await;
         match outcome {
             Ok(Ok(())) => {}
+            // The chart leaves Service status to the controller; conflicts still reach
+            // people through Events, metrics and logs.
+            Ok(Err(error)) if is_condition && is_forbidden(&error) => {
+                if !told_conditions_forbidden {
+                    told_conditions_forbidden = true;
+                    tracing::info!(
+                        "not allowed to write Service status conditions; conflicts are reported by Events only"
+                    );
+                }
+            }
             Ok(Err(error)) => tracing::warn!(%error, request = %what, "layer-2 API write failed"),
             Err(_) => tracing::warn!(request = %what, "layer-2 API write timed out"),
         }
@@ -291,4 +303,8 @@ async fn perform(
 
 fn is_not_found(error: &kube::Error) -> bool {
     matches!(error, kube::Error::Api(status) if status.code == 404)
+}
+
+fn is_forbidden(error: &kube::Error) -> bool {
+    matches!(error, kube::Error::Api(status) if status.code == 403)
 }
