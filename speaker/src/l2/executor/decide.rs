@@ -21,7 +21,11 @@
 //!   addresses the records say are already its own, and writes no records.
 //! - **Record after announcing.** The owner writes its record once its announcer reports the
 //!   address as announced (after the gratuitous ARP / unsolicited NA went out), never before:
-//!   failover never waits on the API server. It removes records naming itself for addresses
+//!   failover never waits on the API server. It overwrites a record naming another node only
+//!   while *acquiring* the address (from taking it until its record is in place). A node cut
+//!   off from its peers keeps announcing on its side (it cannot know better) but does not
+//!   fight the node that took over for the record, so that when the partition heals the
+//!   record still names the node that took over, and stickiness keeps the address there. It removes records naming itself for addresses
 //!   that nobody may announce any more or that their Service no longer uses; a record naming
 //!   this node for an address another node now owns is left for the new owner to overwrite.
 
@@ -51,6 +55,9 @@ pub struct PassInput<'a> {
     pub assigned: &'a BTreeMap<String, BTreeSet<IpAddr>>,
     /// Addresses an announcer reports as announced (probing over, frames sent).
     pub announced: &'a BTreeSet<IpAddr>,
+    /// Addresses this node started announcing and whose record is not in place yet: only
+    /// for these may it overwrite a record naming another node.
+    pub acquiring: &'a BTreeSet<IpAddr>,
     /// The start-up hold is in effect.
     pub holding: bool,
 }
@@ -162,8 +169,15 @@ pub fn decide(input: &PassInput<'_>) -> Pass {
             }
             if input.announced.contains(&address) {
                 let ours = Record::new(input.node, interfaces.iter().cloned());
+                let acquiring = input.acquiring.contains(&address);
                 for service in &announcement.services {
-                    if input.records.get(service, address) != Some(&ours) {
+                    let write = match input.records.get(service, address) {
+                        None => true,
+                        Some(record) if *record == ours => false,
+                        Some(record) if record.node == input.node => true,
+                        Some(_) => acquiring,
+                    };
+                    if write {
                         pass.record_writes.push(RecordWrite {
                             service: service.clone(),
                             address,
@@ -328,6 +342,7 @@ mod tests {
         last_owners: BTreeMap<IpAddr, String>,
         assigned: BTreeMap<String, BTreeSet<IpAddr>>,
         announced: BTreeSet<IpAddr>,
+        acquiring: BTreeSet<IpAddr>,
         holding: bool,
     }
 
@@ -339,6 +354,7 @@ mod tests {
                 last_owners: BTreeMap::new(),
                 assigned: BTreeMap::new(),
                 announced: BTreeSet::new(),
+                acquiring: BTreeSet::new(),
                 holding: false,
             }
         }
@@ -354,8 +370,17 @@ mod tests {
                 last_owners: &self.last_owners,
                 assigned: &self.assigned,
                 announced: &self.announced,
+                acquiring: &self.acquiring,
                 holding: self.holding,
             });
+            self.acquiring = pass
+                .decisions
+                .iter()
+                .filter(|(_, d)| {
+                    matches!(&d.verdict, Verdict::Announce { start, .. } if *start != Start::Continuing)
+                })
+                .map(|(address, _)| *address)
+                .collect();
             self.last_owners = pass.owners.clone();
             self.assigned = pass
                 .interfaces
@@ -469,6 +494,40 @@ mod tests {
                 record: Some(Record::new(next, ["eth0".to_owned()])),
             }]
         );
+    }
+
+    #[test]
+    fn a_node_cut_off_from_its_peers_keeps_announcing_but_does_not_fight_over_the_record() {
+        let [owner, next, _] = ranking()[..] else {
+            panic!("three nodes ranked");
+        };
+        let mut node = Node::new(owner);
+        node.pass(&l2_of(&NODES), &Records::default());
+        node.pass(&l2_of(&NODES), &Records::default());
+        // Its link is down: it sees only itself, and the node that took over recorded itself.
+        let taken = record_on_web(next);
+        let cut_off = node.pass(&l2_of(&[owner]), &taken);
+        assert!(matches!(
+            cut_off.decisions[&vip()].verdict,
+            Verdict::Announce {
+                start: Start::Continuing,
+                ..
+            }
+        ));
+        assert!(
+            cut_off.record_writes.is_empty(),
+            "{:?}",
+            cut_off.record_writes
+        );
+        // Healed: the record keeps the address where it went.
+        let healed = node.pass(&l2_of(&NODES), &taken);
+        assert_eq!(
+            healed.decisions[&vip()].verdict,
+            Verdict::OwnedElsewhere {
+                owner: next.to_owned()
+            }
+        );
+        assert!(healed.interfaces["eth0"].wanted.is_empty());
     }
 
     #[test]

@@ -75,6 +75,8 @@ pub struct Engine {
     decisions: BTreeMap<IpAddr, AddressDecision>,
     /// How each owned address started, until its record (and Event) is written.
     starts: BTreeMap<IpAddr, Start>,
+    /// The "announcing" Events already published for the current acquisitions.
+    evented: BTreeSet<(ServiceKey, IpAddr)>,
     requested: BTreeMap<(ServiceKey, IpAddr), (Option<Record>, Instant)>,
     conflicts: ConflictTracker,
     events: std_mpsc::Sender<InterfaceEvent>,
@@ -115,6 +117,7 @@ impl Engine {
             last_owners: BTreeMap::new(),
             decisions: BTreeMap::new(),
             starts: BTreeMap::new(),
+            evented: BTreeSet::new(),
             requested: BTreeMap::new(),
             conflicts: ConflictTracker::default(),
             events,
@@ -225,6 +228,7 @@ impl Engine {
             .collect();
         let empty = Records::default();
         let holding = self.holding(now);
+        let acquiring: BTreeSet<IpAddr> = self.starts.keys().copied().collect();
         let pass = decide(&PassInput {
             node: &self.config.node,
             l2: plan,
@@ -233,6 +237,7 @@ impl Engine {
             last_owners: &self.last_owners,
             assigned: &self.assigned,
             announced: &announced,
+            acquiring: &acquiring,
             holding,
         });
 
@@ -250,12 +255,18 @@ impl Engine {
                 }
             }
         }
+        // An address stays "acquiring" while it is ours and its record is not in place.
+        let writing: BTreeSet<IpAddr> = pass.record_writes.iter().map(|w| w.address).collect();
         self.starts.retain(|address, _| {
-            matches!(
+            let ours = matches!(
                 pass.decisions.get(address).map(|d| &d.verdict),
                 Some(Verdict::Announce { .. })
-            )
+            );
+            let recorded = announced.contains(address) && !writing.contains(address);
+            ours && !recorded
         });
+        self.evented
+            .retain(|(_, address)| self.starts.contains_key(address));
 
         for (name, assignment) in &pass.interfaces {
             if assignment.wanted.is_empty() {
@@ -352,9 +363,11 @@ impl Engine {
             Some(Start::Resume) => " (resumed after a restart)".to_owned(),
             Some(Start::Continuing) | None => String::new(),
         };
-        if plan
-            .get(&write.address)
-            .is_some_and(|a| a.services.contains(&write.service))
+        let first_time = self.evented.insert((write.service.clone(), write.address));
+        if first_time
+            && plan
+                .get(&write.address)
+                .is_some_and(|a| a.services.contains(&write.service))
         {
             kube.send(ApiRequest::Event {
                 service: write.service.clone(),
