@@ -363,7 +363,10 @@ impl Engine {
             Some(Start::Resume) => " (resumed after a restart)".to_owned(),
             Some(Start::Continuing) | None => String::new(),
         };
-        let first_time = self.evented.insert((write.service.clone(), write.address));
+        // One Event per Service when this node acquires the address, however often the
+        // record write has to be retried.
+        let first_time = self.starts.contains_key(&write.address)
+            && self.evented.insert((write.service.clone(), write.address));
         if first_time
             && plan
                 .get(&write.address)
