@@ -629,6 +629,14 @@ fn convert_peer(
                     .map_err(|_| format!("sourceAddress {text:?} is not an IP address"))
             })
             .transpose()?;
+        let router_id = spec
+            .router_id
+            .as_deref()
+            .map(|text| {
+                text.parse::<std::net::Ipv4Addr>()
+                    .map_err(|_| format!("routerID {text:?} is not an IPv4 address"))
+            })
+            .transpose()?;
         let hold = spec.hold_time().map_err(|e| format!("holdTime: {e}"))?;
         if hold.as_secs() != 0 && hold.as_secs() < MIN_HOLD_TIME_SECS {
             return Err(format!(
@@ -656,6 +664,7 @@ fn convert_peer(
             peer_address,
             peer_port: spec.peer_port,
             source_address,
+            router_id,
             hold_time_secs,
             keepalive_time_secs,
             connect_time_secs,
@@ -1036,7 +1045,8 @@ mod tests {
                 "apiVersion": "herald.dev/v1alpha1", "kind": "BGPPeer",
                 "metadata": {"namespace": "herald-system", "name": "router"},
                 "spec": {"myASN": 64512, "peerASN": 64500, "peerAddress": "192.0.2.1",
-                         "holdTime": "9s", "passwordSecret": {"name": "bgp-auth"}}
+                         "holdTime": "9s", "passwordSecret": {"name": "bgp-auth"},
+                         "routerID": "192.0.2.11"}
             })),
             from_json(json!({
                 "apiVersion": "herald.dev/v1alpha1", "kind": "BGPPeer",
@@ -1058,6 +1068,7 @@ mod tests {
         assert_eq!(router.peer_port, 179);
         assert_eq!(router.hold_time_secs, 9);
         assert_eq!(router.keepalive_time_secs, 3);
+        assert_eq!(router.router_id, Some(std::net::Ipv4Addr::new(192, 0, 2, 11)));
         let secret = router.password_secret.as_ref().expect("secret ref");
         assert_eq!(secret.namespace, "herald-system");
         assert_eq!(secret.name, "bgp-auth");

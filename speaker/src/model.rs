@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::str::FromStr;
 
 use ipnet::IpNet;
@@ -484,6 +484,9 @@ pub struct Peer {
     pub peer_address: IpAddr,
     pub peer_port: u16,
     pub source_address: Option<IpAddr>,
+    /// BGP Identifier (RFC 6286) from `routerID`; unset: the speaker picks one of the node's
+    /// IPv4 addresses.
+    pub router_id: Option<Ipv4Addr>,
     pub hold_time_secs: u16,
     pub keepalive_time_secs: u16,
     pub connect_time_secs: u16,

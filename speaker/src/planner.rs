@@ -598,6 +598,7 @@ mod tests {
             peer_address: ip("192.0.2.1"),
             peer_port: 179,
             source_address: None,
+            router_id: None,
             hold_time_secs: 90,
             keepalive_time_secs: 30,
             connect_time_secs: 10,
