@@ -1068,7 +1068,10 @@ mod tests {
         assert_eq!(router.peer_port, 179);
         assert_eq!(router.hold_time_secs, 9);
         assert_eq!(router.keepalive_time_secs, 3);
-        assert_eq!(router.router_id, Some(std::net::Ipv4Addr::new(192, 0, 2, 11)));
+        assert_eq!(
+            router.router_id,
+            Some(std::net::Ipv4Addr::new(192, 0, 2, 11))
+        );
         let secret = router.password_secret.as_ref().expect("secret ref");
         assert_eq!(secret.namespace, "herald-system");
         assert_eq!(secret.name, "bgp-auth");
