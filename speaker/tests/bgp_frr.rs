@@ -17,7 +17,9 @@ use std::time::{Duration, Instant};
 
 use herald_speaker::bgp::codec::{LargeCommunity, RouteAttributes};
 use herald_speaker::bgp::driver::{BgpManager, DesiredBgp, ListenConfig, PeerConfig};
-use herald_speaker::bgp::fsm::{SessionConfig, SessionError, State, StopReason};
+use herald_speaker::bgp::fsm::{
+    GracefulRestartConfig, SessionConfig, SessionError, State, StopReason,
+};
 use ipnet::IpNet;
 
 const CHILD_ENV: &str = "HERALD_BGP_FRR_CHILD";
@@ -209,7 +211,11 @@ fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
 /// Sets up the lab and runs `test_name` again inside the node namespace, where the
 /// `CHILD_ENV` branch of that test does the Herald side.
 fn run_in_lab(tag: &str, test_name: &str) {
-    let lab = Lab::new(tag, &frr_config());
+    run_in_lab_with(tag, test_name, &frr_config());
+}
+
+fn run_in_lab_with(tag: &str, test_name: &str, frr_config: &str) {
+    let lab = Lab::new(tag, frr_config);
     let exe = std::env::current_exe().unwrap();
     let exe = exe.to_str().unwrap();
     let mut child = Command::new("ip")
@@ -358,6 +364,216 @@ fn ten_thousand_prefixes_side() {
         // 810 /32s fit in one 4096-byte UPDATE with these attributes: 13 messages.
         assert_eq!(messages, u64::from(MANY_PREFIXES.div_ceil(810)));
         manager.shutdown(StopReason::PeerDeconfigured).await;
+    });
+}
+
+/// FRR peering with the node over IPv6 (and graceful restart on, for the restart test).
+fn frr_config_ipv6_and_graceful_restart() -> String {
+    "frr defaults traditional
+hostname herald-test-router
+router bgp 64500
+ bgp router-id 192.0.2.1
+ no bgp ebgp-requires-policy
+ no bgp default ipv4-unicast
+ bgp graceful-restart
+ neighbor 2001:db8:1::11 remote-as 64512
+ neighbor 2001:db8:1::11 password herald-md5-secret
+ neighbor 2001:db8:1::11 timers 3 9
+ neighbor 2001:db8:1::11 timers connect 2
+ neighbor 192.0.2.11 remote-as 64512
+ neighbor 192.0.2.11 timers 3 9
+ neighbor 192.0.2.11 timers connect 2
+ address-family ipv4 unicast
+  neighbor 2001:db8:1::11 activate
+  neighbor 192.0.2.11 activate
+ exit-address-family
+ address-family ipv6 unicast
+  neighbor 2001:db8:1::11 activate
+ exit-address-family
+"
+    .to_string()
+}
+
+#[test]
+fn herald_peers_with_frr_over_an_ipv6_session_carrying_both_families() {
+    if std::env::var_os(CHILD_ENV).is_some() {
+        return ipv6_session_side();
+    }
+    if let Some(reason) = prerequisites_missing() {
+        eprintln!("skipped: {reason}");
+        return;
+    }
+    run_in_lab_with(
+        "d",
+        "herald_peers_with_frr_over_an_ipv6_session_carrying_both_families",
+        &frr_config_ipv6_and_graceful_restart(),
+    );
+}
+
+#[test]
+fn with_graceful_restart_frr_keeps_the_routes_while_the_speaker_restarts() {
+    if std::env::var_os(CHILD_ENV).is_some() {
+        return graceful_restart_side();
+    }
+    if let Some(reason) = prerequisites_missing() {
+        eprintln!("skipped: {reason}");
+        return;
+    }
+    run_in_lab_with(
+        "e",
+        "with_graceful_restart_frr_keeps_the_routes_while_the_speaker_restarts",
+        &frr_config_ipv6_and_graceful_restart(),
+    );
+}
+
+/// `vtysh -c` in the router namespace of the lab this child runs in.
+fn lab_vtysh(command: &str) -> String {
+    let router_ns = std::env::var("HERALD_FRR_ROUTER_NS").unwrap();
+    let frr = std::env::var("HERALD_FRR_NAME").unwrap();
+    let out = run(
+        "ip",
+        &[
+            "netns", "exec", &router_ns, "vtysh", "-N", &frr, "-c", command,
+        ],
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn lab_json(command: &str) -> serde_json::Value {
+    serde_json::from_str(&lab_vtysh(command)).unwrap_or(serde_json::Value::Null)
+}
+
+/// Runs inside the node namespace: an IPv6 TCP session (MD5 over IPv6) carrying an IPv6 route
+/// (next hop: the connection's own address) and an IPv4 route (configured IPv4 next hop).
+fn ipv6_session_side() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let mut session = SessionConfig::new(64512, 64500, Ipv4Addr::new(192, 0, 2, 11));
+        session.hold_time_secs = 9;
+        session.connect_retry = Duration::from_secs(2);
+        session.next_hop_v4 = Some(Ipv4Addr::new(192, 0, 2, 11));
+        let mut peer = PeerConfig::new(session, "2001:db8:1::1".parse().unwrap());
+        peer.password = Some(PASSWORD.into());
+        let routes: BTreeMap<IpNet, RouteAttributes> = [
+            (
+                "2001:db8:100::20/128".parse().unwrap(),
+                RouteAttributes::default(),
+            ),
+            (
+                "203.0.113.20/32".parse().unwrap(),
+                RouteAttributes::default(),
+            ),
+        ]
+        .into();
+        let desired = DesiredBgp {
+            peers: [("router6".to_string(), peer)].into(),
+            routes: [("router6".to_string(), routes)].into(),
+        };
+        let mut manager = BgpManager::new(Some(&ListenConfig::default())).unwrap();
+        manager.apply(&desired).unwrap();
+        assert!(
+            manager
+                .wait_for_state("router6", State::Established, Duration::from_secs(60))
+                .await,
+            "no IPv6 session: {:?}",
+            manager.status()
+        );
+        tokio::task::block_in_place(|| {
+            wait_until("both routes in FRR", Duration::from_secs(30), || {
+                lab_json("show bgp ipv6 unicast json")["routes"]
+                    .get("2001:db8:100::20/128")
+                    .is_some()
+                    && lab_json("show bgp ipv4 unicast json")["routes"]
+                        .get("203.0.113.20/32")
+                        .is_some()
+            });
+            let v6 = lab_vtysh("show bgp ipv6 unicast 2001:db8:100::20/128 json");
+            assert!(v6.contains("2001:db8:1::11"), "IPv6 next hop: {v6}");
+            let v4 = lab_vtysh("show bgp ipv4 unicast 203.0.113.20/32 json");
+            assert!(v4.contains("192.0.2.11"), "IPv4 next hop: {v4}");
+        });
+        manager.shutdown(StopReason::PeerDeconfigured).await;
+    });
+}
+
+/// Runs inside the node namespace: a speaker with graceful restart announces a route, "dies"
+/// (closes without NOTIFICATION), and a new speaker comes back with the Restart State bit.
+/// FRR must keep the route (stale) in between and refresh it after our End-of-RIB.
+fn graceful_restart_side() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let desired = |restarting: bool| {
+            let mut session = SessionConfig::new(64512, 64500, Ipv4Addr::new(192, 0, 2, 11));
+            session.hold_time_secs = 9;
+            session.connect_retry = Duration::from_secs(1);
+            session.families = vec![herald_speaker::bgp::codec::Family::Ipv4Unicast];
+            session.graceful_restart = Some(GracefulRestartConfig {
+                restart_time_secs: 60,
+                restarting,
+            });
+            let peer = PeerConfig::new(session, IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)));
+            let routes: BTreeMap<IpNet, RouteAttributes> = [(
+                "203.0.113.30/32".parse().unwrap(),
+                RouteAttributes::default(),
+            )]
+            .into();
+            DesiredBgp {
+                peers: [("router".to_string(), peer)].into(),
+                routes: [("router".to_string(), routes)].into(),
+            }
+        };
+        let route = || lab_json("show bgp ipv4 unicast 203.0.113.30/32 json");
+        let is_stale = |v: &serde_json::Value| v["paths"][0]["stale"].as_bool() == Some(true);
+
+        let mut first = BgpManager::new(None).unwrap();
+        first.apply(&desired(false)).unwrap();
+        assert!(
+            first
+                .wait_for_state("router", State::Established, Duration::from_secs(60))
+                .await
+        );
+        tokio::task::block_in_place(|| {
+            wait_until("the route in FRR", Duration::from_secs(30), || {
+                route()["paths"][0].is_object()
+            });
+        });
+        first.shutdown(StopReason::Restarting).await;
+
+        // Gone for longer than FRR's hold time: the route must survive, marked stale.
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        tokio::task::block_in_place(|| {
+            let held = route();
+            assert!(
+                is_stale(&held),
+                "FRR dropped or did not mark the route: {held}"
+            );
+        });
+
+        let mut second = BgpManager::new(None).unwrap();
+        second.apply(&desired(true)).unwrap();
+        assert!(
+            second
+                .wait_for_state("router", State::Established, Duration::from_secs(60))
+                .await
+        );
+        tokio::task::block_in_place(|| {
+            wait_until(
+                "the route to be fresh again",
+                Duration::from_secs(30),
+                || {
+                    let v = route();
+                    v["paths"][0].is_object() && !is_stale(&v)
+                },
+            );
+        });
+        second.shutdown(StopReason::PeerDeconfigured).await;
+        tokio::task::block_in_place(|| {
+            wait_until(
+                "the route withdrawn by the Cease",
+                Duration::from_secs(30),
+                || !route()["paths"][0].is_object(),
+            );
+        });
     });
 }
 
