@@ -577,6 +577,121 @@ fn graceful_restart_side() {
     });
 }
 
+#[test]
+fn after_frr_restarts_the_session_and_the_route_come_back_by_themselves() {
+    if std::env::var_os(CHILD_ENV).is_some() {
+        return frr_restart_side();
+    }
+    if let Some(reason) = prerequisites_missing() {
+        eprintln!("skipped: {reason}");
+        return;
+    }
+    run_in_lab(
+        "f",
+        "after_frr_restarts_the_session_and_the_route_come_back_by_themselves",
+    );
+}
+
+/// Runs inside the node namespace: FRR's bgpd is killed and started again under us.
+fn frr_restart_side() {
+    let router_ns = std::env::var("HERALD_FRR_ROUTER_NS").unwrap();
+    let frr = std::env::var("HERALD_FRR_NAME").unwrap();
+    let pid_file = format!("/var/run/frr/{frr}/bgpd.pid");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let mut session = SessionConfig::new(64512, 64500, Ipv4Addr::new(192, 0, 2, 11));
+        session.hold_time_secs = 9;
+        session.connect_retry = Duration::from_secs(1);
+        let mut peer = PeerConfig::new(session, IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)));
+        peer.password = Some(PASSWORD.into());
+        let routes: BTreeMap<IpNet, RouteAttributes> = [(
+            "203.0.113.40/32".parse().unwrap(),
+            RouteAttributes::default(),
+        )]
+        .into();
+        let desired = DesiredBgp {
+            peers: [("router".to_string(), peer)].into(),
+            routes: [("router".to_string(), routes)].into(),
+        };
+        let mut manager = BgpManager::new(Some(&ListenConfig::default())).unwrap();
+        manager.apply(&desired).unwrap();
+        let route_in_frr = || {
+            lab_json("show bgp ipv4 unicast json")["routes"]
+                .get("203.0.113.40/32")
+                .is_some()
+        };
+        assert!(
+            manager
+                .wait_for_state("router", State::Established, Duration::from_secs(60))
+                .await
+        );
+        tokio::task::block_in_place(|| {
+            wait_until("the route in FRR", Duration::from_secs(30), route_in_frr);
+            let pid = std::fs::read_to_string(&pid_file).unwrap();
+            must("kill", &[pid.trim()]);
+        });
+        assert!(
+            manager
+                .wait_for_state("router", State::Idle, Duration::from_secs(15))
+                .await,
+            "the loss of FRR went unnoticed"
+        );
+        tokio::task::block_in_place(|| {
+            // Wait for the old bgpd to be gone before starting a new one.
+            wait_until("bgpd to exit", Duration::from_secs(15), || {
+                !Path::new(&pid_file).exists()
+                    || run("pgrep", &["-F", &pid_file]).status.code() == Some(1)
+            });
+            must(
+                "ip",
+                &[
+                    "netns",
+                    "exec",
+                    &router_ns,
+                    "/usr/lib/frr/bgpd",
+                    "-d",
+                    "-N",
+                    &frr,
+                    "-F",
+                    "traditional",
+                    "-A",
+                    "127.0.0.1",
+                    "-i",
+                    &pid_file,
+                ],
+            );
+            wait_until("the configuration to load", Duration::from_secs(20), || {
+                run(
+                    "ip",
+                    &["netns", "exec", &router_ns, "vtysh", "-N", &frr, "-b"],
+                )
+                .status
+                .success()
+            });
+        });
+        let started = Instant::now();
+        assert!(
+            manager
+                .wait_for_state("router", State::Established, Duration::from_secs(60))
+                .await,
+            "no new session: {:?}",
+            manager.status()
+        );
+        tokio::task::block_in_place(|| {
+            wait_until(
+                "the route back in FRR",
+                Duration::from_secs(30),
+                route_in_frr,
+            );
+        });
+        println!(
+            "session and route back {:?} after bgpd restarted",
+            started.elapsed()
+        );
+        manager.shutdown(StopReason::PeerDeconfigured).await;
+    });
+}
+
 /// Runs inside the node namespace: first our ASN is not the one FRR expects, then the ASN is
 /// right but the MD5 password is wrong.
 fn misconfigured_side() {
