@@ -692,6 +692,74 @@ fn frr_restart_side() {
     });
 }
 
+#[test]
+fn over_ibgp_frr_receives_our_local_pref_and_an_empty_as_path() {
+    if std::env::var_os(CHILD_ENV).is_some() {
+        return ibgp_side();
+    }
+    if let Some(reason) = prerequisites_missing() {
+        eprintln!("skipped: {reason}");
+        return;
+    }
+    let config = "frr defaults traditional
+hostname herald-test-router
+router bgp 64500
+ bgp router-id 192.0.2.1
+ no bgp default ipv4-unicast
+ neighbor 192.0.2.11 remote-as 64500
+ neighbor 192.0.2.11 timers 3 9
+ neighbor 192.0.2.11 timers connect 2
+ address-family ipv4 unicast
+  neighbor 192.0.2.11 activate
+ exit-address-family
+";
+    run_in_lab_with(
+        "g",
+        "over_ibgp_frr_receives_our_local_pref_and_an_empty_as_path",
+        config,
+    );
+}
+
+/// Runs inside the node namespace: an iBGP session (same ASN on both sides).
+fn ibgp_side() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let mut session = SessionConfig::new(64500, 64500, Ipv4Addr::new(192, 0, 2, 11));
+        session.hold_time_secs = 9;
+        session.connect_retry = Duration::from_secs(1);
+        session.families = vec![herald_speaker::bgp::codec::Family::Ipv4Unicast];
+        let peer = PeerConfig::new(session, IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)));
+        let attributes = RouteAttributes {
+            local_pref: Some(250),
+            ..Default::default()
+        };
+        let routes: BTreeMap<IpNet, RouteAttributes> =
+            [("203.0.113.50/32".parse().unwrap(), attributes)].into();
+        let desired = DesiredBgp {
+            peers: [("router".to_string(), peer)].into(),
+            routes: [("router".to_string(), routes)].into(),
+        };
+        let mut manager = BgpManager::new(None).unwrap();
+        manager.apply(&desired).unwrap();
+        assert!(
+            manager
+                .wait_for_state("router", State::Established, Duration::from_secs(60))
+                .await,
+            "no iBGP session: {:?}",
+            manager.status()
+        );
+        tokio::task::block_in_place(|| {
+            wait_until("the route in FRR", Duration::from_secs(30), || {
+                lab_json("show bgp ipv4 unicast 203.0.113.50/32 json")["paths"][0].is_object()
+            });
+            let path = &lab_json("show bgp ipv4 unicast 203.0.113.50/32 json")["paths"][0];
+            assert_eq!(path["locPrf"], 250, "LOCAL_PREF: {path}");
+            assert_eq!(path["aspath"]["length"], 0, "AS_PATH: {path}");
+        });
+        manager.shutdown(StopReason::PeerDeconfigured).await;
+    });
+}
+
 /// Runs inside the node namespace: first our ASN is not the one FRR expects, then the ASN is
 /// right but the MD5 password is wrong.
 fn misconfigured_side() {
