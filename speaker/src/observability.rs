@@ -85,6 +85,8 @@ pub struct Metrics {
     pub membership_events: Family<EventLabel, Counter>,
     /// Layer-2 announcement metrics (`herald_speaker_l2_*`).
     pub l2: crate::l2::executor::metrics::L2Metrics,
+    /// BGP session metrics (`herald_speaker_bgp_*`).
+    pub bgp: crate::bgp::executor::metrics::BgpMetrics,
 }
 
 impl Default for Metrics {
@@ -184,9 +186,11 @@ impl Metrics {
             membership_events.clone(),
         );
         let l2 = crate::l2::executor::metrics::L2Metrics::register(&mut registry);
+        let bgp = crate::bgp::executor::metrics::BgpMetrics::register(&mut registry);
         Self {
             registry,
             l2,
+            bgp,
             reconciles,
             reconcile_seconds,
             plan_forwarding_keys,

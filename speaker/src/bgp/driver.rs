@@ -693,10 +693,18 @@ impl BgpManager {
     }
 
     /// Stops every session with `reason` and waits (bounded) for their final messages to go out.
-    pub async fn shutdown(mut self, reason: StopReason) {
+    pub async fn shutdown(self, reason: StopReason) {
+        self.shutdown_each(|_, _| reason.clone()).await;
+    }
+
+    /// Stops every session with the reason `reason_for(name, config)` picks for it (e.g. a
+    /// graceful-restart close for some peers, an administrative shutdown for the others) and
+    /// waits (bounded) for their final messages to go out.
+    pub async fn shutdown_each(mut self, reason_for: impl Fn(&str, &PeerConfig) -> StopReason) {
         let peers = std::mem::take(&mut self.peers);
-        for (_, handle) in peers {
-            self.retire(handle, reason.clone());
+        for (name, handle) in peers {
+            let reason = reason_for(&name, &handle.config);
+            self.retire(handle, reason);
         }
         for task in self.retiring.drain(..) {
             let _ = tokio::time::timeout(WRITE_FLUSH_TIMEOUT * 2, task).await;
