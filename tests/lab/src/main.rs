@@ -3,6 +3,8 @@
 //! `demo` shows the cluster and the lab working; `echo` and `probe-udp` run inside lab
 //! namespaces (the pods' echo server and the client's UDP probe).
 
+mod demo_herald;
+
 use std::net::{IpAddr, SocketAddr};
 use std::process::Command;
 use std::time::Duration;
@@ -422,11 +424,22 @@ fn demo(skip_setup: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Installs Herald into the demo cluster. Later work extends this (CRDs and chart,
-/// controller, speakers in the node namespaces) and the demo steps after it.
-fn demo_install_herald(_kubectl: &Kubectl, _state: &State) -> anyhow::Result<()> {
-    println!("  (Herald's controller and speakers are not installable yet: nothing to do)");
-    Ok(())
+/// Installs Herald into the demo cluster (controller, speakers with forwarding) and shows
+/// the client reaching a LoadBalancer Service: see `demo_herald`.
+fn demo_install_herald(kubectl: &Kubectl, state: &State) -> anyhow::Result<()> {
+    let lab = demo_herald::DemoLab {
+        prefix: &state.prefix,
+        kubeconfig: &state.kubeconfig,
+        apps_namespace: &state.kube_namespace,
+        router_netns: &state.router_netns,
+        client_netns: &state.client_netns,
+        nodes: state
+            .nodes
+            .iter()
+            .map(|n| (n.name.as_str(), n.netns.as_str(), n.lan_v4.as_str()))
+            .collect(),
+    };
+    demo_herald::install_and_show(kubectl, &lab)
 }
 
 fn section(title: &str) {
