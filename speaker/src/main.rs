@@ -14,6 +14,8 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use clap::{Parser, ValueEnum};
 use herald_crds::names::LOAD_BALANCER_CLASS;
+use herald_speaker::bgp::driver::ListenConfig;
+use herald_speaker::bgp::executor::{BgpExecutor, BgpExecutorConfig};
 use herald_speaker::convert::ConvertOptions;
 use herald_speaker::forwarding::{NftCommand, render_teardown};
 use herald_speaker::l2::executor::{L2Executor, L2ExecutorConfig};
@@ -104,6 +106,20 @@ struct Args {
     /// Layer-2 mode: answer ARP/NDP for the addresses this node owns (needs CAP_NET_RAW).
     #[arg(long, value_enum, default_value_t = Switch::On)]
     layer2: Switch,
+
+    /// BGP mode: sessions with the BGPPeers selecting this node, announcing its routes.
+    #[arg(long, value_enum, default_value_t = Switch::On)]
+    bgp: Switch,
+
+    /// BGP Identifier for peers without `routerID` (e.g. the node's IP from the downward
+    /// API). An IPv6 address is ignored: identifiers are IPv4 (RFC 6286). Unset: the IPv4
+    /// address the session is sent from, else the node's first global IPv4 address.
+    #[arg(long, env = "BGP_ROUTER_ID")]
+    bgp_router_id: Option<IpAddr>,
+
+    /// TCP port to accept BGP connections from peers on (0: connect out only).
+    #[arg(long, default_value_t = herald_speaker::bgp::driver::BGP_PORT)]
+    bgp_listen_port: u16,
 }
 
 /// `--memberlist-bind`: an address, with or without a port.
@@ -269,8 +285,29 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!(address = %bound, "serving /metrics, /healthz, /readyz");
 
     let client = client(args.kubeconfig.as_ref()).await?;
+    let bgp = if args.bgp == Switch::On {
+        let mut bgp_config =
+            BgpExecutorConfig::new(config.node_name.clone(), args.namespace.clone());
+        bgp_config.router_id = match args.bgp_router_id {
+            Some(IpAddr::V4(id)) => Some(id),
+            Some(IpAddr::V6(address)) => {
+                tracing::info!(%address, "--bgp-router-id is IPv6; BGP identifiers are IPv4, so the node's IPv4 address is used");
+                None
+            }
+            None => None,
+        };
+        bgp_config.listen = (args.bgp_listen_port != 0).then(|| ListenConfig {
+            port: args.bgp_listen_port,
+            ..ListenConfig::default()
+        });
+        let executor = BgpExecutor::start(bgp_config, Some(client.clone()), metrics.bgp.clone())
+            .context("starting the BGP executor")?;
+        Some(Box::new(executor) as Box<dyn runtime::Executor>)
+    } else {
+        None
+    };
     let executors = Executors {
-        bgp: None,
+        bgp,
         l2: (args.layer2 == Switch::On).then(|| {
             let l2_config = L2ExecutorConfig::new(config.node_name.clone());
             Box::new(L2Executor::start(

@@ -112,6 +112,10 @@ impl CachedFacts {
     }
 }
 
+/// What the carriers were last computed from: the translation's generation and each
+/// session's state and negotiated families.
+type CarrierInputs = (u64, Vec<(String, State, Vec<Family>)>);
+
 struct Inner {
     config: BgpExecutorConfig,
     /// `None` after shutdown.
@@ -123,7 +127,7 @@ struct Inner {
     translation: Translation,
     /// Bumped whenever `translation` changes (the carriers are recomputed then).
     generation: u64,
-    carrier_inputs: Option<(u64, Vec<(String, State, Vec<Family>)>)>,
+    carrier_inputs: Option<CarrierInputs>,
     status_book: StatusBook,
     annotation_book: AnnotationBook,
     sampler: MetricsSampler,
