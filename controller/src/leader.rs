@@ -14,6 +14,9 @@ use tokio::sync::watch;
 
 use crate::reconciler::WriteGate;
 
+/// How often a standby re-reads the Lease (a released Lease is taken within this).
+const STANDBY_POLL: Duration = Duration::from_secs(2);
+
 /// Where the Lease lives and how it is held.
 #[derive(Debug, Clone)]
 pub struct LeaseSettings {
@@ -69,10 +72,20 @@ pub async fn elect(
                 continue;
             }
         };
+        let mut leading_now = false;
+        let mut reread = false;
         loop {
             tokio::select! {
+                // A standby re-reads the Lease every STANDBY_POLL (as client-go's retry
+                // period does) with a fresh manager: one keeps its cached view of the Lease
+                // until the old holder's expiry, even after a clean release.
+                () = tokio::time::sleep(STANDBY_POLL), if !leading_now => {
+                    reread = true;
+                    break;
+                }
                 outcome = manager.changed() => {
                     let lead = gate_after(&outcome);
+                    leading_now = lead;
                     if lead {
                         gate.open();
                         failures = 0;
@@ -103,6 +116,9 @@ pub async fn elect(
                     return;
                 }
             }
+        }
+        if reread {
+            continue;
         }
         failures = failures.saturating_add(1);
         if sleep_or_shutdown(retry_delay(failures), &mut shutdown).await {

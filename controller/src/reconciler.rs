@@ -140,6 +140,19 @@ pub struct Context {
     backoff: Mutex<HashMap<ServiceKey, u32>>,
     namespace_labels_seen: Mutex<HashMap<String, Labels>>,
     pool_generations_seen: Mutex<HashMap<String, (Option<i64>, bool)>>,
+    /// The resourceVersion of each Service's last write by this term (see [`is_stale`]).
+    written: Mutex<HashMap<ServiceKey, u64>>,
+}
+
+/// Whether the cached object predates this term's last write to it. Its reconcile would
+/// decide on old data and repeat the write; the watch event carrying the write triggers
+/// another reconcile anyway. resourceVersions are compared as numbers (etcd revisions); one
+/// that is not a number is never called stale.
+pub fn is_stale(cached: Option<&str>, last_written: Option<u64>) -> bool {
+    match (cached.and_then(|rv| rv.parse::<u64>().ok()), last_written) {
+        (Some(cached), Some(written)) => cached < written,
+        _ => false,
+    }
 }
 
 /// Aborts the spawned watch drivers when the term ends (tasks live as long as their owner).
@@ -192,6 +205,7 @@ pub async fn run_term(
         backoff: Mutex::new(HashMap::new()),
         namespace_labels_seen: Mutex::new(HashMap::new()),
         pool_generations_seen: Mutex::new(HashMap::new()),
+        written: Mutex::new(HashMap::new()),
     });
 
     let mut tasks = Tasks(Vec::new());
@@ -325,6 +339,12 @@ async fn reconcile_service_inner(
     service: &Arc<Service>,
     ctx: &Arc<Context>,
 ) -> Result<Action, Error> {
+    if let Some(key) = convert::service_key(service) {
+        let last_written = ctx.written.lock().ok().and_then(|w| w.get(&key).copied());
+        if is_stale(service.metadata.resource_version.as_deref(), last_written) {
+            return Ok(Action::await_change());
+        }
+    }
     let namespace = service.metadata.namespace.clone().unwrap_or_default();
     let labels = ctx.namespace_labels(&namespace);
     let (plan, reports, finalizers_to_add) = {
@@ -526,6 +546,9 @@ impl Context {
             Err(_) => return,
         };
         self.reset_backoff(key);
+        if let Ok(mut written) = self.written.lock() {
+            written.remove(key);
+        }
         if let Some(assignment) = released {
             tracing::info!(service = %key, addresses = ?assignment.ips(), "Service deleted; addresses released");
             self.metrics.releases.inc();
@@ -696,9 +719,54 @@ impl Context {
         }
     }
 
-    /// Writes the plan's annotation, then its status.
+    /// Writes the plan's status, then its annotation. In this order the watch event of the
+    /// annotation write already carries the status, so the reconcile it triggers finds
+    /// nothing to do (the other order rewrote the status from a stale cache).
     async fn write_service(&self, plan: &ServicePlan) -> Result<(), Error> {
         let api: Api<Service> = Api::namespaced(self.client.clone(), &plan.key.namespace);
+        if let Some(status) = &plan.status {
+            let conditions = if status.conditions.is_empty() {
+                Value::Null
+            } else {
+                serde_json::to_value(&status.conditions)?
+            };
+            let mut patch = json!({"status": {"conditions": conditions}});
+            if let Some(ingress) = &status.ingress {
+                let ingress = if ingress.is_empty() {
+                    Value::Null
+                } else {
+                    Value::Array(
+                        ingress
+                            .iter()
+                            .map(|ip| json!({"ip": ip.to_string(), "ipMode": IP_MODE_VIP}))
+                            .collect(),
+                    )
+                };
+                patch["status"]["loadBalancer"] = json!({ "ingress": ingress });
+            }
+            self.gate.check()?;
+            match api
+                .patch_status(
+                    &plan.key.name,
+                    &PatchParams::default(),
+                    &Patch::Merge(&patch),
+                )
+                .await
+            {
+                Ok(updated) => {
+                    self.record_write(&plan.key, &updated);
+                    if let Some(ingress) = status.ingress.as_ref().filter(|i| !i.is_empty()) {
+                        tracing::info!(
+                            service = %plan.key,
+                            addresses = ?ingress,
+                            "status written"
+                        );
+                    }
+                }
+                Err(error) if is_not_found(&error) => return Ok(()),
+                Err(error) => return Err(error.into()),
+            }
+        }
         if let Some(change) = &plan.annotation {
             let value = match change {
                 service_plan::AnnotationChange::Set(value) => json!(value),
@@ -716,55 +784,23 @@ impl Context {
                 )
                 .await
             {
-                Ok(_) => {}
-                Err(error) if is_not_found(&error) => return Ok(()),
-                Err(error) => return Err(error.into()),
-            }
-        }
-        if let Some(status) = &plan.status {
-            let ingress = if status.ingress.is_empty() {
-                Value::Null
-            } else {
-                Value::Array(
-                    status
-                        .ingress
-                        .iter()
-                        .map(|ip| json!({"ip": ip.to_string(), "ipMode": IP_MODE_VIP}))
-                        .collect(),
-                )
-            };
-            let conditions = if status.conditions.is_empty() {
-                Value::Null
-            } else {
-                serde_json::to_value(&status.conditions)?
-            };
-            let patch = json!({"status": {
-                "loadBalancer": {"ingress": ingress},
-                "conditions": conditions,
-            }});
-            self.gate.check()?;
-            match api
-                .patch_status(
-                    &plan.key.name,
-                    &PatchParams::default(),
-                    &Patch::Merge(&patch),
-                )
-                .await
-            {
-                Ok(_) => {
-                    if !status.ingress.is_empty() {
-                        tracing::info!(
-                            service = %plan.key,
-                            addresses = ?status.ingress,
-                            "status written"
-                        );
-                    }
-                }
+                Ok(updated) => self.record_write(&plan.key, &updated),
                 Err(error) if is_not_found(&error) => return Ok(()),
                 Err(error) => return Err(error.into()),
             }
         }
         Ok(())
+    }
+
+    fn record_write(&self, key: &ServiceKey, updated: &Service) {
+        let version = updated
+            .metadata
+            .resource_version
+            .as_deref()
+            .and_then(|rv| rv.parse::<u64>().ok());
+        if let (Some(version), Ok(mut written)) = (version, self.written.lock()) {
+            written.insert(key.clone(), version);
+        }
     }
 
     /// One pool pass: install the pools, then per pool write status and the finalizer.
@@ -906,6 +942,16 @@ mod tests {
             vec![1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300, 300]
         );
         assert_eq!(backoff_delay(u32::MAX), BACKOFF_MAX);
+    }
+
+    #[test]
+    fn a_cached_object_older_than_our_last_write_is_stale() {
+        assert!(is_stale(Some("100"), Some(101)));
+        assert!(!is_stale(Some("101"), Some(101)));
+        assert!(!is_stale(Some("102"), Some(101)));
+        assert!(!is_stale(Some("100"), None));
+        assert!(!is_stale(Some("opaque"), Some(101)));
+        assert!(!is_stale(None, Some(101)));
     }
 
     #[test]

@@ -82,8 +82,8 @@ pub enum AnnotationChange {
 #[derive(Debug, Clone, PartialEq)]
 pub struct StatusChange {
     /// `status.loadBalancer.ingress` addresses (each written with `ipMode: VIP`); empty
-    /// removes the ingress list.
-    pub ingress: Vec<IpAddr>,
+    /// removes the ingress list; `None` leaves it as it is (another implementation's).
+    pub ingress: Option<Vec<IpAddr>>,
     /// The whole `status.conditions` list (other writers' conditions kept).
     pub conditions: Vec<Condition>,
 }
@@ -215,6 +215,7 @@ pub fn plan_service(
             key,
             &observed,
             namespace_labels,
+            filter,
             now,
         ));
     }
@@ -272,7 +273,7 @@ pub fn plan_service(
     let conds = external_ip_conditions(allocator, &converted, &conds, generation, now, &mut events);
 
     let annotation = annotation_change(&observed, &assignment);
-    let status = status_change(&observed, ips, conds);
+    let status = status_change(&observed, Some(ips), conds);
     let outcome = match failure {
         Some(reason) => Outcome::Failed { reason, changed },
         None => Outcome::Assigned { changed },
@@ -287,14 +288,18 @@ pub fn plan_service(
     })
 }
 
-/// A Service Herald does not (or no longer) serve: give back what it held, clear what Herald
-/// wrote, and still judge `spec.externalIPs` for Services that are not load balancers.
+/// A Service this instance does not (or no longer) serve: give back what it held and clear
+/// what it wrote; judge `spec.externalIPs` of Services that are not load balancers (only the
+/// instance that serves class-less Services does, so two instances never disagree on them).
+/// A load balancer of another class that this instance held nothing for is left alone: its
+/// status belongs to whoever serves that class.
 fn plan_not_served(
     allocator: &mut Allocator,
     service: &Service,
     key: ServiceKey,
     observed: &Observed,
     namespace_labels: &Labels,
+    filter: &ClassFilter,
     now: Timestamp,
 ) -> ServicePlan {
     let released = allocator.release(&key);
@@ -320,8 +325,12 @@ fn plan_not_served(
         pools: Vec::new(),
         outcome,
     };
-    if service.metadata.deletion_timestamp.is_some() {
-        // Going away: nothing to write on it.
+    let is_load_balancer = service
+        .spec
+        .as_ref()
+        .is_some_and(|s| s.type_.as_deref() == Some("LoadBalancer"));
+    if service.metadata.deletion_timestamp.is_some() || (is_load_balancer && released.is_none()) {
+        // Going away, or another class's load balancer: nothing to write on it.
         return plan;
     }
 
@@ -334,12 +343,8 @@ fn plan_not_served(
             || (released_ips.is_empty() && ours));
     let mut conds = conditions::remove(&observed.conditions, CONDITION_ADDRESS_ASSIGNED);
 
-    let is_load_balancer = service
-        .spec
-        .as_ref()
-        .is_some_and(|s| s.type_.as_deref() == Some("LoadBalancer"));
-    if is_load_balancer {
-        // Another implementation's Service: its external IPs are not ours to judge.
+    if is_load_balancer || filter.ignore_classless {
+        // Another class's Service, or a plain Service left to the class-less instance.
         conds = conditions::remove(&conds, CONDITION_EXTERNAL_IPS);
     } else {
         let converted = convert::service_request(service, namespace_labels);
@@ -352,8 +357,12 @@ fn plan_not_served(
             &mut plan.events,
         );
     }
-    let new_ingress = if clear_ingress { Vec::new() } else { ingress };
-    plan.status = status_change(observed, new_ingress, conds);
+    plan.status = if clear_ingress {
+        status_change(observed, Some(Vec::new()), conds)
+    } else {
+        // Not Herald's ingress (or none): only Herald's conditions may change.
+        status_change(observed, None, conds)
+    };
     plan.annotation = ours.then_some(AnnotationChange::Remove);
     plan
 }
@@ -485,15 +494,19 @@ fn annotation_change(observed: &Observed, assignment: &Assignment) -> Option<Ann
 
 fn status_change(
     observed: &Observed,
-    ingress: Vec<IpAddr>,
+    ingress: Option<Vec<IpAddr>>,
     conditions: Vec<Condition>,
 ) -> Option<StatusChange> {
-    let ingress_same = observed.ingress.len() == ingress.len()
-        && observed
-            .ingress
-            .iter()
-            .zip(&ingress)
-            .all(|((ip, mode), want)| *ip == Some(*want) && mode.as_deref() == Some(IP_MODE_VIP));
+    let ingress_same = ingress.as_ref().is_none_or(|ingress| {
+        observed.ingress.len() == ingress.len()
+            && observed
+                .ingress
+                .iter()
+                .zip(ingress)
+                .all(|((ip, mode), want)| {
+                    *ip == Some(*want) && mode.as_deref() == Some(IP_MODE_VIP)
+                })
+    });
     (!ingress_same || conditions != observed.conditions).then_some(StatusChange {
         ingress,
         conditions,

@@ -118,17 +118,23 @@ fn written(service: &Service, plan: &ServicePlan) -> Service {
         None => {}
     }
     if let Some(status) = &plan.status {
-        let ingress = (!status.ingress.is_empty()).then(|| {
-            status
-                .ingress
-                .iter()
-                .map(|a| LoadBalancerIngress {
-                    ip: Some(a.to_string()),
-                    ip_mode: Some(IP_MODE_VIP.into()),
-                    ..LoadBalancerIngress::default()
-                })
-                .collect()
-        });
+        let ingress = match &status.ingress {
+            None => out
+                .status
+                .as_ref()
+                .and_then(|s| s.load_balancer.as_ref())
+                .and_then(|lb| lb.ingress.clone()),
+            Some(list) if list.is_empty() => None,
+            Some(list) => Some(
+                list.iter()
+                    .map(|a| LoadBalancerIngress {
+                        ip: Some(a.to_string()),
+                        ip_mode: Some(IP_MODE_VIP.into()),
+                        ..LoadBalancerIngress::default()
+                    })
+                    .collect(),
+            ),
+        };
         out.status = Some(ServiceStatus {
             load_balancer: Some(LoadBalancerStatus { ingress }),
             conditions: Some(status.conditions.clone()),
@@ -154,7 +160,7 @@ fn a_new_load_balancer_gets_an_address_a_vip_ingress_the_pool_annotation_and_a_c
     let plan = plan(&mut allocator, &svc);
     assert_eq!(plan.outcome, Outcome::Assigned { changed: true });
     assert_eq!(
-        plan.status.as_ref().map(|s| s.ingress.clone()),
+        plan.status.as_ref().and_then(|s| s.ingress.clone()),
         Some(vec![ip("192.0.2.128")])
     );
     assert_eq!(plan.annotation, Some(AnnotationChange::Set("a".into())));
@@ -210,14 +216,17 @@ fn a_class_change_releases_the_address_and_clears_what_herald_wrote() {
         }
     );
     let status = released.status.clone();
-    assert_eq!(status.as_ref().map(|s| s.ingress.clone()), Some(vec![]));
+    assert_eq!(
+        status.as_ref().and_then(|s| s.ingress.clone()),
+        Some(vec![])
+    );
     assert_eq!(status.map(|s| s.conditions), Some(vec![]));
     assert_eq!(released.annotation, Some(AnnotationChange::Remove));
     assert_eq!(reasons(&released), vec!["AddressReleased"]);
     // The address is free again.
     let other = plan(&mut allocator, &Svc::lb("other").0);
     assert_eq!(
-        other.status.map(|s| s.ingress),
+        other.status.and_then(|s| s.ingress),
         Some(vec![ip("192.0.2.128")])
     );
 }
@@ -264,7 +273,7 @@ fn an_exhausted_pool_gives_a_warning_a_false_condition_and_no_address() {
     let assigned = condition(&second, CONDITION_ADDRESS_ASSIGNED);
     assert_eq!(assigned.map(|c| c.status.as_str()), Some("False"));
     assert_eq!(assigned.map(|c| c.reason.as_str()), Some("PoolExhausted"));
-    assert_eq!(second.status.map(|s| s.ingress), Some(vec![]));
+    assert_eq!(second.status.and_then(|s| s.ingress), Some(vec![]));
     assert_eq!(second.annotation, None);
     assert_eq!(second.events.len(), 1);
     assert_eq!(second.events[0].type_, EventType::Warning);
@@ -298,7 +307,7 @@ fn an_invalid_annotation_keeps_the_address_and_says_why() {
         "{assigned:?}"
     );
     assert_eq!(
-        plan.status.as_ref().map(|s| s.ingress.clone()),
+        plan.status.as_ref().and_then(|s| s.ingress.clone()),
         Some(vec![ip("192.0.2.128")])
     );
     assert_eq!(reasons(&plan), vec![REASON_INVALID_SERVICE]);
@@ -313,7 +322,7 @@ fn restored_addresses_are_kept_even_when_a_lower_one_is_free() {
     assert_eq!(plan.outcome, Outcome::Assigned { changed: false });
     // Only the condition is new; ingress and annotation are already right.
     assert_eq!(
-        plan.status.as_ref().map(|s| s.ingress.clone()),
+        plan.status.as_ref().and_then(|s| s.ingress.clone()),
         Some(vec![ip("192.0.2.130")])
     );
     assert_eq!(plan.annotation, None);
@@ -326,7 +335,10 @@ fn restoring_everything_first_keeps_new_services_off_existing_addresses() {
     let old = Svc::lb("old").status_ips(&["192.0.2.128"], "a").0;
     restore_service(&mut allocator, &old, &Labels::new());
     let new = plan(&mut allocator, &Svc::lb("new").0);
-    assert_eq!(new.status.map(|s| s.ingress), Some(vec![ip("192.0.2.129")]));
+    assert_eq!(
+        new.status.and_then(|s| s.ingress),
+        Some(vec![ip("192.0.2.129")])
+    );
 }
 
 #[test]
@@ -336,7 +348,7 @@ fn a_service_the_allocator_does_not_know_is_restored_before_it_is_assigned() {
     let old = Svc::lb("old").status_ips(&["192.0.2.131"], "a").0;
     let plan = plan(&mut allocator, &old);
     assert_eq!(
-        plan.status.map(|s| s.ingress),
+        plan.status.and_then(|s| s.ingress),
         Some(vec![ip("192.0.2.131")])
     );
     assert_eq!(plan.outcome, Outcome::Assigned { changed: true });
@@ -353,7 +365,7 @@ fn an_address_outside_every_pool_is_kept_and_reported() {
     );
     let plan = plan(&mut allocator, &stray);
     assert_eq!(
-        plan.status.as_ref().map(|s| s.ingress.clone()),
+        plan.status.as_ref().and_then(|s| s.ingress.clone()),
         Some(vec![ip("198.51.100.7")])
     );
     assert_eq!(
@@ -386,8 +398,8 @@ fn sharing_services_with_distinct_ports_share_and_a_clash_is_refused() {
     let first = plan(&mut allocator, &dns_tcp);
     let second = plan(&mut allocator, &dns_udp);
     assert_eq!(
-        first.status.map(|s| s.ingress),
-        second.status.map(|s| s.ingress)
+        first.status.and_then(|s| s.ingress),
+        second.status.and_then(|s| s.ingress)
     );
     let third = plan(&mut allocator, &clash);
     assert_eq!(
@@ -446,5 +458,52 @@ fn external_ips_of_a_cluster_ip_service_are_judged_too() {
         condition(&plan, CONDITION_EXTERNAL_IPS).map(|c| c.reason.as_str()),
         Some("NotAllowed")
     );
-    assert!(plan.status.is_some_and(|s| s.ingress.is_empty()));
+    assert!(plan.status.is_some_and(|s| s.ingress.is_none()));
+}
+
+#[test]
+fn another_implementations_ingress_is_never_rewritten() {
+    let mut allocator = Allocator::new(vec![pool("a", &["192.0.2.128/30"])]);
+    // Herald served it once (its condition is still there), then the class changed and the
+    // other implementation wrote its own ingress with ipMode Proxy.
+    let mut svc = Svc::lb("web")
+        .spec(|s| s.load_balancer_class = Some("other.example/lb".into()))
+        .0;
+    svc.status = Some(ServiceStatus {
+        load_balancer: Some(LoadBalancerStatus {
+            ingress: Some(vec![LoadBalancerIngress {
+                ip: Some("198.51.100.20".into()),
+                ip_mode: Some("Proxy".into()),
+                ..LoadBalancerIngress::default()
+            }]),
+        }),
+        conditions: Some(vec![Condition {
+            type_: CONDITION_ADDRESS_ASSIGNED.into(),
+            status: "True".into(),
+            reason: "Assigned".into(),
+            message: String::new(),
+            observed_generation: None,
+            last_transition_time: Time(now()),
+        }]),
+    });
+    let plan = plan(&mut allocator, &svc);
+    // Nothing held here: the other class's status (even a Herald condition another instance
+    // wrote) is left alone.
+    assert_eq!(plan.status, None);
+    assert_eq!(plan.annotation, None);
+    assert_eq!(plan.outcome, Outcome::NotServed);
+}
+
+#[test]
+fn plain_services_external_ips_are_judged_only_by_the_instance_serving_classless_services() {
+    let mut allocator = Allocator::new(vec![pool("a", &["192.0.2.128/30"])]);
+    let svc = Svc::lb("plain")
+        .spec(|s| {
+            s.type_ = Some("ClusterIP".into());
+            s.external_ips = Some(vec!["192.0.2.129".into()]);
+        })
+        .0;
+    let strict = ClassFilter::herald(true);
+    let plan = plan_service(&mut allocator, &svc, &Labels::new(), &strict, now());
+    assert_eq!(plan.and_then(|p| p.status), None);
 }

@@ -690,3 +690,53 @@ fn the_chart_installs_and_the_controller_runs_with_exactly_its_rbac() -> Result<
     drop(guard);
     Ok(())
 }
+
+#[test]
+fn only_the_leader_writes_and_a_standby_takes_over_when_it_shuts_down() -> Result<()> {
+    let _serial = serial();
+    let lab = Lab::new("ctl-leader")?;
+    lab.pool("web", &["192.0.2.128/29"], json!({}))?;
+    let mut first = ControllerProcess::start_admin(&lab, "replica-a")?;
+    first.wait_leading(LEAD_TIMEOUT)?;
+    let second = ControllerProcess::start_admin(&lab, "replica-b")?;
+    // The standby is ready (so a rollout proceeds) but does not lead.
+    poll_until("the standby to be ready", LEAD_TIMEOUT, POLL, || {
+        Ok(match second.http_get("/readyz") {
+            Ok((200, body)) if body.contains("standby") => Poll::Ready(()),
+            other => Poll::Pending(format!("{other:?}")),
+        })
+    })?;
+    assert_eq!(second.metric("herald_controller_leader")?, 0.0);
+    let lease = lab
+        .install
+        .get("lease", "herald-controller")?
+        .ok_or_else(|| LabError::Invalid("no Lease".into()))?;
+    assert_eq!(lease["spec"]["holderIdentity"], "replica-a");
+
+    lab.apply_service(&lab.service("before", 80), |_| {})?;
+    let before = lab.wait_ingress("before", 1)?;
+    // The standby wrote nothing: no reconcile ran there.
+    assert_eq!(second.metric("herald_controller_reconciles_total")?, 0.0);
+
+    // A clean shutdown releases the Lease: the standby leads at once (no expiry wait).
+    let stopped_at = Instant::now();
+    assert!(
+        first.terminate(Duration::from_secs(10)),
+        "SIGTERM did not stop the leader"
+    );
+    second.wait_leading(LEAD_TIMEOUT)?;
+    let takeover = stopped_at.elapsed();
+    assert!(
+        takeover < Duration::from_secs(10),
+        "takeover took {takeover:?} (lease duration 15 s: the Lease was not released)"
+    );
+    lab.apply_service(&lab.service("after", 80), |_| {})?;
+    let after = lab.wait_ingress("after", 1)?;
+    assert_ne!(after, before);
+    assert_eq!(
+        lab.ingress("before")?,
+        before,
+        "the new leader moved an address"
+    );
+    Ok(())
+}

@@ -111,8 +111,12 @@ fn run(services: usize, timeout: Duration) -> Result<Figures> {
         let items: Vec<Value> = (0..services)
             .filter(|i| i % batches == batch)
             .map(|i| {
-                lab.service(&format!("s{i:05}"), 80)
-                    .manifest(lab.apps.name())
+                let mut manifest = lab
+                    .service(&format!("s{i:05}"), 80)
+                    .manifest(lab.apps.name());
+                // 10,000 Services would exhaust the NodePort range (2,768 ports).
+                manifest["spec"]["allocateLoadBalancerNodePorts"] = json!(false);
+                manifest
             })
             .collect();
         let list = json!({"apiVersion": "v1", "kind": "List", "items": items});
@@ -138,9 +142,12 @@ fn run(services: usize, timeout: Duration) -> Result<Figures> {
             .wait_with_output()
             .map_err(|e| LabError::io("waiting for kubectl create", e))?;
         if !output.status.success() {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            let first: Vec<&str> = stderr.lines().take(3).collect();
             return Err(LabError::Invalid(format!(
-                "kubectl create failed: {}",
-                String::from_utf8_lossy(&output.stderr)
+                "kubectl create failed ({} error lines), first: {}",
+                stderr.lines().count(),
+                first.join(" | ")
             )));
         }
     }
