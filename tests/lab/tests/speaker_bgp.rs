@@ -1,0 +1,747 @@
+//! herald-speaker end to end in BGP mode: real speakers in the node namespaces peer with
+//! FRR on the router, against the real kube-apiserver and kube-controller-manager.
+//!
+//! Every node namespace runs `target/debug/herald-speaker` (built by `cargo build
+//! --workspace`; tests/run.sh does) with BGP and forwarding on and layer 2 off. The router
+//! has no static routes to the Service addresses: the client reaches a Service only if the
+//! speakers' BGP routes put it into the router's kernel table. The tests write the Services'
+//! `status.loadBalancer.ingress` themselves, as the controller would (the benchmark in
+//! `speaker_bgp_bench.rs` runs the real controller). Each test has its own lab, install
+//! namespace (pool, peers, advertisements, Secrets), apps namespace and
+//! `loadBalancerClass`; all of it is removed when the test ends, even on failure (guards).
+//! Must run as root. Measured times are printed (`--nocapture`).
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use herald_lab::echo::EchoReply;
+use herald_lab::frr::{BgpNeighbor, RemoteAs, RouterConfig};
+use herald_lab::inspect::{Route, route_for};
+use herald_lab::kube::{NodeGuard, PortSpec, ServiceSpec, TestNamespace};
+use herald_lab::topology::RouterSetup;
+use herald_lab::wait::{Poll, poll_until};
+use herald_lab::{ControlPlane, Family, Kubectl, Lab, LabError, LabProcess, Result, paths};
+use serde_json::{Value, json};
+
+/// Name of the memberlist Secret the tests create.
+const MEMBERLIST_SECRET: &str = "herald-memberlist";
+/// The echo servers' port (the pods' target port).
+const ECHO_PORT: u16 = 8080;
+/// The Services' port on the external address.
+const SERVICE_PORT: u16 = 80;
+/// The client's address (what `Local` must preserve).
+const CLIENT_V4: &str = "198.51.100.100";
+/// Our nodes' AS for eBGP; the router is AS 64500 (`herald_lab::plan::ROUTER_ASN`).
+const NODE_ASN: u32 = 64512;
+const ROUTER_ASN: u32 = 64500;
+/// The TCP-MD5 password of the MD5 scenarios.
+const PASSWORD: &str = "herald-lab-md5";
+/// How long a speaker may take to list everything and apply the first plan.
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// Generous bound for sessions to come up and routes to reach the router's kernel.
+const CONVERGE: Duration = Duration::from_secs(60);
+/// Generous bound for a change (pod readiness, a killed speaker) to reach the router.
+const CHANGE_DEADLINE: Duration = Duration::from_secs(30);
+
+fn speaker_binary() -> Result<PathBuf> {
+    let path = paths::target_dir().join("debug/herald-speaker");
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(LabError::MissingTool {
+            tool: "herald-speaker".into(),
+            hint: format!(
+                "{} is missing: run `cargo build -p herald-speaker` (tests/run.sh builds the workspace)",
+                path.display()
+            ),
+        })
+    }
+}
+
+fn kubectl_with_crds() -> Result<Kubectl> {
+    let kubectl = ControlPlane::ensure()?.kubectl()?;
+    let crd_dir = paths::repo_root().join("charts/herald/crds");
+    kubectl.run(&["apply", "-f", &crd_dir.to_string_lossy()])?;
+    kubectl.run(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/ipaddresspools.herald.dev",
+        "crd/bgpadvertisements.herald.dev",
+        "crd/bgppeers.herald.dev",
+        "--timeout=60s",
+    ])?;
+    Ok(kubectl)
+}
+
+/// One test's world. Fields drop in order: speakers first (so nothing watches while the
+/// objects go), then the Kubernetes namespaces and Nodes, then the network lab.
+struct World {
+    speakers: Vec<Option<LabProcess>>,
+    apps: TestNamespace,
+    install: TestNamespace,
+    _nodes: Vec<NodeGuard>,
+    lab: Lab,
+    kubectl: Kubectl,
+    class: String,
+    speaker: PathBuf,
+}
+
+impl World {
+    /// A lab with `nodes` nodes (no pods yet, no FRR yet), registered as Nodes; an install
+    /// namespace with the memberlist Secret and the BGP pool `bgp` (203.0.113.0/24,
+    /// 2001:db8:100::/120); an apps namespace. The router hashes ECMP on ports (L4), so
+    /// one client's connections spread over the next hops.
+    fn new(hint: &str, nodes: usize) -> Result<World> {
+        let speaker = speaker_binary()?;
+        let kubectl = kubectl_with_crds()?;
+        let lab = Lab::builder()
+            .echo_binary(env!("CARGO_BIN_EXE_herald-lab"))
+            .nodes(nodes)
+            .router(RouterSetup::NoFrr)
+            .router_pod_routes(false)
+            .build()?;
+        lab.router().sysctl(&[
+            ("net.ipv4.fib_multipath_hash_policy", "1"),
+            ("net.ipv6.fib_multipath_hash_policy", "1"),
+        ])?;
+        let node_guards = lab.register_nodes(&kubectl)?;
+        let install = kubectl.test_namespace(&format!("{hint}-sys"))?;
+        let apps = kubectl.test_namespace(hint)?;
+        let class = format!("lab.herald.dev/{}", install.name());
+        let key = format!("{}-{}", install.name(), "membership-key-for-tests-only");
+        kubectl.run(&[
+            "create",
+            "secret",
+            "generic",
+            MEMBERLIST_SECRET,
+            "-n",
+            install.name(),
+            &format!("--from-literal=secretkey={key}"),
+        ])?;
+        let world = World {
+            speakers: (0..nodes).map(|_| None).collect(),
+            apps,
+            install,
+            _nodes: node_guards,
+            lab,
+            kubectl,
+            class,
+            speaker,
+        };
+        world.install.apply(
+            &json!({
+                "apiVersion": "herald.dev/v1alpha1",
+                "kind": "IPAddressPool",
+                "metadata": {"name": "bgp", "namespace": world.install.name()},
+                "spec": {"addresses": ["203.0.113.0/24", "2001:db8:100::/120"]},
+            })
+            .to_string(),
+        )?;
+        Ok(world)
+    }
+
+    /// The router's config: every node's LAN IPv4 address as an eBGP neighbor.
+    fn router_config(&self) -> RouterConfig {
+        self.lab.standard_router_config()
+    }
+
+    fn start_frr(&mut self, config: &RouterConfig) -> Result<()> {
+        self.lab.load_frr_config(&config.render())
+    }
+
+    fn node_name(&self, node: usize) -> Result<String> {
+        Ok(self.lab.node(node)?.name.clone())
+    }
+
+    fn lan_v4(&self, node: usize) -> Result<String> {
+        Ok(self.lab.node(node)?.lan_v4.to_string())
+    }
+
+    fn lan_v6(&self, node: usize) -> Result<String> {
+        Ok(self.lab.node(node)?.lan_v6.to_string())
+    }
+
+    /// A Secret in the install namespace with key `password`.
+    fn password_secret(&self, name: &str, password: &str) -> Result<()> {
+        self.install
+            .apply(
+                &json!({
+                    "apiVersion": "v1",
+                    "kind": "Secret",
+                    "metadata": {"name": name, "namespace": self.install.name()},
+                    "stringData": {"password": password},
+                })
+                .to_string(),
+            )
+            .map(|_| ())
+    }
+
+    /// A BGPPeer; `spec` is merged over `myASN`/`peerASN`/`peerAddress`, a 9 s hold time and
+    /// a 2 s connect time.
+    fn peer(&self, name: &str, address: &str, spec: Value) -> Result<()> {
+        let mut full = json!({
+            "myASN": NODE_ASN,
+            "peerASN": ROUTER_ASN,
+            "peerAddress": address,
+            "holdTime": "9s",
+            "connectTime": "2s",
+        });
+        if let (Some(full), Some(extra)) = (full.as_object_mut(), spec.as_object()) {
+            for (key, value) in extra {
+                full.insert(key.clone(), value.clone());
+            }
+        }
+        self.install
+            .apply(
+                &json!({
+                    "apiVersion": "herald.dev/v1alpha1",
+                    "kind": "BGPPeer",
+                    "metadata": {"name": name, "namespace": self.install.name()},
+                    "spec": full,
+                })
+                .to_string(),
+            )
+            .map(|_| ())
+    }
+
+    /// A BGPAdvertisement of the pool `bgp` to every peer.
+    fn advertise(&self, spec: Value) -> Result<()> {
+        let mut full = json!({"pools": ["bgp"]});
+        if let (Some(full), Some(extra)) = (full.as_object_mut(), spec.as_object()) {
+            for (key, value) in extra {
+                full.insert(key.clone(), value.clone());
+            }
+        }
+        self.install
+            .apply(
+                &json!({
+                    "apiVersion": "herald.dev/v1alpha1",
+                    "kind": "BGPAdvertisement",
+                    "metadata": {"name": "bgp", "namespace": self.install.name()},
+                    "spec": full,
+                })
+                .to_string(),
+            )
+            .map(|_| ())
+    }
+
+    /// Starts the speaker of node `node` (1-based) and waits until it applied its first
+    /// full plan.
+    fn start_speaker(&mut self, node: usize) -> Result<()> {
+        let node_name = self.node_name(node)?;
+        let kubeconfig = paths::kubeconfig_path().to_string_lossy().into_owned();
+        let binary = self.speaker.to_string_lossy().into_owned();
+        let argv = [
+            binary.as_str(),
+            "--node-name",
+            &node_name,
+            "--namespace",
+            self.install.name(),
+            "--kubeconfig",
+            &kubeconfig,
+            "--forwarding",
+            "on",
+            "--layer2",
+            "off",
+            "--bgp",
+            "on",
+            "--memberlist-secret",
+            MEMBERLIST_SECRET,
+            "--load-balancer-class",
+            &self.class,
+            "--ignore-classless",
+            "--resync-interval",
+            "2s",
+        ];
+        let mut process = self
+            .lab
+            .spawn_in_node(node, &format!("speaker-n{node}"), &argv)?;
+        let ready = process.wait_for_log("first full apply done", READY_TIMEOUT);
+        self.speakers[node - 1] = Some(process);
+        ready
+    }
+
+    fn start_all_speakers(&mut self) -> Result<()> {
+        for node in 1..=self.lab.nodes().len() {
+            self.start_speaker(node)?;
+        }
+        Ok(())
+    }
+
+    fn speaker_mut(&mut self, node: usize) -> Result<&mut LabProcess> {
+        self.speakers
+            .get_mut(node - 1)
+            .and_then(Option::as_mut)
+            .ok_or_else(|| LabError::Invalid(format!("no speaker running on node {node}")))
+    }
+
+    /// Adds a pod namespace on `node` with an echo server and registers it as a Ready Pod
+    /// labelled `app=APP`.
+    fn add_pod(&mut self, node: usize, name: &str, app: &str) -> Result<()> {
+        self.lab.add_pod(node, name)?;
+        self.apps
+            .create_pod(&self.lab.pod_spec(name)?.label("app", app))
+    }
+
+    fn set_pod_ready(&self, name: &str, app: &str, ready: bool) -> Result<()> {
+        self.apps
+            .set_pod_ready(&self.lab.pod_spec(name)?.label("app", app), ready)
+    }
+
+    /// A LoadBalancer Service of this test's class selecting `app=APP`, TCP 80 -> 8080.
+    fn service(&self, name: &str, app: &str, policy: &str) -> ServiceSpec {
+        let mut spec = ServiceSpec::new(name, app)
+            .load_balancer()
+            .traffic_policy(policy)
+            .port(PortSpec::tcp("http", SERVICE_PORT).target(ECHO_PORT));
+        spec.load_balancer_class = Some(self.class.clone());
+        spec
+    }
+
+    /// Creates the Service and writes its ingress addresses, as the controller would.
+    fn apply_service(&self, spec: &ServiceSpec, ingress: &[&str]) -> Result<()> {
+        let mut manifest = spec.manifest(self.apps.name());
+        manifest["spec"]["allocateLoadBalancerNodePorts"] = json!(false);
+        self.apps.apply(&manifest.to_string())?;
+        let ingress: Vec<Value> = ingress
+            .iter()
+            .map(|ip| json!({"ip": ip, "ipMode": "VIP"}))
+            .collect();
+        self.kubectl.patch_status(
+            "service",
+            &spec.name,
+            Some(self.apps.name()),
+            &json!({"status": {"loadBalancer": {"ingress": ingress}}}),
+        )
+    }
+
+    fn wait_ready_endpoints(&self, service: &str, count: usize) -> Result<()> {
+        self.apps
+            .wait_endpoints(service, Duration::from_secs(60), |eps| {
+                eps.iter().filter(|e| e.ready).count() == count
+            })
+            .map(|_| ())
+    }
+
+    /// The router's kernel route for `prefix`, if any.
+    fn router_route(&self, prefix: &str) -> Result<Option<Route>> {
+        let family = if prefix.contains(':') {
+            Family::V6
+        } else {
+            Family::V4
+        };
+        let routes = self.lab.router_routes(family)?;
+        Ok(route_for(&routes, prefix).cloned())
+    }
+
+    /// Waits until the router's kernel route for `prefix` goes exactly via `gateways`
+    /// (empty: no route at all); returns how long it took.
+    fn wait_gateways(
+        &self,
+        prefix: &str,
+        gateways: &[String],
+        timeout: Duration,
+    ) -> Result<Duration> {
+        let started = Instant::now();
+        let want: BTreeSet<String> = gateways.iter().cloned().collect();
+        poll_until(
+            &format!("the router's route for {prefix} via {want:?}"),
+            timeout,
+            Duration::from_millis(20),
+            || {
+                let route = self.router_route(prefix)?;
+                let have: BTreeSet<String> = route
+                    .as_ref()
+                    .map(|r| r.gateways().into_iter().collect())
+                    .unwrap_or_default();
+                let present = route.is_some();
+                Ok(if have == want && present == !want.is_empty() {
+                    Poll::Ready(started.elapsed())
+                } else {
+                    Poll::Pending(format!("{route:?}"))
+                })
+            },
+        )
+    }
+
+    /// `count` requests from the client to `ip:80`; every one must succeed.
+    fn sample(&self, ip: &str, count: usize) -> Result<Vec<EchoReply>> {
+        let ip = parse_ip(ip)?;
+        (0..count)
+            .map(|_| self.lab.client_get(ip, SERVICE_PORT))
+            .collect()
+    }
+
+    /// This node's entry in the BGPPeer's status, if any.
+    fn session_entry(&self, peer: &str, node: usize) -> Result<Option<Value>> {
+        let node_name = self.node_name(node)?;
+        let object = self.install.get("bgppeer", peer)?;
+        Ok(object.and_then(|peer| {
+            peer["status"]["sessions"]
+                .as_array()
+                .and_then(|sessions| {
+                    sessions
+                        .iter()
+                        .find(|s| s["node"].as_str() == Some(&node_name))
+                })
+                .cloned()
+        }))
+    }
+
+    /// Waits until `condition` holds for node `node`'s entry in the peer's status.
+    fn wait_session_entry(
+        &self,
+        peer: &str,
+        node: usize,
+        what: &str,
+        condition: impl Fn(Option<&Value>) -> bool,
+    ) -> Result<Option<Value>> {
+        poll_until(
+            &format!("BGPPeer {peer}, node {node}: {what}"),
+            CONVERGE,
+            Duration::from_millis(250),
+            || {
+                let entry = self.session_entry(peer, node)?;
+                Ok(if condition(entry.as_ref()) {
+                    Poll::Ready(entry)
+                } else {
+                    Poll::Pending(format!("{entry:?}"))
+                })
+            },
+        )
+    }
+
+    /// The Service's `bgp-peers.herald.dev/<node>` annotation of node `node`.
+    fn carriers(&self, service: &str, node: usize) -> Result<Option<String>> {
+        let key = format!("bgp-peers.herald.dev/{}", self.node_name(node)?);
+        Ok(self.apps.get("service", service)?.and_then(|s| {
+            s["metadata"]["annotations"][&key]
+                .as_str()
+                .map(str::to_string)
+        }))
+    }
+
+    /// Waits until the carrier annotations of every node are as given (`None`: absent).
+    fn wait_carriers(&self, service: &str, expected: &[Option<&str>]) -> Result<()> {
+        poll_until(
+            &format!("the carrier annotations of Service {service} to be {expected:?}"),
+            CONVERGE,
+            Duration::from_millis(250),
+            || {
+                let have: Vec<Option<String>> = (1..=expected.len())
+                    .map(|node| self.carriers(service, node))
+                    .collect::<Result<_>>()?;
+                let want: Vec<Option<String>> =
+                    expected.iter().map(|v| v.map(str::to_string)).collect();
+                Ok(if have == want {
+                    Poll::Ready(())
+                } else {
+                    Poll::Pending(format!("{have:?}"))
+                })
+            },
+        )
+    }
+
+    fn metrics(&self, node: usize) -> Result<String> {
+        self.lab.node(node)?.netns.exec(&[
+            "curl",
+            "-sS",
+            "--max-time",
+            "5",
+            "http://127.0.0.1:7473/metrics",
+        ])
+    }
+
+    fn metric(&self, node: usize, name: &str) -> Result<f64> {
+        let text = self.metrics(node)?;
+        text.lines()
+            .filter(|line| !line.starts_with('#'))
+            .find_map(|line| {
+                let (key, value) = line.rsplit_once(' ')?;
+                (key == name).then(|| value.parse::<f64>().ok()).flatten()
+            })
+            .ok_or_else(|| LabError::parse(format!("metric {name} on node {node}"), text))
+    }
+}
+
+fn parse_ip(text: &str) -> Result<IpAddr> {
+    text.parse()
+        .map_err(|e| LabError::parse(format!("address {text:?}"), e))
+}
+
+fn pods_of(replies: &[EchoReply]) -> BTreeSet<String> {
+    replies.iter().map(|r| r.pod.clone()).collect()
+}
+
+fn state_of(entry: Option<&Value>) -> Option<&str> {
+    entry.and_then(|e| e["state"].as_str())
+}
+
+fn error_of(entry: Option<&Value>) -> String {
+    entry
+        .and_then(|e| e["lastError"].as_str())
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Polls the API (`api_shows`) and the router (`router_shows`) side by side after a
+/// change; returns when each showed it, counted from `started`.
+fn measure_api_and_router(
+    what: &str,
+    started: Instant,
+    api_shows: impl Fn() -> Result<bool> + Send,
+    router_shows: impl Fn() -> Result<bool>,
+) -> Result<(Duration, Duration)> {
+    std::thread::scope(|scope| {
+        let api = scope.spawn(move || {
+            poll_until(
+                &format!("{what}: the API to show the change"),
+                CHANGE_DEADLINE,
+                Duration::from_millis(20),
+                || {
+                    Ok(if api_shows()? {
+                        Poll::Ready(started.elapsed())
+                    } else {
+                        Poll::Pending(String::new())
+                    })
+                },
+            )
+        });
+        let router = poll_until(
+            &format!("{what}: the router to follow"),
+            CHANGE_DEADLINE,
+            Duration::from_millis(20),
+            || {
+                Ok(if router_shows()? {
+                    Poll::Ready(started.elapsed())
+                } else {
+                    Poll::Pending(String::new())
+                })
+            },
+        );
+        let api = api
+            .join()
+            .map_err(|_| LabError::Invalid(format!("{what}: API poller panicked")))?;
+        Ok((api?, router?))
+    })
+}
+
+#[test]
+fn ebgp_with_md5_spreads_services_over_every_node_and_local_routes_follow_ready_endpoints()
+-> Result<()> {
+    let mut world = World::new("bgp-ebgp", 3)?;
+    let config = world
+        .router_config()
+        .each_neighbor(|n| n.password = Some(PASSWORD.to_string()));
+    world.start_frr(&config)?;
+    world.password_secret("bgp-auth", PASSWORD)?;
+    world.peer(
+        "router",
+        "192.0.2.1",
+        json!({"passwordSecret": {"name": "bgp-auth"}}),
+    )?;
+    world.advertise(json!({}))?;
+    for node in 1..=3 {
+        world.add_pod(node, &format!("web-{node}"), "web")?;
+    }
+    world.add_pod(1, "local-1", "local")?;
+    world.add_pod(2, "local-2", "local")?;
+    world.apply_service(
+        &world.service("spread", "web", "Cluster"),
+        &["203.0.113.10"],
+    )?;
+    world.apply_service(&world.service("local", "local", "Local"), &["203.0.113.11"])?;
+    world.wait_ready_endpoints("spread", 3)?;
+    world.wait_ready_endpoints("local", 2)?;
+
+    let started = Instant::now();
+    world.start_all_speakers()?;
+    let frr = world.lab.frr()?;
+    for node in 1..=3 {
+        frr.wait_established(parse_ip(&world.lan_v4(node)?)?, CONVERGE)?;
+    }
+    let all = [world.lan_v4(1)?, world.lan_v4(2)?, world.lan_v4(3)?];
+    world.wait_gateways("203.0.113.10/32", &all, CONVERGE)?;
+    world.wait_gateways("203.0.113.11/32", &all[..2], CONVERGE)?;
+    println!(
+        "3 speakers started, MD5 sessions up and routes in the router's kernel after {:?}",
+        started.elapsed()
+    );
+
+    // ECMP: the Local Service's requests come through node 1 and node 2, each to its own
+    // pod, with the client's address intact.
+    let replies = world.sample("203.0.113.11", 40)?;
+    assert_eq!(
+        pods_of(&replies),
+        ["local-1", "local-2"].map(String::from).into(),
+        "40 connections should be spread over both nodes by the router's ECMP"
+    );
+    for reply in &replies {
+        assert_eq!(reply.client_ip()?, parse_ip(CLIENT_V4)?, "{reply:?}");
+    }
+    let spread = world.sample("203.0.113.10", 30)?;
+    let nodes: BTreeSet<String> = spread.iter().map(|r| r.node.clone()).collect();
+    assert!(
+        nodes.len() >= 2,
+        "the Cluster Service should answer from pods on several nodes: {nodes:?}"
+    );
+    let bgp = frr.bgp_routes(Family::V4)?;
+    let paths = bgp.get("203.0.113.10/32").map(Vec::len).unwrap_or(0);
+    assert_eq!(paths, 3, "FRR should hold one path per node: {bgp:?}");
+
+    // Status: every node's session is Established with its prefix count; the Services
+    // name the peer that carries them, per node.
+    for (node, prefixes) in [(1, 2), (2, 2), (3, 1)] {
+        let entry = world.wait_session_entry("router", node, "Established", |e| {
+            state_of(e) == Some("Established")
+                && e.is_some_and(|e| e["advertisedPrefixes"] == prefixes)
+        })?;
+        assert!(
+            entry.is_some_and(|e| e["lastTransitionTime"].is_string()),
+            "node {node}"
+        );
+    }
+    world.wait_carriers("spread", &[Some("router"), Some("router"), Some("router")])?;
+    world.wait_carriers("local", &[Some("router"), Some("router"), None])?;
+    assert_eq!(
+        world.metric(1, "herald_speaker_bgp_session_up{peer=\"router\"}")?,
+        1.0
+    );
+    assert_eq!(
+        world.metric(1, "herald_speaker_bgp_prefixes_advertised{peer=\"router\"}")?,
+        2.0
+    );
+    assert!(world.metric(1, "herald_speaker_bgp_updates_sent_total{peer=\"router\"}")? >= 1.0);
+
+    // Local: node 2 loses its only ready endpoint -> only node 1 announces; then node 1
+    // too -> no route at all; then it comes back.
+    let lan1 = world.lan_v4(1)?;
+    let timings = [
+        (
+            "local-2",
+            false,
+            vec![lan1.clone()],
+            "node 2's last endpoint not ready",
+        ),
+        (
+            "local-1",
+            false,
+            vec![],
+            "node 1's last endpoint not ready (no node left)",
+        ),
+        (
+            "local-1",
+            true,
+            vec![lan1.clone()],
+            "node 1's endpoint ready again",
+        ),
+    ];
+    for (pod, ready, gateways, what) in timings {
+        let started = Instant::now();
+        world.set_pod_ready(pod, "local", ready)?;
+        let (to_api, to_router) = measure_api_and_router(
+            what,
+            started,
+            || {
+                let endpoints = world.apps.endpoints("local")?;
+                Ok(endpoints
+                    .iter()
+                    .any(|e| e.pod.as_deref() == Some(pod) && e.ready == ready))
+            },
+            || {
+                let route = world.router_route("203.0.113.11/32")?;
+                let have: BTreeSet<String> = route
+                    .as_ref()
+                    .map(|r| r.gateways().into_iter().collect())
+                    .unwrap_or_default();
+                Ok(have == gateways.iter().cloned().collect::<BTreeSet<_>>()
+                    && route.is_some() == !gateways.is_empty())
+            },
+        )?;
+        println!(
+            "Local, {what}: EndpointSlice after {to_api:?}, router's kernel route after \
+             {to_router:?} (speaker + BGP + FRR share {:?})",
+            to_router.saturating_sub(to_api)
+        );
+    }
+    world.wait_carriers("local", &[Some("router"), None, None])?;
+    let reply =
+        world
+            .lab
+            .wait_client_get(parse_ip("203.0.113.11")?, SERVICE_PORT, CHANGE_DEADLINE)?;
+    assert_eq!(reply.pod, "local-1");
+    Ok(())
+}
+
+#[test]
+fn ibgp_over_an_ipv6_session_carries_ipv6_routes_with_ecmp_to_local_endpoints() -> Result<()> {
+    let mut world = World::new("bgp-ibgp6", 2)?;
+    let neighbors: Vec<IpAddr> = (1..=2)
+        .map(|node| parse_ip(&world.lan_v6(node)?))
+        .collect::<Result<_>>()?;
+    let mut config = RouterConfig::standard(&world.lab.names().frr_instance(), &[]);
+    for neighbor in neighbors {
+        let mut neighbor = BgpNeighbor::external(neighbor).remote_as(RemoteAs::Internal);
+        neighbor.ipv4_unicast = false;
+        config = config.neighbor(neighbor);
+    }
+    world.start_frr(&config)?;
+    world.peer(
+        "router-v6",
+        "2001:db8:1::1",
+        json!({"myASN": ROUTER_ASN, "peerASN": ROUTER_ASN}),
+    )?;
+    world.advertise(json!({}))?;
+    world.add_pod(1, "web-1", "web")?;
+    world.add_pod(2, "web-2", "web")?;
+    let mut web = world.service("web6", "web", "Local");
+    web.ip_family_policy = Some("SingleStack".into());
+    web.ip_families = vec!["IPv6".into()];
+    world.apply_service(&web, &["2001:db8:100::10"])?;
+    world.wait_ready_endpoints("web6", 2)?;
+
+    let started = Instant::now();
+    world.start_all_speakers()?;
+    let gateways = [world.lan_v6(1)?, world.lan_v6(2)?];
+    world.wait_gateways("2001:db8:100::10/128", &gateways, CONVERGE)?;
+    println!(
+        "iBGP over IPv6: sessions up and the IPv6 route with 2 next hops after {:?}",
+        started.elapsed()
+    );
+    let frr = world.lab.frr()?;
+    let summary = frr.bgp_summary()?;
+    for gateway in &gateways {
+        assert!(summary.is_established(gateway), "{summary:?}");
+    }
+    let routes = frr.bgp_routes(Family::V6)?;
+    let paths = routes
+        .get("2001:db8:100::10/128")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(paths.len(), 2, "{routes:?}");
+    assert!(
+        paths
+            .iter()
+            .all(|p| p.path.as_deref().unwrap_or_default().is_empty()),
+        "iBGP: an empty AS_PATH: {paths:?}"
+    );
+
+    let replies = world.sample("2001:db8:100::10", 40)?;
+    assert_eq!(
+        pods_of(&replies),
+        ["web-1", "web-2"].map(String::from).into(),
+        "IPv6 connections should be spread over both nodes"
+    );
+    for reply in &replies {
+        assert_eq!(reply.client_ip()?, parse_ip("2001:db8:2::100")?);
+    }
+    for node in 1..=2 {
+        world.wait_session_entry("router-v6", node, "Established", |e| {
+            state_of(e) == Some("Established") && e.is_some_and(|e| e["advertisedPrefixes"] == 1)
+        })?;
+    }
+    world.wait_carriers("web6", &[Some("router-v6"), Some("router-v6")])?;
+    Ok(())
+}
