@@ -112,7 +112,8 @@ pub fn membership_settings(
 /// Why the runtime stopped abnormally.
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
-    #[error("the watches stopped before their first complete list")]
+    /// The watch tasks ended (they only do when aborted): nothing would wake the loop.
+    #[error("the Kubernetes watches stopped")]
     WatchesStopped,
 }
 
