@@ -745,3 +745,261 @@ fn ibgp_over_an_ipv6_session_carries_ipv6_routes_with_ecmp_to_local_endpoints() 
     world.wait_carriers("web6", &[Some("router-v6"), Some("router-v6")])?;
     Ok(())
 }
+
+/// Two nodes announcing one Cluster Service to the standard router; returns the world
+/// with the route up via both nodes.
+fn two_node_cluster_service(
+    hint: &str,
+    peer_spec: Value,
+    router: impl FnOnce(&World) -> Result<()>,
+) -> Result<World> {
+    let mut world = World::new(hint, 2)?;
+    let config = world.router_config();
+    world.start_frr(&config)?;
+    router(&world)?;
+    world.peer("router", "192.0.2.1", peer_spec)?;
+    world.advertise(json!({}))?;
+    world.add_pod(1, "web-1", "web")?;
+    world.add_pod(2, "web-2", "web")?;
+    world.apply_service(&world.service("web", "web", "Cluster"), &["203.0.113.10"])?;
+    world.wait_ready_endpoints("web", 2)?;
+    world.start_all_speakers()?;
+    let both = [world.lan_v4(1)?, world.lan_v4(2)?];
+    world.wait_gateways("203.0.113.10/32", &both, CONVERGE)?;
+    Ok(world)
+}
+
+#[test]
+fn a_killed_speakers_routes_go_after_the_hold_time_and_a_terminated_one_withdraws_at_once()
+-> Result<()> {
+    // Hold time 9 s (keepalives every 3 s): FRR notices a dead speaker 6-9 s after it died.
+    let mut world = two_node_cluster_service("bgp-kill", json!({"holdTime": "9s"}), |_| Ok(()))?;
+    let lan1 = world.lan_v4(1)?;
+    let both = [lan1.clone(), world.lan_v4(2)?];
+
+    world.speaker_mut(2)?.kill()?;
+    let gone = world.wait_gateways("203.0.113.10/32", &[lan1.clone()], CHANGE_DEADLINE)?;
+    println!("SIGKILL: node 2's next hop left the router after {gone:?} (hold time 9 s)");
+    assert!(
+        gone >= Duration::from_secs(3),
+        "a killed speaker cannot withdraw; only the hold timer removes its route ({gone:?})"
+    );
+    let reply = world
+        .lab
+        .client_get(parse_ip("203.0.113.10")?, SERVICE_PORT)?;
+    assert!(reply.pod.starts_with("web-"), "{reply:?}");
+
+    let restarted = Instant::now();
+    world.start_speaker(2)?;
+    world.wait_gateways("203.0.113.10/32", &both, CONVERGE)?;
+    println!(
+        "restart: node 2's next hop back {:?} after the speaker was started",
+        restarted.elapsed()
+    );
+
+    // SIGTERM: a Cease / Administrative Shutdown, and the router drops the path at once.
+    let terminated = Instant::now();
+    let status = world.speaker_mut(2)?.terminate(Duration::from_secs(15))?;
+    let gone = world.wait_gateways("203.0.113.10/32", &[lan1.clone()], CHANGE_DEADLINE)?;
+    let gone = gone.min(terminated.elapsed());
+    println!("SIGTERM: node 2's next hop left the router {gone:?} after the signal");
+    assert!(
+        status.success(),
+        "the speaker exits cleanly on SIGTERM: {status}"
+    );
+    assert!(
+        gone < Duration::from_secs(3),
+        "a clean shutdown withdraws well before the hold time ({gone:?})"
+    );
+    let frr = world.lab.frr()?;
+    let neighbor = frr.vtysh(&format!("show bgp neighbors {}", world.lan_v4(2)?))?;
+    assert!(
+        neighbor.contains("Administrative Shutdown"),
+        "FRR should have received a Cease / Administrative Shutdown:\n{neighbor}"
+    );
+    world.wait_session_entry("router", 2, "removed on shutdown", |e| e.is_none())?;
+    assert_eq!(
+        state_of(world.session_entry("router", 1)?.as_ref()),
+        Some("Established")
+    );
+    Ok(())
+}
+
+#[test]
+fn sessions_and_routes_come_back_after_the_router_restarts() -> Result<()> {
+    let mut world = two_node_cluster_service("bgp-frr", json!({}), |_| Ok(()))?;
+    let both = [world.lan_v4(1)?, world.lan_v4(2)?];
+    for round in 1..=2 {
+        world.lab.stop_frr()?;
+        world.wait_gateways("203.0.113.10/32", &[], CHANGE_DEADLINE)?;
+        for node in 1..=2 {
+            world.wait_session_entry("router", node, "not Established", |e| {
+                state_of(e).is_some_and(|s| s != "Established")
+            })?;
+        }
+        let started = Instant::now();
+        world.lab.start_frr_again()?;
+        world.wait_gateways("203.0.113.10/32", &both, CONVERGE)?;
+        println!(
+            "FRR restart {round}: both next hops back in the router's kernel {:?} after FRR was started",
+            started.elapsed()
+        );
+        for node in 1..=2 {
+            world.wait_session_entry("router", node, "Established again", |e| {
+                state_of(e) == Some("Established")
+            })?;
+        }
+    }
+    let replies = world.sample("203.0.113.10", 10)?;
+    assert_eq!(replies.len(), 10);
+    assert!(world.metric(1, "herald_speaker_bgp_session_flaps_total{peer=\"router\"}")? >= 2.0);
+    for speaker in world.speakers.iter_mut().flatten() {
+        assert!(speaker.is_running(), "{} exited", speaker.name());
+    }
+    Ok(())
+}
+
+#[test]
+fn graceful_restart_keeps_the_routes_while_a_killed_speaker_comes_back() -> Result<()> {
+    let mut world = two_node_cluster_service(
+        "bgp-gr",
+        json!({"holdTime": "3s", "enableGracefulRestart": true}),
+        |world| {
+            world
+                .lab
+                .frr()?
+                .configure(&[&format!("router bgp {ROUTER_ASN}"), "bgp graceful-restart"])
+                .map(|_| ())
+        },
+    )?;
+    let both = [world.lan_v4(1)?, world.lan_v4(2)?];
+    let frr = world.lab.frr()?;
+    let neighbor = frr.vtysh(&format!("show bgp neighbors {}", world.lan_v4(2)?))?;
+    assert!(
+        neighbor.contains("Graceful Restart"),
+        "the session should have negotiated graceful restart:\n{neighbor}"
+    );
+
+    world.speaker_mut(2)?.kill()?;
+    // Three hold times: without graceful restart the path would be gone by now.
+    let watch_until = Instant::now() + Duration::from_secs(9);
+    while Instant::now() < watch_until {
+        let route = world.router_route("203.0.113.10/32")?;
+        let have: BTreeSet<String> = route
+            .map(|r| r.gateways().into_iter().collect())
+            .unwrap_or_default();
+        assert_eq!(
+            have,
+            both.iter().cloned().collect(),
+            "the router must keep the killed speaker's route during the restart time"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let restarted = Instant::now();
+    world.start_speaker(2)?;
+    world.wait_session_entry("router", 2, "Established after the restart", |e| {
+        state_of(e) == Some("Established")
+    })?;
+    world.wait_gateways("203.0.113.10/32", &both, CHANGE_DEADLINE)?;
+    println!(
+        "graceful restart: route kept for 9 s after SIGKILL; session back {:?} after the new speaker started",
+        restarted.elapsed()
+    );
+    let reply = world
+        .lab
+        .client_get(parse_ip("203.0.113.10")?, SERVICE_PORT)?;
+    assert!(reply.pod.starts_with("web-"));
+    Ok(())
+}
+
+#[test]
+fn misconfigured_peers_each_get_a_clear_status_and_the_speakers_keep_running() -> Result<()> {
+    let mut world = World::new("bgp-bad", 3)?;
+    let node1 = world.lan_v4(1)?;
+    let config = world.router_config().each_neighbor(|n| {
+        if n.address.to_string() == node1 {
+            n.password = Some(PASSWORD.to_string());
+        }
+    });
+    world.start_frr(&config)?;
+    let on_node = |node: usize| -> Result<Value> {
+        Ok(
+            json!({"nodeSelectors": [{"matchLabels": {"kubernetes.io/hostname": world.node_name(node)?}}]}),
+        )
+    };
+    world.password_secret("bgp-wrong", "not-the-password")?;
+    let mut wrong_password = on_node(1)?;
+    wrong_password["passwordSecret"] = json!({"name": "bgp-wrong"});
+    world.peer("wrong-password", "192.0.2.1", wrong_password)?;
+    let mut missing_secret = on_node(1)?;
+    missing_secret["passwordSecret"] = json!({"name": "bgp-absent"});
+    world.peer("missing-secret", "192.0.2.251", missing_secret)?;
+    let mut wrong_asn = on_node(2)?;
+    wrong_asn["peerASN"] = json!(64999);
+    world.peer("wrong-asn", "192.0.2.1", wrong_asn)?;
+    world.peer("unreachable", "192.0.2.250", on_node(3)?)?;
+    world.advertise(json!({}))?;
+    world.start_all_speakers()?;
+
+    let not_up = |e: Option<&Value>| state_of(e).is_some_and(|s| s != "Established");
+    let entry = world.wait_session_entry("wrong-password", 1, "an MD5 hint", |e| {
+        not_up(e) && error_of(e).contains("TCP-MD5")
+    })?;
+    println!("wrong password: {entry:?}");
+    let entry = world.wait_session_entry("missing-secret", 1, "the missing Secret named", |e| {
+        state_of(e) == Some("Idle")
+            && error_of(e).contains("bgp-absent")
+            && error_of(e).contains("not found")
+    })?;
+    println!("missing Secret: {entry:?}");
+    let entry = world.wait_session_entry("wrong-asn", 2, "a Bad Peer AS NOTIFICATION", |e| {
+        not_up(e) && error_of(e).contains("NOTIFICATION") && error_of(e).contains("(2/2)")
+    })?;
+    println!("wrong ASN: {entry:?}");
+    let entry = world.wait_session_entry("unreachable", 3, "a connection failure", |e| {
+        not_up(e) && error_of(e).contains("TCP connection to the peer failed")
+    })?;
+    println!("unreachable: {entry:?}");
+    // No other node reports on a peer that does not select it.
+    assert!(world.session_entry("unreachable", 1)?.is_none());
+
+    for node in 1..=3 {
+        assert!(
+            world.speaker_mut(node)?.is_running(),
+            "speaker {node} exited"
+        );
+        let health = world.lab.node(node)?.netns.exec(&[
+            "curl",
+            "-sS",
+            "--max-time",
+            "5",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "http://127.0.0.1:7473/healthz",
+        ])?;
+        assert_eq!(health.trim(), "200", "node {node}");
+    }
+    assert_eq!(world.metric(1, "herald_speaker_bgp_peers_held_back")?, 1.0);
+
+    // Fixing the password: the next resync reads the Secret again and the session comes up.
+    let started = Instant::now();
+    world.password_secret("bgp-wrong", PASSWORD)?;
+    world.wait_session_entry(
+        "wrong-password",
+        1,
+        "Established with the fixed password",
+        |e| state_of(e) == Some("Established"),
+    )?;
+    println!(
+        "fixed password: Established {:?} after the Secret changed",
+        started.elapsed()
+    );
+    // Creating the missing Secret: the peer is started (and then finds nobody there).
+    world.password_secret("bgp-absent", PASSWORD)?;
+    world.wait_session_entry("missing-secret", 1, "started once the Secret exists", |e| {
+        !error_of(e).contains("not started")
+    })?;
+    Ok(())
+}
