@@ -4,6 +4,7 @@
 //! namespaces (the pods' echo server and the client's UDP probe).
 
 mod demo_herald;
+mod demo_l2;
 
 use std::net::{IpAddr, SocketAddr};
 use std::process::Command;
@@ -439,7 +440,9 @@ fn demo_install_herald(kubectl: &Kubectl, state: &State) -> anyhow::Result<()> {
             .map(|n| (n.name.as_str(), n.netns.as_str(), n.lan_v4.as_str()))
             .collect(),
     };
-    demo_herald::install_and_show(kubectl, &lab)
+    demo_herald::install_and_show(kubectl, &lab)?;
+    section("layer 2: ARP/NDP announcement and failover");
+    demo_l2::show(kubectl, &lab)
 }
 
 fn section(title: &str) {
