@@ -740,3 +740,74 @@ fn only_the_leader_writes_and_a_standby_takes_over_when_it_shuts_down() -> Resul
     );
     Ok(())
 }
+
+#[test]
+fn a_pool_change_rebooks_or_reports_addresses_and_never_moves_them() -> Result<()> {
+    let _serial = serial();
+    let lab = Lab::new("ctl-poolchg")?;
+    lab.pool("a", &["192.0.2.128/30"], json!({}))?;
+    let controller = ControllerProcess::start_admin(&lab, "c1")?;
+    controller.wait_leading(LEAD_TIMEOUT)?;
+    lab.apply_service(&lab.service("web", 80), |_| {})?;
+    let address = lab.wait_ingress("web", 1)?;
+    assert_eq!(address, vec!["192.0.2.128"]);
+
+    // An overlapping pool is flagged on both pools.
+    lab.pool("b", &["192.0.2.128/29"], json!({}))?;
+    for pool in ["a", "b"] {
+        poll_until(
+            &format!("pool {pool} to be Overlapping"),
+            LEAD_TIMEOUT,
+            POLL,
+            || {
+                let object = lab
+                    .install
+                    .get("ipaddresspool", pool)?
+                    .ok_or_else(|| LabError::Invalid(format!("pool {pool} missing")))?;
+                Ok(match condition_of(&object, "Overlapping") {
+                    Some(c) if c["status"] == "True" => Poll::Ready(()),
+                    other => Poll::Pending(format!("{other:?}")),
+                })
+            },
+        )?;
+    }
+
+    // Pool a no longer contains the address: it is re-booked against pool b, not moved.
+    lab.pool("a", &["192.0.2.160/30"], json!({}))?;
+    poll_until("the annotation to name pool b", LEAD_TIMEOUT, POLL, || {
+        let service = lab.get_service("web")?;
+        Ok(
+            match service["metadata"]["annotations"][POOL_ANNOTATION].as_str() {
+                Some("b") => Poll::Ready(()),
+                other => Poll::Pending(format!("{other:?}")),
+            },
+        )
+    })?;
+    assert_eq!(lab.ingress("web")?, address);
+
+    // No pool contains it any more: kept, reported by a condition and an Event.
+    lab.pool("b", &["192.0.2.192/30"], json!({}))?;
+    let message = poll_until(
+        "the outside-every-pool condition",
+        LEAD_TIMEOUT,
+        POLL,
+        || {
+            let service = lab.get_service("web")?;
+            Ok(match condition_of(&service, ASSIGNED) {
+                Some(c) if c["reason"] == "AddressOutsideEveryPool" && c["status"] == "True" => {
+                    Poll::Ready(c["message"].as_str().unwrap_or_default().to_owned())
+                }
+                other => Poll::Pending(format!("{other:?}")),
+            })
+        },
+    )?;
+    assert!(message.contains("192.0.2.128"), "{message}");
+    lab.wait_event(lab.apps.name(), "web", "AddressOutsideEveryPool")?;
+    assert_eq!(
+        lab.ingress("web")?,
+        address,
+        "an address outside every pool moved"
+    );
+    drop(controller);
+    Ok(())
+}
