@@ -603,6 +603,8 @@ fn the_chart_installs_and_the_controller_runs_with_exactly_its_rbac() -> Result<
         ("get", "leases.coordination.k8s.io", install),
         ("create", "leases.coordination.k8s.io", install),
         ("update", "leases.coordination.k8s.io", install),
+        // kube-lease-manager renews with server-side apply.
+        ("patch", "leases.coordination.k8s.io", install),
     ];
     for (verb, resource, namespace) in needed {
         assert!(
