@@ -69,7 +69,8 @@ pub fn install_and_show(kubectl: &Kubectl, lab: &DemoLab<'_>) -> anyhow::Result<
         &json!({
             "apiVersion": "herald.dev/v1alpha1", "kind": "IPAddressPool",
             "metadata": {"name": "demo", "namespace": INSTALL_NAMESPACE},
-            "spec": {"addresses": [DEMO_POOL]},
+            // No .0/.255 addresses: some client networks still drop them.
+            "spec": {"addresses": [DEMO_POOL], "avoidBuggyIPs": true},
         })
         .to_string(),
     )?;
