@@ -521,3 +521,51 @@ pub fn measure_api_and_router(
         Ok((api?, router?))
     })
 }
+
+/// `$HERALD_CONTROLLER`, else `target/debug/herald-controller`.
+pub fn controller_binary() -> Result<PathBuf> {
+    let path = std::env::var_os("HERALD_CONTROLLER")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| paths::target_dir().join("debug/herald-controller"));
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(LabError::MissingTool {
+            tool: "herald-controller".into(),
+            hint: format!(
+                "{} is missing: run `cargo build -p herald-controller`",
+                path.display()
+            ),
+        })
+    }
+}
+
+impl World {
+    /// Starts the real `herald-controller` for this world's install namespace and class,
+    /// inside node `node`'s namespace (it reaches the apiserver over the control-plane
+    /// link), without leader election; killed when the handle drops.
+    pub fn start_controller(&self, node: usize) -> Result<LabProcess> {
+        let binary = controller_binary()?.to_string_lossy().into_owned();
+        let kubeconfig = paths::kubeconfig_path().to_string_lossy().into_owned();
+        self.lab.spawn_in_node(
+            node,
+            "controller",
+            &[
+                &binary,
+                "--kubeconfig",
+                &kubeconfig,
+                "--namespace",
+                self.install.name(),
+                "--load-balancer-class",
+                &self.class,
+                "--ignore-classless",
+                "--leader-elect",
+                "false",
+                "--identity",
+                "bench",
+                "--metrics-addr",
+                "127.0.0.1:7472",
+            ],
+        )
+    }
+}
