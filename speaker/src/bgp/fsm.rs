@@ -269,6 +269,8 @@ pub struct SessionStatus {
     pub end_of_rib_received: Vec<Family>,
     /// UPDATE messages (End-of-RIB included) sent since the session was created.
     pub update_messages_sent: u64,
+    /// Times the session left Established since it was created (flaps).
+    pub established_ended: u64,
 }
 
 /// One BGP session. See the module documentation.
@@ -290,6 +292,7 @@ pub struct Session {
     end_of_rib_received: BTreeSet<Family>,
     last_error: Option<SessionError>,
     update_messages_sent: u64,
+    established_ended: u64,
 }
 
 impl Session {
@@ -315,6 +318,7 @@ impl Session {
             end_of_rib_received: BTreeSet::new(),
             last_error: None,
             update_messages_sent: 0,
+            established_ended: 0,
         }
     }
 
@@ -342,6 +346,7 @@ impl Session {
             negotiated: self.established().and_then(|c| c.negotiated.clone()),
             end_of_rib_received: self.end_of_rib_received.iter().copied().collect(),
             update_messages_sent: self.update_messages_sent,
+            established_ended: self.established_ended,
         }
     }
 
@@ -1157,6 +1162,9 @@ impl Session {
         if to != self.state {
             let from = self.state;
             self.state = to;
+            if from == State::Established {
+                self.established_ended += 1;
+            }
             // Reported after the outputs that caused it; the state is informational.
             out.push(Output::StateChanged { from, to });
         }

@@ -428,6 +428,23 @@ fn hold_time_zero_means_no_keepalives_and_no_hold_timer() {
 }
 
 #[test]
+fn the_status_counts_each_time_an_established_session_ends() {
+    let mut d = Driven::new(config());
+    assert_eq!(d.session.status().established_ended, 0);
+    d.established();
+    assert_eq!(d.session.status().established_ended, 0);
+    let conn = d.conn;
+    d.input(Input::TcpClosed { conn });
+    assert_eq!(d.session.state(), State::Idle);
+    assert_eq!(d.session.status().established_ended, 1);
+    // Failing to connect again is not another flap.
+    let out = d.advance(Backoff::default().initial);
+    let conn = connect_id(&out);
+    d.input(Input::TcpFailed { conn });
+    assert_eq!(d.session.status().established_ended, 1);
+}
+
+#[test]
 fn hold_timer_expiry_sends_hold_timer_expired_and_backs_off_to_idle() {
     let mut d = Driven::new(config());
     d.established();

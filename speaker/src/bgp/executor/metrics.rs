@@ -143,12 +143,13 @@ impl BgpMetrics {
 /// What the last sample of a session showed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Sample {
-    state: State,
     updates_sent: u64,
+    established_ended: u64,
 }
 
-/// Turns successive samples of the sessions into metric updates. A session whose counter
-/// went backwards was recreated (new configuration): its new count is added in full.
+/// Turns successive samples of the sessions' counters into metric increments (the session
+/// counts flaps itself, so none is missed between samples). A session whose counter went
+/// backwards was recreated (new configuration): its new count is added in full.
 #[derive(Debug, Default)]
 pub struct MetricsSampler {
     last: BTreeMap<String, Sample>,
@@ -168,21 +169,24 @@ impl MetricsSampler {
         let mut out = Increments::default();
         for (peer, status) in statuses {
             let now = Sample {
-                state: status.session.state,
                 updates_sent: status.session.update_messages_sent,
+                established_ended: status.session.established_ended,
             };
             let before = self.last.insert(peer.clone(), now);
-            let updates = match before {
-                Some(b) if b.updates_sent <= now.updates_sent => now.updates_sent - b.updates_sent,
-                _ => now.updates_sent,
+            let growth = |old: u64, new: u64| match before {
+                Some(_) if old <= new => new - old,
+                _ => new,
             };
+            let updates = growth(before.map_or(0, |b| b.updates_sent), now.updates_sent);
             if updates > 0 {
                 out.updates.insert(peer.clone(), updates);
             }
-            if before.is_some_and(|b| b.state == State::Established)
-                && now.state != State::Established
-            {
-                out.flaps.insert(peer.clone(), 1);
+            let flaps = growth(
+                before.map_or(0, |b| b.established_ended),
+                now.established_ended,
+            );
+            if flaps > 0 {
+                out.flaps.insert(peer.clone(), flaps);
             }
         }
         let gone: Vec<String> = self
@@ -229,7 +233,7 @@ mod tests {
     use super::*;
     use crate::bgp::fsm::SessionStatus;
 
-    fn status(state: State, updates: u64) -> PeerStatus {
+    fn status(state: State, updates: u64, flaps: u64) -> PeerStatus {
         PeerStatus {
             peer_address: "192.0.2.1".parse::<IpAddr>().expect("ip"),
             session: SessionStatus {
@@ -240,12 +244,17 @@ mod tests {
                 negotiated: None,
                 end_of_rib_received: vec![],
                 update_messages_sent: updates,
+                established_ended: flaps,
             },
         }
     }
 
     fn one(state: State, updates: u64) -> BTreeMap<String, PeerStatus> {
-        [("router".to_string(), status(state, updates))].into()
+        with_flaps(state, updates, 0)
+    }
+
+    fn with_flaps(state: State, updates: u64, flaps: u64) -> BTreeMap<String, PeerStatus> {
+        [("router".to_string(), status(state, updates, flaps))].into()
     }
 
     #[test]
@@ -268,12 +277,29 @@ mod tests {
     }
 
     #[test]
-    fn a_flap_is_an_established_session_seen_down() {
+    fn flaps_come_from_the_sessions_own_count_so_a_short_session_between_samples_is_not_missed() {
         let mut sampler = MetricsSampler::default();
-        assert!(sampler.step(&one(State::Active, 0)).flaps.is_empty());
-        assert!(sampler.step(&one(State::Established, 1)).flaps.is_empty());
-        assert_eq!(sampler.step(&one(State::Idle, 1)).flaps["router"], 1);
-        assert!(sampler.step(&one(State::Connect, 1)).flaps.is_empty());
+        assert!(
+            sampler
+                .step(&with_flaps(State::Active, 0, 0))
+                .flaps
+                .is_empty()
+        );
+        // Up and down twice between two samples.
+        assert_eq!(
+            sampler.step(&with_flaps(State::Active, 2, 2)).flaps["router"],
+            2
+        );
+        assert!(
+            sampler
+                .step(&with_flaps(State::Established, 3, 2))
+                .flaps
+                .is_empty()
+        );
+        assert_eq!(
+            sampler.step(&with_flaps(State::Idle, 3, 3)).flaps["router"],
+            1
+        );
         assert_eq!(sampler.step(&BTreeMap::new()).gone, ["router".to_string()]);
     }
 

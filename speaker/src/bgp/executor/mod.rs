@@ -574,6 +574,7 @@ async fn background(
             } => {
                 seeding = None;
                 let (annotations, entries) = seeded;
+                tracing::debug!(annotations = annotations.len(), entries = entries.len(), "BGP status books seeded from the API");
                 let mut inner = inner.lock().await;
                 inner.annotation_book.seed(annotations);
                 inner.status_book.seed_existing(entries, Timestamp::now());
@@ -584,6 +585,7 @@ async fn background(
             _ = tick.tick() => {
                 let mut inner = inner.lock().await;
                 let now = Instant::now();
+                tracing::trace!("BGP sample");
                 if now >= next_retry {
                     next_retry = now + HELD_BACK_RETRY;
                     if inner.forget_held_back() {

@@ -453,6 +453,7 @@ mod tests {
                 }),
                 end_of_rib_received: vec![],
                 update_messages_sent: 3,
+                established_ended: 0,
             },
         }
     }
