@@ -3,6 +3,7 @@
 //! `demo` shows the cluster and the lab working; `echo` and `probe-udp` run inside lab
 //! namespaces (the pods' echo server and the client's UDP probe).
 
+mod demo_bgp;
 mod demo_herald;
 mod demo_l2;
 
@@ -442,7 +443,9 @@ fn demo_install_herald(kubectl: &Kubectl, state: &State) -> anyhow::Result<()> {
     };
     demo_herald::install_and_show(kubectl, &lab)?;
     section("layer 2: ARP/NDP announcement and failover");
-    demo_l2::show(kubectl, &lab)
+    demo_l2::show(kubectl, &lab)?;
+    section("BGP: every node announces, the router spreads connections (ECMP)");
+    demo_bgp::show(kubectl, &lab)
 }
 
 fn section(title: &str) {

@@ -154,7 +154,7 @@ fn ebgp_with_md5_spreads_services_over_every_node_and_local_routes_follow_ready_
                     .map(|r| r.gateways().into_iter().collect())
                     .unwrap_or_default();
                 Ok(have == gateways.iter().cloned().collect::<BTreeSet<_>>()
-                    && route.is_some() == !gateways.is_empty())
+                    && route.is_some() != gateways.is_empty())
             },
         )?;
         println!(
@@ -277,7 +277,11 @@ fn a_killed_speaker_is_dropped_at_once_a_frozen_one_after_the_hold_time_and_a_te
     // SIGKILL: the kernel closes the dead process's TCP connection, so the router drops the
     // session and the path at once.
     world.speaker_mut(2)?.kill()?;
-    let gone = world.wait_gateways("203.0.113.10/32", &[lan1.clone()], CHANGE_DEADLINE)?;
+    let gone = world.wait_gateways(
+        "203.0.113.10/32",
+        std::slice::from_ref(&lan1),
+        CHANGE_DEADLINE,
+    )?;
     println!("SIGKILL: node 2's next hop left the router after {gone:?}");
     let reply = world
         .lab
@@ -295,7 +299,11 @@ fn a_killed_speaker_is_dropped_at_once_a_frozen_one_after_the_hold_time_and_a_te
     // no KEEPALIVE; only the router's hold timer removes the path (RFC 4271 §6.5).
     let pid = world.speaker_mut(2)?.pid();
     herald_lab::netns::signal(pid, "STOP")?;
-    let frozen = world.wait_gateways("203.0.113.10/32", &[lan1.clone()], CHANGE_DEADLINE);
+    let frozen = world.wait_gateways(
+        "203.0.113.10/32",
+        std::slice::from_ref(&lan1),
+        CHANGE_DEADLINE,
+    );
     herald_lab::netns::signal(pid, "CONT")?;
     let frozen = frozen?;
     println!("SIGSTOP: node 2's next hop left the router after {frozen:?} (hold time 9 s)");
@@ -313,7 +321,11 @@ fn a_killed_speaker_is_dropped_at_once_a_frozen_one_after_the_hold_time_and_a_te
     // SIGTERM: a Cease / Administrative Shutdown, and the router drops the path at once.
     let terminated = Instant::now();
     let status = world.speaker_mut(2)?.terminate(Duration::from_secs(15))?;
-    let gone = world.wait_gateways("203.0.113.10/32", &[lan1.clone()], CHANGE_DEADLINE)?;
+    let gone = world.wait_gateways(
+        "203.0.113.10/32",
+        std::slice::from_ref(&lan1),
+        CHANGE_DEADLINE,
+    )?;
     let gone = gone.min(terminated.elapsed());
     println!("SIGTERM: node 2's next hop left the router {gone:?} after the signal");
     assert!(

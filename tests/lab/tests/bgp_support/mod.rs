@@ -351,7 +351,7 @@ impl World {
                     .map(|r| r.gateways().into_iter().collect())
                     .unwrap_or_default();
                 let present = route.is_some();
-                Ok(if have == want && present == !want.is_empty() {
+                Ok(if have == want && present != want.is_empty() {
                     Poll::Ready(started.elapsed())
                 } else {
                     Poll::Pending(format!("{route:?}"))

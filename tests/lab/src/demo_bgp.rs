@@ -1,0 +1,180 @@
+//! `herald-lab demo`, the BGP part: after `demo_herald` installed Herald (controller and
+//! speakers, BGP on by default), shows a Service announced over BGP by every node and
+//! reached through the router's ECMP.
+//!
+//! A BGPPeer (every node, AS 64512, to the router's FRR at 192.0.2.1, AS 64500), an
+//! IPAddressPool in the BGP range (not auto-assigned) with a BGPAdvertisement, and a
+//! `Local` Service that asks for that pool. FRR learns one path per node with a ready
+//! endpoint and installs one kernel route with a next hop per node; the router hashes on
+//! ports, so the client's connections spread over the nodes and each reaches a pod on the
+//! node it entered by, with the client's address intact. Prints what FRR and the API show
+//! (BGPPeer status per node, the per-node carrier annotation on the Service).
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use anyhow::Context;
+use herald_lab::kube::{Kubectl, PortSpec, ServiceSpec};
+use herald_lab::topology::http_get_from;
+use herald_lab::wait::{Poll, poll_until_ok};
+use herald_lab::{Family, Netns, inspect, plan};
+use serde_json::json;
+
+use crate::demo_herald::DemoLab;
+
+const INSTALL_NAMESPACE: &str = "herald-system";
+const POOL: &str = "demo-bgp";
+const SERVICE: &str = "demo-bgp";
+const PEER: &str = "router";
+const NODE_ASN: u32 = 64512;
+const CARRIER_PREFIX: &str = "bgp-peers.herald.dev/";
+
+/// Shows BGP mode; prints a note and returns when the Service cannot get going.
+pub fn show(kubectl: &Kubectl, lab: &DemoLab<'_>) -> anyhow::Result<()> {
+    let router = Netns::existing(lab.router_netns);
+    let client = Netns::existing(lab.client_netns);
+    println!(
+        "  BGPPeer {PEER}: every node, AS {NODE_ASN} -> 192.0.2.1 AS {}; pool {POOL}: 203.0.113.128/25, autoAssign off; BGPAdvertisement {POOL}",
+        plan::ROUTER_ASN
+    );
+    kubectl.apply(
+        &json!({
+            "apiVersion": "herald.dev/v1alpha1", "kind": "BGPPeer",
+            "metadata": {"name": PEER, "namespace": INSTALL_NAMESPACE},
+            "spec": {"myASN": NODE_ASN, "peerASN": plan::ROUTER_ASN,
+                     "peerAddress": plan::ROUTER_LAN_V4.to_string(), "holdTime": "9s"},
+        })
+        .to_string(),
+    )?;
+    kubectl.apply(
+        &json!({
+            "apiVersion": "herald.dev/v1alpha1", "kind": "IPAddressPool",
+            "metadata": {"name": POOL, "namespace": INSTALL_NAMESPACE},
+            "spec": {"addresses": ["203.0.113.128/25"], "autoAssign": false, "avoidBuggyIPs": true},
+        })
+        .to_string(),
+    )?;
+    kubectl.apply(
+        &json!({
+            "apiVersion": "herald.dev/v1alpha1", "kind": "BGPAdvertisement",
+            "metadata": {"name": POOL, "namespace": INSTALL_NAMESPACE},
+            "spec": {"pools": [POOL]},
+        })
+        .to_string(),
+    )?;
+    // ECMP on ports, so one client's connections use every next hop.
+    router.sysctl(&[("net.ipv4.fib_multipath_hash_policy", "1")])?;
+
+    let mut manifest = ServiceSpec::new(SERVICE, "echo")
+        .load_balancer()
+        .traffic_policy("Local")
+        .annotation("herald.dev/address-pool", POOL)
+        .port(PortSpec::tcp("http", 80).target(plan::ECHO_PORT))
+        .manifest(lab.apps_namespace);
+    manifest["spec"]["allocateLoadBalancerNodePorts"] = json!(false);
+    kubectl.apply(&manifest.to_string())?;
+    println!(
+        "  Service {}/{SERVICE} (externalTrafficPolicy Local, annotation herald.dev/address-pool: {POOL})",
+        lab.apps_namespace
+    );
+    let address: IpAddr = kubectl.wait_for(
+        "the controller to give the BGP Service its address",
+        Duration::from_secs(60),
+        |k| {
+            let service = k.get("service", SERVICE, Some(lab.apps_namespace))?;
+            let ip = service
+                .as_ref()
+                .and_then(|s| s["status"]["loadBalancer"]["ingress"][0]["ip"].as_str())
+                .and_then(|ip| ip.parse::<IpAddr>().ok());
+            Ok(match ip {
+                Some(ip) => Poll::Ready(ip),
+                None => Poll::Pending("no ingress yet".into()),
+            })
+        },
+    )?;
+    let prefix = format!("{address}/32");
+    let nodes = lab.nodes.len();
+    let route = poll_until_ok(
+        &format!("the router's kernel route for {prefix} with a next hop per node"),
+        Duration::from_secs(60),
+        Duration::from_millis(200),
+        || {
+            let routes = router.routes(Family::V4)?;
+            Ok(match inspect::route_for(&routes, &prefix) {
+                Some(route) if route.gateways().len() == nodes => Poll::Ready(route.clone()),
+                other => Poll::Pending(format!("{other:?}")),
+            })
+        },
+    )?;
+    println!(
+        "  the controller gave it {address}; the router's kernel route: {prefix} via {} (proto {})",
+        route.gateways().join(", "),
+        route.protocol.as_deref().unwrap_or("?")
+    );
+    let frr = std::process::Command::new("vtysh")
+        .args([
+            "-N",
+            lab.router_netns,
+            "-c",
+            &format!("show bgp ipv4 unicast {prefix}"),
+        ])
+        .output()
+        .context("running vtysh")?;
+    for line in String::from_utf8_lossy(&frr.stdout).lines().take(12) {
+        println!("    frr| {line}");
+    }
+
+    let mut by_node: BTreeMap<String, usize> = BTreeMap::new();
+    let mut clients: BTreeMap<String, usize> = BTreeMap::new();
+    for _ in 0..24 {
+        let reply = poll_until_ok(
+            &format!("the client to reach {address}"),
+            Duration::from_secs(30),
+            Duration::from_millis(200),
+            || http_get_from(&client, address, 80, Duration::from_secs(2)).map(Poll::Ready),
+        )?;
+        *by_node
+            .entry(format!("{} on {}", reply.pod, reply.node))
+            .or_default() += 1;
+        *clients.entry(reply.client_ip()?.to_string()).or_default() += 1;
+    }
+    println!("  24 connections from the client to {address}:80 (ECMP over the nodes):");
+    for (pod, count) in &by_node {
+        println!("    {count:>2} answered by {pod}");
+    }
+    println!(
+        "  client address seen by the pods: {:?} (Local keeps it)",
+        clients.keys().collect::<Vec<_>>()
+    );
+
+    let peer = kubectl.get("bgppeer", PEER, Some(INSTALL_NAMESPACE))?;
+    let sessions = peer
+        .as_ref()
+        .and_then(|p| p["status"]["sessions"].as_array().cloned())
+        .unwrap_or_default();
+    for session in sessions {
+        println!(
+            "  BGPPeer {PEER} status: node {} {} ({} prefixes)",
+            session["node"].as_str().unwrap_or("?"),
+            session["state"].as_str().unwrap_or("?"),
+            session["advertisedPrefixes"]
+        );
+    }
+    let service = kubectl.get("service", SERVICE, Some(lab.apps_namespace))?;
+    let annotations = service
+        .as_ref()
+        .and_then(|s| s["metadata"]["annotations"].as_object().cloned())
+        .unwrap_or_default();
+    for (key, value) in annotations
+        .iter()
+        .filter(|(k, _)| k.starts_with(CARRIER_PREFIX))
+    {
+        println!("  on the Service: {key}: {}", value.as_str().unwrap_or("?"));
+    }
+    println!(
+        "  try: vtysh -N {} -c 'show bgp summary'; ip -n {} route show {address}",
+        lab.router_netns, lab.router_netns
+    );
+    Ok(())
+}
