@@ -7,9 +7,10 @@
 //! kernel back on a resync) and changes only the difference.
 //!
 //! The forwarding executor is here ([`ForwardingExecutor`], wrapping
-//! [`crate::forwarding::Forwarder`]); the L2 and BGP executors plug into
-//! [`Executors::l2`] and [`Executors::bgp`] by implementing [`Executor`] — until they do,
-//! those slots stay empty and their parts of the plan are simply not acted on.
+//! [`crate::forwarding::Forwarder`]); the L2 executor ([`crate::l2::executor::L2Executor`])
+//! and the BGP executor ([`crate::bgp::executor::BgpExecutor`]) plug into [`Executors::l2`]
+//! and [`Executors::bgp`] by implementing [`Executor`]; an empty slot's part of the plan is
+//! simply not acted on.
 //!
 //! I/O happens only inside the executors' futures.
 
@@ -93,7 +94,7 @@ pub trait Executor: Send {
 /// The executors of this speaker, in their fixed order.
 #[derive(Default)]
 pub struct Executors {
-    /// BGP sessions and routes (issue 6); empty until the BGP executor is wired.
+    /// BGP sessions and routes (issue 6); present with `--bgp on`.
     pub bgp: Option<Box<dyn Executor>>,
     /// Layer-2 announcements (issue 5); empty until the L2 executor is wired.
     pub l2: Option<Box<dyn Executor>>,
