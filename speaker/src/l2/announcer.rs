@@ -95,6 +95,14 @@ pub enum AnnouncerEvent {
         other_mac: MacAddr,
         evidence: ConflictEvidence,
     },
+    /// Another MAC claims a contested address we announce (see
+    /// [`Announcer::set_contested`]): we stopped announcing it without defending it, and
+    /// probe for it again later.
+    GaveWay {
+        address: IpAddr,
+        other_mac: MacAddr,
+        evidence: ConflictEvidence,
+    },
     /// The address is no longer wanted here; we stopped answering for it.
     Released { address: IpAddr },
 }
@@ -157,6 +165,8 @@ pub struct Announcer {
     config: AnnouncerConfig,
     mac: MacAddr,
     addresses: BTreeMap<IpAddr, Phase>,
+    /// Addresses given up rather than defended on a conflict.
+    contested: BTreeSet<IpAddr>,
     counters: Counters,
 }
 
@@ -166,6 +176,7 @@ impl Announcer {
             config,
             mac,
             addresses: BTreeMap::new(),
+            contested: BTreeSet::new(),
             counters: Counters::default(),
         }
     }
@@ -188,6 +199,18 @@ impl Announcer {
             };
             (*address, phase)
         })
+    }
+
+    /// Marks the addresses this node announces although another node is recorded as their
+    /// announcer (this node took them while it could not see that node, e.g. cut off from
+    /// its peers). When another MAC claims such an address, the claim is taken as that node
+    /// being alive on the link: we give the address up at once (RFC 5227 §2.4 (a)) instead
+    /// of defending it (§2.4 (b)), so that a node coming back from a partition does not pull
+    /// the neighbour caches back to itself, and probe for it again after the conflict retry
+    /// interval (the owner answers the probe, so we stay quiet while it lives). Other
+    /// addresses are defended as before. Replaces the previous set.
+    pub fn set_contested(&mut self, contested: BTreeSet<IpAddr>) {
+        self.contested = contested;
     }
 
     /// Makes `wanted` the set of addresses this interface answers for. New addresses start
@@ -497,7 +520,8 @@ impl Announcer {
     }
 
     /// Another MAC claims `address`: while probing we give it up for now; while owning we
-    /// report it and defend at most once per defend interval (RFC 5227 §2.4 (b)).
+    /// report it and defend at most once per defend interval (RFC 5227 §2.4 (b)), unless the
+    /// address is contested: then we give it up as while probing (§2.4 (a)).
     fn conflict(
         &mut self,
         now: Instant,
@@ -509,6 +533,7 @@ impl Announcer {
         let retry_at = now + self.config.conflict_retry_interval;
         let defend_interval = self.config.defend_interval;
         let mac = self.mac;
+        let contested = self.contested.contains(&address);
         let Some(phase) = self.addresses.get_mut(&address) else {
             return;
         };
@@ -523,6 +548,15 @@ impl Announcer {
                 }));
             }
             Phase::Conflicted { .. } => {}
+            Phase::Announcing { .. } if contested => {
+                *phase = Phase::Conflicted { retry_at };
+                self.counters.conflicts_detected += 1;
+                actions.push(Action::Event(AnnouncerEvent::GaveWay {
+                    address,
+                    other_mac,
+                    evidence,
+                }));
+            }
             Phase::Announcing { last_defence, .. } => {
                 let may_defend = last_defence.is_none_or(|last| now >= last + defend_interval);
                 if may_defend {
@@ -1200,6 +1234,110 @@ mod tests {
             announcer.phases().next(),
             Some((IpAddr::V4(VIP4), AddressPhase::Announcing)),
             "we keep announcing"
+        );
+    }
+
+    #[test]
+    fn a_contested_address_is_given_up_without_defence_when_another_mac_claims_it_and_probed_again_later()
+     {
+        let (mut announcer, now) = owning(&[IpAddr::V4(VIP4), IpAddr::V6(VIP6)]);
+        announcer.set_contested(set(&[IpAddr::V4(VIP4), IpAddr::V6(VIP6)]));
+        let garp = arp_frame_from(
+            OTHER_MAC,
+            MacAddr::BROADCAST,
+            ArpPacket::gratuitous_request(OTHER_MAC, VIP4),
+        );
+        let actions = announcer.handle_frame(now, &garp);
+        assert!(
+            transmitted(&actions, TransmitKind::Defence).is_empty(),
+            "a contested address is not defended: {actions:?}"
+        );
+        assert_eq!(
+            events(&actions),
+            vec![AnnouncerEvent::GaveWay {
+                address: IpAddr::V4(VIP4),
+                other_mac: OTHER_MAC,
+                evidence: ConflictEvidence::ArpSenderAddress
+            }]
+        );
+        let na = build_ndp_frame(
+            OTHER_MAC,
+            MacAddr::BROADCAST,
+            &NdpPacket::unsolicited_advertisement(OTHER_MAC, VIP6),
+        );
+        let actions = announcer.handle_frame(now, &na);
+        assert!(transmitted(&actions, TransmitKind::Defence).is_empty());
+        assert!(matches!(
+            events(&actions)[..],
+            [AnnouncerEvent::GaveWay {
+                evidence: ConflictEvidence::NeighborAdvertisement,
+                ..
+            }]
+        ));
+        assert!(
+            announcer
+                .phases()
+                .all(|(_, phase)| phase == AddressPhase::Conflicted)
+        );
+
+        // Given up: requests for it go unanswered, and no refresh goes out...
+        let request = ArpPacket {
+            operation: ArpOperation::Request,
+            sender_mac: CLIENT_MAC,
+            sender_ip: CLIENT4,
+            target_mac: MacAddr::ZERO,
+            target_ip: VIP4,
+        };
+        let asked = announcer.handle_frame(
+            now + ms(100),
+            &arp_frame_from(CLIENT_MAC, MacAddr::BROADCAST, request),
+        );
+        assert!(asked.is_empty(), "{asked:?}");
+        let retry = now + AnnouncerConfig::default().conflict_retry_interval;
+        let quiet = run_until(&mut announcer, now, retry - ms(1));
+        assert!(quiet.is_empty(), "{quiet:?}");
+        // ...until the retry, which probes first (the owner would answer that probe).
+        let later = run_until(&mut announcer, now, retry);
+        let probes: Vec<_> = later
+            .iter()
+            .filter(|(_, a)| {
+                matches!(
+                    a,
+                    Action::Transmit {
+                        kind: TransmitKind::Probe,
+                        ..
+                    }
+                )
+            })
+            .collect();
+        assert_eq!(probes.len(), 2, "one probe per address: {later:?}");
+        assert!(later.iter().all(|(_, a)| !matches!(
+            a,
+            Action::Transmit {
+                kind: TransmitKind::Announcement | TransmitKind::Defence,
+                ..
+            }
+        )));
+    }
+
+    #[test]
+    fn only_the_contested_addresses_give_way_and_uncontesting_restores_the_defence() {
+        let (mut announcer, now) = owning(&[IpAddr::V4(VIP4)]);
+        let claim = arp_frame_from(
+            OTHER_MAC,
+            MacAddr::BROADCAST,
+            ArpPacket::gratuitous_request(OTHER_MAC, VIP4),
+        );
+        announcer.set_contested(set(&[IpAddr::V6(VIP6)]));
+        let defended = announcer.handle_frame(now, &claim);
+        assert_eq!(transmitted(&defended, TransmitKind::Defence).len(), 2);
+        announcer.set_contested(set(&[IpAddr::V4(VIP4)]));
+        announcer.set_contested(BTreeSet::new());
+        let again = announcer.handle_frame(now + Duration::from_secs(10), &claim);
+        assert_eq!(transmitted(&again, TransmitKind::Defence).len(), 2);
+        assert_eq!(
+            announcer.phases().next(),
+            Some((IpAddr::V4(VIP4), AddressPhase::Announcing))
         );
     }
 

@@ -175,11 +175,13 @@ pub struct InterfaceAnnouncer {
     thread: Option<JoinHandle<()>>,
 }
 
-/// The addresses an interface should answer for, and which of them are takeovers.
+/// The addresses an interface should answer for, which of them are takeovers, and which
+/// are contested (given up rather than defended on a conflict).
 #[derive(Debug)]
 struct AddressCommand {
     wanted: BTreeSet<IpAddr>,
     takeovers: BTreeSet<IpAddr>,
+    contested: BTreeSet<IpAddr>,
 }
 
 impl InterfaceAnnouncer {
@@ -268,9 +270,24 @@ impl InterfaceAnnouncer {
     /// Like [`InterfaceAnnouncer::set_addresses`], but new addresses in `takeovers` are
     /// announced at once without probing (see [`Announcer::set_addresses_taking_over`]).
     pub fn take_over(&self, wanted: BTreeSet<IpAddr>, takeovers: BTreeSet<IpAddr>) {
+        self.assign(wanted, takeovers, BTreeSet::new());
+    }
+
+    /// Like [`InterfaceAnnouncer::take_over`], and makes `contested` the addresses given up
+    /// rather than defended when another MAC claims them (see [`Announcer::set_contested`]).
+    pub fn assign(
+        &self,
+        wanted: BTreeSet<IpAddr>,
+        takeovers: BTreeSet<IpAddr>,
+        contested: BTreeSet<IpAddr>,
+    ) {
         if let Some(commands) = &self.commands {
             // A send only fails when the thread has ended; then there is nothing to update.
-            let _ = commands.send(AddressCommand { wanted, takeovers });
+            let _ = commands.send(AddressCommand {
+                wanted,
+                takeovers,
+                contested,
+            });
         }
     }
 
@@ -336,6 +353,7 @@ impl Worker {
             loop {
                 match self.commands.try_recv() {
                     Ok(command) => {
+                        self.announcer.set_contested(command.contested);
                         let actions = self.announcer.set_addresses_taking_over(
                             Instant::now(),
                             &command.wanted,
@@ -447,6 +465,13 @@ fn log_event(interface: &str, event: &AnnouncerEvent) {
             evidence,
         } => {
             tracing::warn!(interface, %address, %other_mac, ?evidence, "another MAC claims an address we announce");
+        }
+        AnnouncerEvent::GaveWay {
+            address,
+            other_mac,
+            evidence,
+        } => {
+            tracing::warn!(interface, %address, %other_mac, ?evidence, "another MAC claims an address recorded as another node's; gave it up without defending it, probing again later");
         }
     }
 }

@@ -21,13 +21,35 @@ pub const QUIET_BEFORE_CLEAR: Duration = Duration::from_secs(60);
 /// Condition type set on a Service while another MAC claims one of its addresses.
 pub const CONDITION_L2_CONFLICT: &str = "herald.dev/L2Conflict";
 
+/// What this node did about a conflict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConflictStance {
+    /// We were probing for the address: we do not take it, and probe again later.
+    Probing,
+    /// We announce the address: we keep it and defend it (RFC 5227 §2.4 (b)).
+    Defending,
+    /// We announced the address although the record names another node: we gave it up
+    /// (RFC 5227 §2.4 (a)) and probe again later.
+    GivingWay,
+}
+
+impl ConflictStance {
+    /// The `phase` label of the conflicts metric.
+    pub fn label(self) -> &'static str {
+        match self {
+            ConflictStance::Probing => "probing",
+            ConflictStance::Defending => "owning",
+            ConflictStance::GivingWay => "giving_way",
+        }
+    }
+}
+
 /// One report from an announcer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConflictReport {
     pub address: IpAddr,
     pub other_mac: MacAddr,
-    /// `true` while we owned the address, `false` while we were probing for it.
-    pub while_owning: bool,
+    pub stance: ConflictStance,
 }
 
 /// What to publish after a report or an expiry check.
@@ -37,7 +59,7 @@ pub enum ConflictNotice {
     Raise {
         address: IpAddr,
         other_mac: MacAddr,
-        while_owning: bool,
+        stance: ConflictStance,
         /// Reports for this address and claimant held back since the last Event.
         suppressed: u64,
     },
@@ -98,7 +120,7 @@ impl ConflictTracker {
         ConflictNotice::Raise {
             address: report.address,
             other_mac: report.other_mac,
-            while_owning: report.while_owning,
+            stance: report.stance,
             suppressed,
         }
     }
@@ -142,7 +164,7 @@ mod tests {
         ConflictReport {
             address: VIP,
             other_mac: mac,
-            while_owning: true,
+            stance: ConflictStance::Defending,
         }
     }
 
@@ -171,7 +193,7 @@ mod tests {
             Some(ConflictNotice::Raise {
                 address: VIP,
                 other_mac: INTRUDER,
-                while_owning: true,
+                stance: ConflictStance::Defending,
                 suppressed: 100,
             })
         );

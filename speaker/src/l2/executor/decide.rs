@@ -28,6 +28,17 @@
 //!   record still names the node that took over, and stickiness keeps the address there. It removes records naming itself for addresses
 //!   that nobody may announce any more or that their Service no longer uses; a record naming
 //!   this node for an address another node now owns is left for the new owner to overwrite.
+//! - **Give way against the record.** An address this node announces while the record names
+//!   another node is *contested*: this node holds it only because it cannot see that node
+//!   (it took over and its own record is not written yet, or it is cut off from its peers
+//!   and kept the address on its side). If another MAC then claims the address on the link,
+//!   that claim is taken as the recorded node being alive there: the announcer gives the
+//!   address up at once instead of defending it (RFC 5227 §2.4 (a) rather than (b)) and
+//!   probes again later, which the live owner answers. So a node coming back from a
+//!   partition, whose peers it does not yet see as live (their rejoin hold-down), does not
+//!   pull the neighbour caches back to itself, and a node that took over on a false
+//!   suspicion yields to the owner that is still there. Addresses backed by the record (or
+//!   without one) are defended as before.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -110,6 +121,9 @@ pub struct InterfaceAssignment {
     pub wanted: BTreeSet<IpAddr>,
     /// New addresses in `wanted` to announce without probing.
     pub takeovers: BTreeSet<IpAddr>,
+    /// Addresses in `wanted` whose record names another node: given up rather than defended
+    /// when another MAC claims them (see the module documentation).
+    pub contested: BTreeSet<IpAddr>,
 }
 
 /// One record to write (`Some`) or remove (`None`).
@@ -156,9 +170,18 @@ pub fn decide(input: &PassInput<'_>) -> Pass {
             pass.owners.insert(address, owner.clone());
         }
         if let Verdict::Announce { interfaces, start } = &decision.verdict {
+            let recorded_elsewhere = announcement.services.iter().any(|service| {
+                input
+                    .records
+                    .get(service, address)
+                    .is_some_and(|record| record.node != input.node)
+            });
             for name in interfaces {
                 let assignment = pass.interfaces.entry(name.clone()).or_default();
                 assignment.wanted.insert(address);
+                if recorded_elsewhere {
+                    assignment.contested.insert(address);
+                }
                 let new_here = !input
                     .assigned
                     .get(name)
@@ -528,6 +551,33 @@ mod tests {
             }
         );
         assert!(healed.interfaces["eth0"].wanted.is_empty());
+    }
+
+    #[test]
+    fn an_address_held_against_the_record_is_contested_and_one_backed_by_it_is_not() {
+        let [owner, next, _] = ranking()[..] else {
+            panic!("three nodes ranked");
+        };
+        // The first owner, with no record yet and then with its own: defended.
+        let mut node = Node::new(owner);
+        let first = node.pass(&l2_of(&NODES), &Records::default());
+        assert!(first.interfaces["eth0"].contested.is_empty());
+        let recorded = node.pass(&l2_of(&NODES), &record_on_web(owner));
+        assert!(recorded.interfaces["eth0"].contested.is_empty());
+        // Cut off while the node that took over recorded itself: kept, but contested.
+        let cut_off = node.pass(&l2_of(&[owner]), &record_on_web(next));
+        assert_eq!(cut_off.interfaces["eth0"].wanted, [vip()].into());
+        assert_eq!(cut_off.interfaces["eth0"].contested, [vip()].into());
+
+        // The node taking over is contested until its own record is in place.
+        let mut taker = Node::new(next);
+        let survivors: Vec<&str> = NODES.iter().copied().filter(|n| *n != owner).collect();
+        taker.pass(&l2_of(&NODES), &record_on_web(owner));
+        let failover = taker.pass(&l2_of(&survivors), &record_on_web(owner));
+        assert_eq!(failover.interfaces["eth0"].takeovers, [vip()].into());
+        assert_eq!(failover.interfaces["eth0"].contested, [vip()].into());
+        let written = taker.pass(&l2_of(&survivors), &record_on_web(next));
+        assert!(written.interfaces["eth0"].contested.is_empty());
     }
 
     #[test]

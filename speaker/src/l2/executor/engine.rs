@@ -12,7 +12,8 @@ use std::sync::mpsc as std_mpsc;
 use std::time::{Duration, Instant};
 
 use super::conflicts::{
-    CONDITION_L2_CONFLICT, ConflictNotice, ConflictReport, ConflictTracker, QUIET_BEFORE_CLEAR,
+    CONDITION_L2_CONFLICT, ConflictNotice, ConflictReport, ConflictStance, ConflictTracker,
+    QUIET_BEFORE_CLEAR,
 };
 use super::decide::{AddressDecision, PassInput, RecordWrite, Start, Verdict, decide};
 use super::kube_edge::{ApiRequest, KubeEdge};
@@ -70,6 +71,8 @@ pub struct Engine {
     interfaces: Vec<InterfaceInfo>,
     announcers: BTreeMap<String, InterfaceAnnouncer>,
     assigned: BTreeMap<String, BTreeSet<IpAddr>>,
+    /// What each interface's announcer was last told is contested.
+    contested: BTreeMap<String, BTreeSet<IpAddr>>,
     counters_seen: BTreeMap<String, Counters>,
     last_owners: BTreeMap<IpAddr, String>,
     decisions: BTreeMap<IpAddr, AddressDecision>,
@@ -113,6 +116,7 @@ impl Engine {
             interfaces: Vec::new(),
             announcers: BTreeMap::new(),
             assigned: BTreeMap::new(),
+            contested: BTreeMap::new(),
             counters_seen: BTreeMap::new(),
             last_owners: BTreeMap::new(),
             decisions: BTreeMap::new(),
@@ -187,6 +191,7 @@ impl Engine {
             tracing::info!(interface = name, "layer-2 announcer stopped");
         }
         self.assigned.remove(name);
+        self.contested.remove(name);
         self.counters_seen.remove(name);
     }
 
@@ -243,7 +248,7 @@ impl Engine {
 
         for (address, decision) in &pass.decisions {
             let before = self.decisions.get(address).map(|d| &d.verdict);
-            if before != Some(&decision.verdict) {
+            if verdict_changed(before, &decision.verdict) {
                 log_decision(&self.config.node, *address, decision, before);
                 if let Verdict::Announce { start, .. } = &decision.verdict
                     && *start != Start::Continuing
@@ -295,15 +300,26 @@ impl Engine {
                         self.metrics.interface_start_errors.inc();
                         tracing::error!(interface = %name, %error, "cannot announce on this interface; retrying on the next pass");
                         self.assigned.remove(name);
+                        self.contested.remove(name);
                         summary.lines.push(format!("{name}: {error}"));
                         continue;
                     }
                 }
             }
-            if self.assigned.get(name) != Some(&assignment.wanted) {
+            let wanted_changed = self.assigned.get(name) != Some(&assignment.wanted);
+            let contested_changed = self.contested.get(name) != Some(&assignment.contested);
+            if wanted_changed || contested_changed {
                 if let Some(announcer) = self.announcers.get(name) {
-                    announcer.take_over(assignment.wanted.clone(), assignment.takeovers.clone());
+                    announcer.assign(
+                        assignment.wanted.clone(),
+                        assignment.takeovers.clone(),
+                        assignment.contested.clone(),
+                    );
                 }
+                self.contested
+                    .insert(name.clone(), assignment.contested.clone());
+            }
+            if wanted_changed {
                 summary.changed = true;
                 summary.lines.push(format!(
                     "{name}: {} address(es), {} taken over",
@@ -396,24 +412,27 @@ impl Engine {
             } => ConflictReport {
                 address,
                 other_mac,
-                while_owning: true,
+                stance: ConflictStance::Defending,
             },
             AnnouncerEvent::ConflictWhileProbing {
                 address, other_mac, ..
             } => ConflictReport {
                 address,
                 other_mac,
-                while_owning: false,
+                stance: ConflictStance::Probing,
+            },
+            AnnouncerEvent::GaveWay {
+                address, other_mac, ..
+            } => ConflictReport {
+                address,
+                other_mac,
+                stance: ConflictStance::GivingWay,
             },
         };
         self.metrics
             .conflicts
             .get_or_create(&PhaseLabel {
-                phase: if report.while_owning {
-                    "owning"
-                } else {
-                    "probing"
-                },
+                phase: report.stance.label(),
             })
             .inc();
         if let Some(notice) = self.conflicts.report(now, report) {
@@ -448,20 +467,23 @@ impl Engine {
             match notice {
                 ConflictNotice::Raise {
                     other_mac,
-                    while_owning,
+                    stance,
                     suppressed,
                     ..
                 } => {
-                    let (reason, message) = if *while_owning {
-                        (
+                    let (reason, message) = match stance {
+                        ConflictStance::Defending => (
                             "AddressClaimedByAnotherMAC",
                             format!("{address}: MAC {other_mac} claims it while {node} announces it on {interface}; {node} keeps it and defends it"),
-                        )
-                    } else {
-                        (
+                        ),
+                        ConflictStance::Probing => (
                             "AddressInUse",
                             format!("{address}: MAC {other_mac} answered {node}'s probe on {interface}; {node} does not take it and probes again later"),
-                        )
+                        ),
+                        ConflictStance::GivingWay => (
+                            "AddressGivenWay",
+                            format!("{address}: MAC {other_mac} claims it while {node} announces it on {interface} against the record naming another node (taken while {node} could not see it); {node} gave it up and probes again later"),
+                        ),
                     };
                     let more = if *suppressed > 0 {
                         format!(" ({suppressed} more reports since the last Event)")
@@ -494,6 +516,23 @@ impl Engine {
                 }),
             }
         }
+    }
+}
+
+/// Whether a verdict is news: an address that goes on being announced on the same
+/// interfaces is not (its start turns from how it began to `Continuing`).
+fn verdict_changed(before: Option<&Verdict>, now: &Verdict) -> bool {
+    match (before, now) {
+        (
+            Some(Verdict::Announce {
+                interfaces: before, ..
+            }),
+            Verdict::Announce {
+                interfaces: now,
+                start: Start::Continuing,
+            },
+        ) => before != now,
+        (before, now) => before != Some(now),
     }
 }
 
