@@ -384,6 +384,7 @@ fn demo(skip_setup: bool) -> anyhow::Result<()> {
     let kubectl = cp.kubectl()?;
 
     section("installing Herald");
+    build_herald_binaries()?;
     demo_install_herald(&kubectl, &state)?;
 
     section("the cluster: nodes, pods, endpoints (EndpointSlices from kube-controller-manager)");
@@ -446,6 +447,21 @@ fn demo_install_herald(kubectl: &Kubectl, state: &State) -> anyhow::Result<()> {
     demo_l2::show(kubectl, &lab)?;
     section("BGP: every node announces, the router spreads connections (ECMP)");
     demo_bgp::show(kubectl, &lab)
+}
+
+/// Builds herald-controller and herald-speaker (quick when they are up to date), so that
+/// `cargo run -p herald-lab -- demo` on a fresh checkout installs the real binaries.
+fn build_herald_binaries() -> anyhow::Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+    let status = Command::new(cargo)
+        .current_dir(paths::repo_root())
+        .args(["build", "-p", "herald-controller", "-p", "herald-speaker"])
+        .status()
+        .context("running cargo build for herald-controller and herald-speaker")?;
+    if !status.success() {
+        bail!("cargo build -p herald-controller -p herald-speaker failed ({status})");
+    }
+    Ok(())
 }
 
 fn section(title: &str) {
