@@ -522,6 +522,25 @@ pub fn measure_api_and_router(
     })
 }
 
+impl Drop for World {
+    /// A controller marks the pool in use with a finalizer; once it is gone (tests stop it
+    /// before the world) nobody removes that, and the install namespace would hang in
+    /// Terminating. Runs before the fields drop (speakers, namespaces, lab).
+    fn drop(&mut self) {
+        let _ = self.kubectl.run(&[
+            "patch",
+            "ipaddresspool",
+            "bgp",
+            "-n",
+            self.install.name(),
+            "--type",
+            "merge",
+            "-p",
+            r#"{"metadata":{"finalizers":null}}"#,
+        ]);
+    }
+}
+
 /// `$HERALD_CONTROLLER`, else `target/debug/herald-controller`.
 pub fn controller_binary() -> Result<PathBuf> {
     let path = std::env::var_os("HERALD_CONTROLLER")
