@@ -148,11 +148,28 @@ pub fn show(kubectl: &Kubectl, lab: &DemoLab<'_>) -> anyhow::Result<()> {
         clients.keys().collect::<Vec<_>>()
     );
 
-    let peer = kubectl.get("bgppeer", PEER, Some(INSTALL_NAMESPACE))?;
-    let sessions = peer
-        .as_ref()
-        .and_then(|p| p["status"]["sessions"].as_array().cloned())
-        .unwrap_or_default();
+    // Status writes are rate limited (one per second per peer): wait for every node's
+    // entry to say Established.
+    let sessions = kubectl.wait_for(
+        "every node's session in the BGPPeer's status",
+        Duration::from_secs(15),
+        |k| {
+            let peer = k.get("bgppeer", PEER, Some(INSTALL_NAMESPACE))?;
+            let sessions = peer
+                .as_ref()
+                .and_then(|p| p["status"]["sessions"].as_array().cloned())
+                .unwrap_or_default();
+            let established = sessions
+                .iter()
+                .filter(|s| s["state"] == "Established")
+                .count();
+            Ok(if established == nodes {
+                Poll::Ready(sessions)
+            } else {
+                Poll::Pending(format!("{sessions:?}"))
+            })
+        },
+    )?;
     for session in sessions {
         println!(
             "  BGPPeer {PEER} status: node {} {} ({} prefixes)",
