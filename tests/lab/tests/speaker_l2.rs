@@ -19,6 +19,7 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use herald_lab::Result;
+use herald_lab::plan::ifname::ROUTER_LAN;
 use herald_lab::wait::{Poll, poll_until};
 use l2_support::{CLIENT_V4, FAILOVER_DEADLINE, L2World, ms, parse_ip};
 
@@ -58,28 +59,95 @@ fn owner_of(world: &L2World, address: IpAddr) -> Result<usize> {
     Ok(node)
 }
 
-/// Requests `address` every 250 ms for `period`; returns the nodes that answered and the
-/// nodes whose MAC the router held meanwhile.
-fn watch_owner(
-    world: &L2World,
-    address: IpAddr,
-    period: Duration,
-) -> Result<(BTreeSet<String>, BTreeSet<Option<usize>>, usize)> {
+/// What was seen for one address while watching.
+#[derive(Debug, Default)]
+struct Watched {
+    /// Nodes whose pods answered (with `Local` and a pod per node: the owner).
+    answered: BTreeSet<String>,
+    /// Nodes whose MAC the router held.
+    macs: BTreeSet<Option<usize>>,
+    failures: usize,
+}
+
+/// Requests every address every 250 ms for `period`, noting who answered and whose MAC
+/// the router held.
+fn watch_owners(world: &L2World, addresses: &[IpAddr], period: Duration) -> Result<Vec<Watched>> {
     let started = Instant::now();
-    let mut answered = BTreeSet::new();
-    let mut macs = BTreeSet::new();
-    let mut failures = 0;
+    let mut seen: Vec<Watched> = addresses.iter().map(|_| Watched::default()).collect();
     while started.elapsed() < period {
-        match world.get_within(address, Duration::from_millis(1000)) {
-            Ok(reply) => {
-                answered.insert(reply.node);
+        for (address, watched) in addresses.iter().zip(seen.iter_mut()) {
+            match world.get_within(*address, Duration::from_millis(1000)) {
+                Ok(reply) => {
+                    watched.answered.insert(reply.node);
+                }
+                Err(_) => watched.failures += 1,
             }
-            Err(_) => failures += 1,
+            watched.macs.insert(world.router_owner(*address)?);
         }
-        macs.insert(world.router_owner(address)?);
         std::thread::sleep(Duration::from_millis(250));
     }
-    Ok((answered, macs, failures))
+    Ok(seen)
+}
+
+/// Asserts that each address stayed with its expected node the whole time.
+fn assert_stayed(
+    world: &L2World,
+    addresses: &[IpAddr],
+    owners: &[usize],
+    seen: &[Watched],
+    when: &str,
+) -> Result<()> {
+    for ((address, owner), watched) in addresses.iter().zip(owners).zip(seen) {
+        let name = world.node_name(*owner)?;
+        assert_eq!(
+            watched.answered,
+            [name].into(),
+            "{when}, {address} was answered by {:?}\n{}",
+            watched.answered,
+            world.speaker_logs()
+        );
+        assert_eq!(
+            watched.macs,
+            [Some(*owner)].into(),
+            "{when}, the router held these nodes' MACs for {address}: {:?}\n{}",
+            watched.macs,
+            world.speaker_logs()
+        );
+        assert_eq!(watched.failures, 0, "{when}, requests to {address} failed");
+    }
+    Ok(())
+}
+
+/// After the fault at `since` on node `owner`: if `owner` also had the IPv6 address, waits
+/// for it to move (and returns the new owner), otherwise checks it did not move.
+fn follow_v6(
+    world: &L2World,
+    v6: IpAddr,
+    owner: usize,
+    owner_v6: usize,
+    since: Instant,
+) -> Result<usize> {
+    let owner_name = world.node_name(owner)?;
+    if owner_v6 != owner {
+        let reply = world.get(v6)?;
+        assert_eq!(
+            world.node_index(&reply.node)?,
+            owner_v6,
+            "an address whose owner is fine must not move"
+        );
+        return Ok(owner_v6);
+    }
+    let (reply, failover) = world.probe_until(v6, since, PROBE_INTERVAL, PROBE_TIMEOUT, |r| {
+        r.node != owner_name
+    })?;
+    let successor = world.node_index(&reply.node)?;
+    assert_eq!(world.router_owner(v6)?, Some(successor));
+    world.wait_record("svc", v6, successor)?;
+    eprintln!(
+        "speaker_l2: {v6} moved to node {successor} too; first reply after {} ms",
+        ms(failover)
+    );
+    Ok(successor)
 }
 
 #[test]
@@ -129,9 +197,38 @@ fn the_client_reaches_an_l2_address_over_ipv4_and_ipv6_through_the_owner_whose_m
             .map(|_| world.get(address).map(|r| r.pod))
             .collect::<Result<_>>()?;
         assert_eq!(pods.len(), 3, "{address} reached only {pods:?}");
-        // The owner counts the announcement and the router's request it answered.
+        // The owner answers the router's requests, not only announces: with the router's
+        // entry flushed, the next request makes it ask (ARP request / Neighbor
+        // Solicitation), and the answer carries the owner's MAC again.
+        let answered_before =
+            world.metric_sum(recorded, "herald_speaker_l2_requests_answered_total")?;
+        world.lab.router().ip(&[
+            "neigh",
+            "flush",
+            "dev",
+            ROUTER_LAN,
+            "to",
+            &address.to_string(),
+        ])?;
+        assert_eq!(world.router_mac_for(address)?, None, "flushed");
+        world.get(address)?;
+        assert_eq!(world.router_owner(address)?, Some(recorded), "{address}");
         assert!(world.metric_sum(recorded, "herald_speaker_l2_announcements_sent_total")? >= 1.0);
-        assert!(world.metric_sum(recorded, "herald_speaker_l2_requests_answered_total")? >= 1.0);
+        // Counters reach the metrics once a second.
+        poll_until(
+            &format!("node {recorded} to count the request for {address} it answered"),
+            FAILOVER_DEADLINE,
+            Duration::from_millis(200),
+            || {
+                let now =
+                    world.metric_sum(recorded, "herald_speaker_l2_requests_answered_total")?;
+                Ok(if now > answered_before {
+                    Poll::Ready(())
+                } else {
+                    Poll::Pending(format!("{now}"))
+                })
+            },
+        )?;
     }
     // Exactly one node announces each address.
     let owned: f64 = (1..=3)
@@ -232,45 +329,19 @@ fn sigkill_of_the_owning_speaker_moves_the_address_to_another_node_and_its_retur
         ms(router_moved),
         ms(record_seen)
     );
-    // IPv6: moves if it was on the killed node, and otherwise stays where it was.
-    if owner_v6 == owner {
-        let (reply, failover_v6) =
-            world.probe_until(v6, killed, PROBE_INTERVAL, PROBE_TIMEOUT, |r| {
-                r.node != owner_name
-            })?;
-        let successor_v6 = world.node_index(&reply.node)?;
-        assert_eq!(world.router_owner(v6)?, Some(successor_v6));
-        world.wait_record("svc", v6, successor_v6)?;
-        eprintln!(
-            "speaker_l2: IPv6 moved to node {successor_v6}; first reply after {} ms",
-            ms(failover_v6)
-        );
-    } else {
-        let reply = world.get(v6)?;
-        assert_eq!(
-            world.node_index(&reply.node)?,
-            owner_v6,
-            "an address whose owner did not die must not move"
-        );
-    }
+    let owner_v6_now = follow_v6(&world, v6, owner, owner_v6, killed)?;
 
-    // The old owner comes back and leaves the address where it is.
+    // The old owner comes back and leaves the addresses where they are.
     world.start_speaker(owner)?;
     world.wait_membership(&[1, 2, 3], 3)?;
-    let (answered, macs, failures) = watch_owner(&world, v4, WATCH_AFTER_RETURN)?;
-    let successor_name = world.node_name(successor)?;
-    assert_eq!(
-        answered,
-        [successor_name].into(),
-        "after node {owner} returned, {v4} was answered by {answered:?}\n{}",
-        world.speaker_logs()
-    );
-    assert_eq!(
-        macs,
-        [Some(successor)].into(),
-        "router entries seen: {macs:?}"
-    );
-    assert_eq!(failures, 0, "requests failed while the old owner returned");
+    let seen = watch_owners(&world, &[v4, v6], WATCH_AFTER_RETURN)?;
+    assert_stayed(
+        &world,
+        &[v4, v6],
+        &[successor, owner_v6_now],
+        &seen,
+        &format!("after node {owner}'s speaker came back"),
+    )?;
     world.wait_record("svc", v4, successor)?;
     assert_eq!(
         world.metric(owner, "herald_speaker_l2_owned_addresses")?,
@@ -304,54 +375,130 @@ fn unplugging_the_owners_lan_moves_the_address_and_plugging_it_back_does_not_tak
         "speaker_l2: LAN of node {owner} unplugged -> first reply through node {successor} after {} ms",
         ms(failover)
     );
-    if owner_v6 == owner {
-        let (reply, failover_v6) =
-            world.probe_until(v6, unplugged, PROBE_INTERVAL, PROBE_TIMEOUT, |r| {
-                r.node != owner_name
-            })?;
-        assert_eq!(
-            world.router_owner(v6)?,
-            Some(world.node_index(&reply.node)?)
-        );
-        eprintln!(
-            "speaker_l2: IPv6 moved too; first reply after {} ms",
-            ms(failover_v6)
-        );
-    }
+    let owner_v6_now = follow_v6(&world, v6, owner, owner_v6, unplugged)?;
     world.wait_membership(&others, 2)?;
 
-    // Plugged back in: the node rejoins and does not take the address back.
+    // Plugged back in: the node rejoins and takes nothing back. Watched from the moment the
+    // cable is back: before membership is whole again the returning node still believes it
+    // owns what it had, which is when it could pull the router back to itself.
     let replugged = Instant::now();
     world.lab.set_node_lan(owner, true)?;
-    // Watched from the moment the cable is back: the rejoin is when a confused node would
-    // grab the address.
     let (watched, rejoined) = std::thread::scope(|scope| {
-        let watcher = scope.spawn(|| watch_owner(&world, v4, WATCH_AFTER_RETURN));
+        let watcher = scope.spawn(|| watch_owners(&world, &[v4, v6], WATCH_AFTER_RETURN));
         let rejoined = world
             .wait_membership(&[1, 2, 3], 3)
             .map(|_| replugged.elapsed());
         (watcher.join(), rejoined)
     });
-    let (answered, macs, failures) =
+    let seen =
         watched.map_err(|_| herald_lab::LabError::Invalid("the watcher panicked".into()))??;
     let rejoined = rejoined?;
-    let successor_name = world.node_name(successor)?;
-    assert_eq!(
-        answered,
-        [successor_name].into(),
-        "after node {owner}'s cable came back, {v4} was answered by {answered:?}\n{}",
-        world.speaker_logs()
-    );
-    assert_eq!(
-        macs,
-        [Some(successor)].into(),
-        "router entries seen: {macs:?}"
-    );
-    assert_eq!(failures, 0, "requests failed after the cable came back");
-    world.wait_record("svc", v4, successor)?;
     eprintln!(
         "speaker_l2: node {owner} back on the LAN; every speaker saw 3 members again after {} ms",
         ms(rejoined)
+    );
+    assert_stayed(
+        &world,
+        &[v4, v6],
+        &[successor, owner_v6_now],
+        &seen,
+        &format!("after node {owner}'s cable came back"),
+    )?;
+    world.wait_record("svc", v4, successor)?;
+    Ok(())
+}
+
+/// Drops (or stops dropping) membership traffic (UDP 7946) in and out of node `node`; its
+/// LAN, and so ARP / NDP, stay as they are.
+fn cut_membership(world: &L2World, node: usize, cut: bool) -> Result<()> {
+    let ns = &world.lab.node(node)?.netns;
+    if !cut {
+        ns.exec(&["nft", "delete", "table", "inet", "hllab_block"])?;
+        return Ok(());
+    }
+    ns.exec(&["nft", "add", "table", "inet", "hllab_block"])?;
+    for (chain, hook) in [("in", "input"), ("out", "output")] {
+        ns.exec(&[
+            "nft",
+            "add",
+            "chain",
+            "inet",
+            "hllab_block",
+            chain,
+            &format!("{{ type filter hook {hook} priority -10 ; }}"),
+        ])?;
+        for port in ["sport", "dport"] {
+            ns.exec(&[
+                "nft",
+                "add",
+                "rule",
+                "inet",
+                "hllab_block",
+                chain,
+                "udp",
+                port,
+                "7946",
+                "drop",
+            ])?;
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn a_membership_partition_with_the_lan_intact_leaves_exactly_one_announcer_per_address()
+-> Result<()> {
+    let (v4, v6) = (parse_ip("192.0.2.142")?, parse_ip("2001:db8:1::142")?);
+    let world = world_with_a_pod_per_node("l2-split", "192.0.2.142", "2001:db8:1::142")?;
+    let owner = owner_of(&world, v4)?;
+    let owner_v6 = owner_of(&world, v6)?;
+    let others: Vec<usize> = (1..=3).filter(|n| *n != owner).collect();
+
+    // The owner's speaker and its peers stop hearing each other; the link stays up. Each side
+    // believes the other dead: a peer takes the address over while the owner keeps it. The
+    // conflict on the wire settles it: whoever holds an address against the record gives way.
+    cut_membership(&world, owner, true)?;
+    world.wait_membership(&others, 2)?;
+    world.wait_membership(&[owner], 1)?;
+    std::thread::sleep(Duration::from_secs(3));
+    let mut holders = Vec::new();
+    for address in [v4, v6] {
+        let holder = world.node_index(&world.wait_get(address)?.node)?;
+        world.wait_record("svc", address, holder)?;
+        holders.push(holder);
+    }
+    eprintln!(
+        "speaker_l2: membership of node {owner} cut: {v4} held by node {} and {v6} by node {} (owners before: {owner}, {owner_v6})",
+        holders[0], holders[1]
+    );
+    let seen = watch_owners(&world, &[v4, v6], WATCH_AFTER_RETURN)?;
+    assert_stayed(
+        &world,
+        &[v4, v6],
+        &holders,
+        &seen,
+        &format!("while node {owner}'s membership was cut"),
+    )?;
+
+    // Healed: membership whole again, and the addresses stay where the record says.
+    cut_membership(&world, owner, false)?;
+    world.wait_membership(&[1, 2, 3], 3)?;
+    let seen = watch_owners(&world, &[v4, v6], Duration::from_secs(5))?;
+    assert_stayed(
+        &world,
+        &[v4, v6],
+        &holders,
+        &seen,
+        "after the partition healed",
+    )?;
+    let owned: f64 = (1..=3)
+        .map(|node| world.metric(node, "herald_speaker_l2_owned_addresses"))
+        .sum::<Result<f64>>()?;
+    assert_eq!(
+        owned,
+        2.0,
+        "one owner per address\n{}",
+        world.speaker_logs()
     );
     Ok(())
 }
