@@ -600,3 +600,152 @@ async fn background(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::bgp::driver::{DesiredBgp, PeerConfig};
+    use crate::bgp::fsm::{SessionConfig, SessionError};
+    use crate::model::ServiceKey;
+    use crate::planner::RouteAttributes as PlannedAttributes;
+
+    /// A passive manager on an ephemeral port of 127.0.0.1 expecting AS 64512 from
+    /// 127.0.0.4; returns it and its port.
+    fn router() -> (BgpManager, u16) {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = probe.local_addr().expect("addr").port();
+        drop(probe);
+        let listen = ListenConfig {
+            addresses: vec!["127.0.0.1".parse().expect("ip")],
+            port,
+        };
+        let mut manager = BgpManager::new(Some(&listen)).expect("listener");
+        let mut session = SessionConfig::new(64500, NODE_AS, Ipv4Addr::new(192, 0, 2, 1));
+        session.passive = true;
+        let mut peer = PeerConfig::new(session, "127.0.0.4".parse().expect("ip"));
+        peer.ebgp_multihop = true;
+        manager
+            .apply(&DesiredBgp {
+                peers: [("node".to_string(), peer)].into(),
+                routes: BTreeMap::new(),
+            })
+            .expect("apply");
+        (manager, port)
+    }
+
+    const NODE_AS: u32 = 64512;
+
+    fn plan(port: u16, with_secret: bool) -> NodePlan {
+        let peer = Peer {
+            name: "r".into(),
+            my_asn: NODE_AS,
+            peer_asn: 64500,
+            peer_address: "127.0.0.1".parse().expect("ip"),
+            peer_port: port,
+            source_address: Some("127.0.0.4".parse().expect("ip")),
+            router_id: None,
+            hold_time_secs: 9,
+            keepalive_time_secs: 3,
+            connect_time_secs: 1,
+            ebgp_multihop: true,
+            password_secret: with_secret.then(|| SecretKeyRef {
+                namespace: "herald-system".into(),
+                name: "bgp-auth".into(),
+                key: "password".into(),
+            }),
+            node_selectors: vec![],
+            graceful_restart: false,
+        };
+        let attributes = PlannedAttributes {
+            services: [ServiceKey::new("lab", "web")].into(),
+            ..PlannedAttributes::default()
+        };
+        let mut plan = NodePlan::default();
+        plan.bgp.sessions.insert("r".into(), peer);
+        plan.bgp.routes.insert(
+            "r".into(),
+            [("203.0.113.10/32".parse().expect("prefix"), attributes)].into(),
+        );
+        plan
+    }
+
+    fn executor() -> (BgpExecutor, BgpMetrics) {
+        let mut config = BgpExecutorConfig::new("n1", "herald-system");
+        config.listen = None;
+        config.router_id = Some(Ipv4Addr::new(192, 0, 2, 11));
+        let metrics = BgpMetrics::default();
+        let executor = BgpExecutor::start(config, None, metrics.clone()).expect("starts");
+        (executor, metrics)
+    }
+
+    async fn wait_until(what: &str, mut check: impl AsyncFnMut() -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !check().await {
+            assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_planned_peer_gets_a_session_with_its_routes_and_shutdown_sends_an_administrative_cease()
+     {
+        let (router, port) = router();
+        let (mut executor, metrics) = executor();
+        let plan = plan(port, false);
+        let report = executor.apply(&plan).await.expect("applies");
+        assert!(report.changed);
+        wait_until("the session to carry the route", async || {
+            executor.status().await.get("r").is_some_and(|s| {
+                s.session.state == State::Established && s.session.prefixes_advertised == 1
+            })
+        })
+        .await;
+        assert!(
+            router
+                .wait_for_state("node", State::Established, Duration::from_secs(5))
+                .await
+        );
+        let again = executor.apply(&plan).await.expect("applies");
+        assert!(!again.changed, "the same plan changes nothing");
+        wait_until("the session metrics", async || {
+            metrics
+                .session_up
+                .get_or_create(&metrics::PeerLabel { peer: "r".into() })
+                .get()
+                == 1
+        })
+        .await;
+
+        executor.shutdown().await.expect("shuts down");
+        wait_until("the router to see the Cease", async || {
+            matches!(
+                router.status()["node"].session.last_error,
+                Some(SessionError::NotificationReceived(ref n)) if (n.code, n.subcode) == (6, 2)
+            )
+        })
+        .await;
+        router.shutdown(StopReason::PeerDeconfigured).await;
+    }
+
+    #[tokio::test]
+    async fn a_peer_whose_password_cannot_be_read_is_held_back_and_starts_once_it_needs_none() {
+        let (router, port) = router();
+        let (mut executor, metrics) = executor();
+        let report = executor.apply(&plan(port, true)).await.expect("applies");
+        assert!(report.detail.contains("1 held back"), "{report:?}");
+        assert!(executor.status().await.is_empty(), "no session was started");
+        assert_eq!(metrics.peers_held_back.get(), 1);
+        // The Secret reference goes away: the peer starts.
+        executor.apply(&plan(port, false)).await.expect("applies");
+        assert_eq!(metrics.peers_held_back.get(), 0);
+        assert!(
+            router
+                .wait_for_state("node", State::Established, Duration::from_secs(10))
+                .await
+        );
+        executor.shutdown().await.expect("shuts down");
+        router.shutdown(StopReason::PeerDeconfigured).await;
+    }
+}
