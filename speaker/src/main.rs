@@ -35,6 +35,34 @@ enum LogFormat {
     Json,
 }
 
+/// Membership failure-detection timing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum MembershipTiming {
+    /// Herald's defaults (`MembershipConfig::default()`): a dead speaker is noticed in
+    /// roughly half a second.
+    Herald,
+    /// memberlist's LAN defaults (probe every 1 s, 500 ms probe timeout, suspicion ×4), what
+    /// MetalLB ships: for measuring the difference (the layer-2 failover benchmark).
+    MemberlistLan,
+}
+
+impl MembershipTiming {
+    fn config(self) -> MembershipConfig {
+        match self {
+            MembershipTiming::Herald => MembershipConfig::default(),
+            MembershipTiming::MemberlistLan => MembershipConfig {
+                probe_period: Duration::from_secs(1),
+                probe_timeout: Duration::from_millis(500),
+                suspicion_multiplier: 4,
+                suspicion_min: Duration::from_millis(1),
+                suspicion_max: Duration::from_secs(60),
+                gossip_interval: Duration::from_millis(200),
+                ..MembershipConfig::default()
+            },
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Switch {
     On,
@@ -106,6 +134,10 @@ struct Args {
     /// Layer-2 mode: answer ARP/NDP for the addresses this node owns (needs CAP_NET_RAW).
     #[arg(long, value_enum, default_value_t = Switch::On)]
     layer2: Switch,
+
+    /// Membership failure-detection timing (comparisons only).
+    #[arg(long, value_enum, default_value_t = MembershipTiming::Herald, hide = true)]
+    membership_timing: MembershipTiming,
 
     /// BGP mode: sessions with the BGPPeers selecting this node, announcing its routes.
     #[arg(long, value_enum, default_value_t = Switch::On)]
@@ -268,7 +300,7 @@ async fn main() -> anyhow::Result<()> {
         memberlist_bind: args
             .memberlist_bind
             .map(|bind| SocketAddr::new(bind.ip, memberlist_port)),
-        membership: MembershipConfig::default(),
+        membership: args.membership_timing.config(),
         resync_interval: if args.resync_interval.is_zero() {
             DEFAULT_RESYNC_INTERVAL
         } else {
@@ -358,6 +390,15 @@ mod tests {
             })
         );
         assert!(parse_bind("node-1").is_err());
+    }
+
+    #[test]
+    fn the_memberlist_lan_timing_is_a_valid_slower_membership_and_not_the_default() {
+        let args = Args::try_parse_from(["herald-speaker", "--node-name", "n1"]).expect("parses");
+        assert_eq!(args.membership_timing, MembershipTiming::Herald);
+        let lan = MembershipTiming::MemberlistLan.config();
+        assert!(lan.validate().is_ok());
+        assert!(lan.probe_period > MembershipConfig::default().probe_period);
     }
 
     #[test]
