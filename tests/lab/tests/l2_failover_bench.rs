@@ -17,10 +17,15 @@
 //! 5. the old owner comes back (speaker restarted / cable plugged in), the test waits until
 //!    membership is whole again and checks it did not take the address back.
 //!
+//! Reference measured in the same run: the same kill runs in a second lab whose speakers use
+//! memberlist's LAN timing (`--membership-timing memberlist-lan`: probe 1 s, 500 ms timeout,
+//! suspicion ×4 — what MetalLB ships); everything else is Herald's. The ratio of the p50s
+//! says what the failure detector alone is worth.
+//!
 //! - quick mode (default test run; proves the benchmark works, asserts no timing): 2 kill
-//!   runs + 1 cable run;
+//!   runs + 1 cable run, 1 reference run;
 //! - full mode: `cargo test -p herald-lab --test l2_failover_bench -- --ignored --nocapture`:
-//!   20 + 20 runs (`HERALD_L2_BENCH_RUNS=N` for N of each).
+//!   20 + 20 runs and 10 reference runs (`HERALD_L2_BENCH_RUNS=N`: N, N and N/2).
 //!
 //! Must run as root.
 
@@ -39,6 +44,8 @@ const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 /// After the old owner returns: longer than the start-up hold (2 s) and the rejoin hold-down
 /// (3 s), so a take-back would have happened.
 const SETTLE: Duration = Duration::from_secs(4);
+/// Bound on one failover: generous for the reference timing (detection 5–8 s).
+const RUN_DEADLINE: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Fault {
@@ -46,6 +53,8 @@ enum Fault {
     Kill,
     /// The owner's LAN cable pulled at the switch.
     Cable,
+    /// SIGKILL of the owner's speaker, speakers on memberlist's LAN timing (the reference).
+    KillReference,
 }
 
 impl Fault {
@@ -53,6 +62,7 @@ impl Fault {
         match self {
             Fault::Kill => "speaker SIGKILL",
             Fault::Cable => "LAN cable pulled",
+            Fault::KillReference => "SIGKILL, memberlist LAN timing (ref.)",
         }
     }
 }
@@ -124,12 +134,17 @@ fn one_run(world: &mut L2World, fault: Fault) -> Result<Run> {
     let t0_wall = SystemTime::now();
     let t0 = Instant::now();
     match fault {
-        Fault::Kill => world.kill_speaker(owner)?,
+        Fault::Kill | Fault::KillReference => world.kill_speaker(owner)?,
         Fault::Cable => world.lab.set_node_lan(owner, false)?,
     }
-    let (reply, failover) = world.probe_until(address, t0, PROBE_INTERVAL, PROBE_TIMEOUT, |r| {
-        r.node != owner_name
-    })?;
+    let (reply, failover) = world.probe_until_within(
+        address,
+        t0,
+        PROBE_INTERVAL,
+        PROBE_TIMEOUT,
+        RUN_DEADLINE,
+        |r| r.node != owner_name,
+    )?;
     let successor = world.node_index(&reply.node)?;
     world.wait_record("svc", address, successor)?;
     let recorded = t0.elapsed();
@@ -141,7 +156,7 @@ fn one_run(world: &mut L2World, fault: Fault) -> Result<Run> {
 
     // The old owner returns.
     match fault {
-        Fault::Kill => world.start_speaker(owner)?,
+        Fault::Kill | Fault::KillReference => world.start_speaker(owner)?,
         Fault::Cable => world.lab.set_node_lan(owner, true)?,
     }
     world.wait_membership(&[1, 2, 3], 3)?;
@@ -175,8 +190,10 @@ fn summary(mut values: Vec<Duration>) -> String {
     )
 }
 
-fn bench(kill_runs: usize, cable_runs: usize) -> Result<Vec<Run>> {
-    let mut world = L2World::new("l2-bench", 3)?;
+/// A lab with a pod per node behind the `Local` Service, speakers running (with `args`).
+fn bench_world(hint: &str, args: &[&str]) -> Result<L2World> {
+    let mut world = L2World::new(hint, 3)?;
+    world.speaker_args(args);
     for node in 1..=3 {
         world.add_pod(node, &format!("bench-{node}"), "bench")?;
     }
@@ -184,22 +201,22 @@ fn bench(kill_runs: usize, cable_runs: usize) -> Result<Vec<Run>> {
     world.wait_membership(&[1, 2, 3], 3)?;
     world.apply_service(&world.service("svc", "bench", "Local"), &[V4, V6])?;
     world.wait_ready_endpoints("svc", 6)?;
+    Ok(world)
+}
 
-    let plan = std::iter::repeat_n(Fault::Kill, kill_runs)
-        .chain(std::iter::repeat_n(Fault::Cable, cable_runs));
-    let mut runs = Vec::new();
-    for (index, fault) in plan.enumerate() {
-        let run = one_run(&mut world, fault).map_err(|error| {
+/// Runs `faults` one after another in `world`, printing each run.
+fn run_all(world: &mut L2World, faults: &[Fault], runs: &mut Vec<Run>) -> Result<()> {
+    for &fault in faults {
+        let index = runs.len() + 1;
+        let run = one_run(world, fault).map_err(|error| {
             LabError::Invalid(format!(
-                "run {} ({}) failed: {error}\n{}",
-                index + 1,
+                "run {index} ({}) failed: {error}\n{}",
                 fault.label(),
                 world.speaker_logs()
             ))
         })?;
         eprintln!(
-            "l2_failover_bench: run {:>2} {:<16} node {} -> node {}: first reply {:>5} ms, detected {:>5} ms, taken over {:>5} ms, record seen {:>5} ms{}",
-            index + 1,
+            "l2_failover_bench: run {index:>2} {:<38} node {} -> node {}: first reply {:>5} ms, detected {:>5} ms, taken over {:>5} ms, record seen {:>5} ms{}",
             fault.label(),
             run.owner,
             run.successor,
@@ -211,12 +228,43 @@ fn bench(kill_runs: usize, cable_runs: usize) -> Result<Vec<Run>> {
         );
         runs.push(run);
     }
+    Ok(())
+}
+
+fn p50_failover(runs: &[Run], fault: Fault) -> Option<Duration> {
+    let mut values: Vec<Duration> = runs
+        .iter()
+        .filter(|r| r.fault == fault)
+        .map(|r| r.failover)
+        .collect();
+    values.sort();
+    (!values.is_empty()).then(|| percentile(&values, 50.0))
+}
+
+fn bench(kill_runs: usize, cable_runs: usize, reference_runs: usize) -> Result<Vec<Run>> {
+    let mut runs = Vec::new();
+    {
+        let mut world = bench_world("l2-bench", &[])?;
+        let faults: Vec<Fault> = std::iter::repeat_n(Fault::Kill, kill_runs)
+            .chain(std::iter::repeat_n(Fault::Cable, cable_runs))
+            .collect();
+        run_all(&mut world, &faults, &mut runs)?;
+    }
+    if reference_runs > 0 {
+        // A second lab (only one exists at a time): the first is gone when its world drops.
+        let mut world = bench_world("l2-bench-ref", &["--membership-timing", "memberlist-lan"])?;
+        run_all(
+            &mut world,
+            &vec![Fault::KillReference; reference_runs],
+            &mut runs,
+        )?;
+    }
 
     eprintln!();
     eprintln!(
         "| fault | runs | figure | min ms | p50 ms | p99 ms | max ms |\n|---|---|---|---|---|---|---|"
     );
-    for fault in [Fault::Kill, Fault::Cable] {
+    for fault in [Fault::Kill, Fault::Cable, Fault::KillReference] {
         let of: Vec<&Run> = runs.iter().filter(|r| r.fault == fault).collect();
         if of.is_empty() {
             continue;
@@ -248,6 +296,15 @@ fn bench(kill_runs: usize, cable_runs: usize) -> Result<Vec<Run>> {
             );
         }
     }
+    if let (Some(ours), Some(reference)) = (
+        p50_failover(&runs, Fault::Kill),
+        p50_failover(&runs, Fault::KillReference),
+    ) {
+        eprintln!(
+            "l2_failover_bench: p50 failover, reference / Herald: {:.1}x",
+            reference.as_secs_f64() / ours.as_secs_f64().max(f64::EPSILON)
+        );
+    }
     let taken_back = runs.iter().filter(|r| r.taken_back).count();
     eprintln!(
         "l2_failover_bench: the returning node took the address back in {taken_back} of {} runs",
@@ -266,8 +323,8 @@ fn runs_from_env(default: usize) -> usize {
 
 #[test]
 fn l2_failover_benchmark_quick_mode_runs_a_few_failovers() -> Result<()> {
-    let runs = bench(2, 1)?;
-    assert_eq!(runs.len(), 3);
+    let runs = bench(2, 1, 1)?;
+    assert_eq!(runs.len(), 4);
     // The benchmark reports, it does not judge timings; it does check that failover went
     // to another node and stayed there.
     assert!(runs.iter().all(|r| r.successor != r.owner && !r.taken_back));
@@ -278,8 +335,9 @@ fn l2_failover_benchmark_quick_mode_runs_a_few_failovers() -> Result<()> {
 #[ignore = "full benchmark: minutes; run with --ignored --nocapture"]
 fn l2_failover_benchmark_full_mode() -> Result<()> {
     let n = runs_from_env(20);
-    let runs = bench(n, n)?;
-    assert_eq!(runs.len(), 2 * n);
+    let reference = (n / 2).max(1);
+    let runs = bench(n, n, reference)?;
+    assert_eq!(runs.len(), 2 * n + reference);
     Ok(())
 }
 

@@ -140,6 +140,8 @@ pub struct L2World {
     speaker: PathBuf,
     /// Speaker start-ups so far, to name each life's log file.
     starts: usize,
+    /// Added to every speaker's command line from now on.
+    extra_args: Vec<String>,
 }
 
 impl L2World {
@@ -179,6 +181,7 @@ impl L2World {
             class,
             speaker,
             starts: 0,
+            extra_args: Vec::new(),
         };
         let pool = json!({
             "apiVersion": "herald.dev/v1alpha1",
@@ -210,6 +213,11 @@ impl L2World {
             .find(|n| n.name == name)
             .map(|n| n.index)
             .ok_or_else(|| LabError::Invalid(format!("no lab node called {name:?}")))
+    }
+
+    /// Adds `args` to the command line of every speaker started from now on.
+    pub fn speaker_args(&mut self, args: &[&str]) {
+        self.extra_args = args.iter().map(|a| a.to_string()).collect();
     }
 
     /// Starts the speaker of node `node` (1-based) and waits until it applied its first
@@ -244,6 +252,7 @@ impl L2World {
             "--resync-interval",
             "5s",
         ]);
+        argv.extend(self.extra_args.iter().map(String::as_str));
         self.starts += 1;
         let mut process =
             self.lab
@@ -502,6 +511,26 @@ impl L2World {
         request_timeout: Duration,
         accept: impl Fn(&EchoReply) -> bool,
     ) -> Result<(EchoReply, Duration)> {
+        self.probe_until_within(
+            address,
+            since,
+            interval,
+            request_timeout,
+            FAILOVER_DEADLINE,
+            accept,
+        )
+    }
+
+    /// [`L2World::probe_until`] with another deadline.
+    pub fn probe_until_within(
+        &self,
+        address: IpAddr,
+        since: Instant,
+        interval: Duration,
+        request_timeout: Duration,
+        deadline: Duration,
+        accept: impl Fn(&EchoReply) -> bool,
+    ) -> Result<(EchoReply, Duration)> {
         let (tx, rx) = mpsc::channel::<(Instant, Result<EchoReply>)>();
         let client = self.lab.client().clone();
         let mut last = String::from("no reply yet");
@@ -509,10 +538,10 @@ impl L2World {
         let mut in_flight = 0usize;
         let outcome = loop {
             let now = Instant::now();
-            if now.duration_since(since) > FAILOVER_DEADLINE {
+            if now.duration_since(since) > deadline {
                 break Err(LabError::WaitTimedOut {
                     what: format!("a request to {address} to be answered as expected"),
-                    timeout: FAILOVER_DEADLINE,
+                    timeout: deadline,
                     last: Some(last.clone()),
                 });
             }
