@@ -5,8 +5,9 @@
 //! node's interfaces, and what this node did before (last elected owners, what each
 //! interface was told, which addresses the announcers already announce). Output: the owner of
 //! every address and why, the addresses each interface must answer for (and which of them are
-//! takeovers that skip the probe), and the record writes. No clock and no I/O: the executor in
-//! [`super`] gathers the inputs and performs the outputs.
+//! takeovers that skip the probe), and the record writes. No I/O and no clock of its own
+//! (time is a parameter where a rule needs it): the executor in [`super`] gathers the inputs
+//! and performs the outputs.
 //!
 //! Rules, on top of [`crate::l2::ownership::elect`]:
 //! - **Takeover without probing.** When this node becomes the owner of an address that some
@@ -28,6 +29,14 @@
 //!   record still names the node that took over, and stickiness keeps the address there. It removes records naming itself for addresses
 //!   that nobody may announce any more or that their Service no longer uses; a record naming
 //!   this node for an address another node now owns is left for the new owner to overwrite.
+//! - **A record taken away stays taken.** If another node writes its record for an address
+//!   while this node announces it, that node took the address over and could reach the API
+//!   server afterwards: it is alive, and this node is the one cut off (its membership may
+//!   yet call the other dead and elect itself again). This node then does not write its
+//!   own record over that node's, even while acquiring, as long as it does not see that
+//!   node live ([`taken_away`], [`still_taken_away`]). Without this, a node cut off from the
+//!   LAN but not from the API server would win the record back and, once reconnected, take
+//!   the address back. (The only clock-dependent rule, so its bookkeeping takes `now`.)
 //! - **Give way against the record.** An address this node announces while the record names
 //!   another node is *contested*: this node holds it only because it cannot see that node
 //!   (it took over and its own record is not written yet, or it is cut off from its peers
@@ -42,6 +51,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
+use std::time::{Duration, Instant};
 
 use super::record::{Record, Records};
 use crate::l2::interfaces::{InterfaceInfo, announce_interfaces};
@@ -69,6 +79,10 @@ pub struct PassInput<'a> {
     /// Addresses this node started announcing and whose record is not in place yet: only
     /// for these may it overwrite a record naming another node.
     pub acquiring: &'a BTreeSet<IpAddr>,
+    /// Addresses whose record another node wrote while this node announced them (see
+    /// [`taken_away`] and [`still_taken_away`]), with that node: this node does not write
+    /// its record over that node's.
+    pub lost_to: &'a BTreeMap<IpAddr, String>,
     /// The start-up hold is in effect.
     pub holding: bool,
 }
@@ -198,7 +212,9 @@ pub fn decide(input: &PassInput<'_>) -> Pass {
                         None => true,
                         Some(record) if *record == ours => false,
                         Some(record) if record.node == input.node => true,
-                        Some(_) => acquiring,
+                        Some(record) => {
+                            acquiring && input.lost_to.get(&address) != Some(&record.node)
+                        }
                     };
                     if write {
                         pass.record_writes.push(RecordWrite {
@@ -237,6 +253,79 @@ pub fn decide(input: &PassInput<'_>) -> Pass {
     }
     pass.record_writes.sort();
     pass
+}
+
+/// How long a record taken away is remembered while its writer is live in this node's view.
+/// The membership of a node cut off notices the others' death up to a few seconds after
+/// their record reached the API server (its view is stale until then); a takeover after that
+/// is the cut-off node's, and must not win the record back. Past this, a live writer just
+/// owns the address and a later death of it is an ordinary failover.
+pub const TAKEN_AWAY_GRACE: Duration = Duration::from_secs(30);
+
+/// A record another node wrote for an address while this node announced it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TakenAway {
+    /// The node the record names.
+    pub by: String,
+    /// When this node saw the record change.
+    pub at: Instant,
+}
+
+/// Which remembered [`TakenAway`]s still hold at `now`: the address is still planned and
+/// its record still names the writer, and the writer is not live in this node's view (this
+/// node is cut off from it) or the change is younger than [`TAKEN_AWAY_GRACE`].
+pub fn still_taken_away(
+    remembered: &BTreeMap<IpAddr, TakenAway>,
+    l2: &BTreeMap<IpAddr, L2Announcement>,
+    records: &Records,
+    now: Instant,
+) -> BTreeMap<IpAddr, TakenAway> {
+    remembered
+        .iter()
+        .filter(|(address, taken)| {
+            l2.get(address).is_some_and(|announcement| {
+                let recorded = announcement.services.iter().any(|service| {
+                    records
+                        .get(service, **address)
+                        .is_some_and(|record| record.node == taken.by)
+                });
+                let live = announcement.candidates.contains(&taken.by);
+                recorded && (!live || now.saturating_duration_since(taken.at) < TAKEN_AWAY_GRACE)
+            })
+        })
+        .map(|(address, taken)| (*address, taken.clone()))
+        .collect()
+}
+
+/// The addresses a records update took away from this node: among the addresses it
+/// announces (`announcing`), those whose record changed to name another node — that node
+/// took the address over and reached the API server after this node's ownership began, so
+/// it is alive, even if membership says otherwise (this node is the one cut off). Returns
+/// address → that node.
+pub fn taken_away(
+    node: &str,
+    announcing: &BTreeSet<IpAddr>,
+    l2: &BTreeMap<IpAddr, L2Announcement>,
+    before: Option<&Records>,
+    after: &Records,
+) -> BTreeMap<IpAddr, String> {
+    let mut lost = BTreeMap::new();
+    for address in announcing {
+        let Some(announcement) = l2.get(address) else {
+            continue;
+        };
+        for service in &announcement.services {
+            let old = before.and_then(|records| records.get(service, *address));
+            let new = after.get(service, *address);
+            if let Some(new) = new
+                && new.node != node
+                && Some(new) != old
+            {
+                lost.insert(*address, new.node.clone());
+            }
+        }
+    }
+    lost
 }
 
 fn decide_address(
@@ -366,6 +455,8 @@ mod tests {
         assigned: BTreeMap<String, BTreeSet<IpAddr>>,
         announced: BTreeSet<IpAddr>,
         acquiring: BTreeSet<IpAddr>,
+        lost_to: BTreeMap<IpAddr, TakenAway>,
+        now: Instant,
         holding: bool,
     }
 
@@ -378,6 +469,8 @@ mod tests {
                 assigned: BTreeMap::new(),
                 announced: BTreeSet::new(),
                 acquiring: BTreeSet::new(),
+                lost_to: BTreeMap::new(),
+                now: Instant::now(),
                 holding: false,
             }
         }
@@ -394,8 +487,14 @@ mod tests {
                 assigned: &self.assigned,
                 announced: &self.announced,
                 acquiring: &self.acquiring,
+                lost_to: &self
+                    .lost_to
+                    .iter()
+                    .map(|(address, taken)| (*address, taken.by.clone()))
+                    .collect(),
                 holding: self.holding,
             });
+            self.lost_to = still_taken_away(&self.lost_to, l2, records, self.now);
             self.acquiring = pass
                 .decisions
                 .iter()
@@ -578,6 +677,103 @@ mod tests {
         assert_eq!(failover.interfaces["eth0"].contested, [vip()].into());
         let written = taker.pass(&l2_of(&survivors), &record_on_web(next));
         assert!(written.interfaces["eth0"].contested.is_empty());
+    }
+
+    #[test]
+    fn a_node_cut_off_whose_record_was_taken_over_announces_on_its_side_but_never_writes_it_back() {
+        let [owner, next, _] = ranking()[..] else {
+            panic!("three nodes ranked");
+        };
+        let mut node = Node::new(owner);
+        let mine = record_on_web(owner);
+        node.pass(&l2_of(&NODES), &mine);
+        // The node that took over writes its record while this one still announces.
+        let taken = record_on_web(next);
+        let lost = taken_away(owner, &node.announced, &l2_of(&NODES), Some(&mine), &taken);
+        assert_eq!(lost, [(vip(), next.to_owned())].into());
+        node.lost_to.extend(
+            lost.into_iter()
+                .map(|(address, by)| (address, TakenAway { by, at: node.now })),
+        );
+        // Its membership has not noticed yet: the record gives the address to `next`...
+        let released = node.pass(&l2_of(&NODES), &taken);
+        assert!(matches!(
+            released.decisions[&vip()].verdict,
+            Verdict::OwnedElsewhere { .. }
+        ));
+        // ...then it calls everyone dead and takes the address over on its side, without
+        // writing its record over the live owner's.
+        let alone = node.pass(&l2_of(&[owner]), &taken);
+        assert!(matches!(
+            alone.decisions[&vip()].verdict,
+            Verdict::Announce {
+                start: Start::TakeOver { .. },
+                ..
+            }
+        ));
+        assert_eq!(alone.interfaces["eth0"].contested, [vip()].into());
+        // Still cut off long after: the memory holds while `next` is not live.
+        node.now += TAKEN_AWAY_GRACE * 2;
+        let later = node.pass(&l2_of(&[owner]), &taken);
+        assert!(later.record_writes.is_empty(), "{:?}", later.record_writes);
+        assert_eq!(node.lost_to.len(), 1);
+        // Healed: `next` is live again, the address stays there, and the memory is dropped.
+        let healed = node.pass(&l2_of(&NODES), &taken);
+        assert!(matches!(
+            healed.decisions[&vip()].verdict,
+            Verdict::OwnedElsewhere { .. }
+        ));
+        assert!(node.lost_to.is_empty());
+    }
+
+    #[test]
+    fn a_record_taken_away_by_a_node_that_stays_live_is_forgotten_after_the_grace_so_its_death_is_an_ordinary_failover()
+     {
+        let [me, other, _] = ranking()[..] else {
+            panic!("three nodes ranked");
+        };
+        let t0 = Instant::now();
+        let remembered: BTreeMap<IpAddr, TakenAway> = [(
+            vip(),
+            TakenAway {
+                by: other.to_owned(),
+                at: t0,
+            },
+        )]
+        .into();
+        let theirs = record_on_web(other);
+        let live = l2_of(&NODES);
+        assert_eq!(
+            still_taken_away(&remembered, &live, &theirs, t0 + TAKEN_AWAY_GRACE / 2).len(),
+            1
+        );
+        assert!(still_taken_away(&remembered, &live, &theirs, t0 + TAKEN_AWAY_GRACE).is_empty());
+        // Gone from the plan, or the record names someone else: forgotten at once.
+        assert!(still_taken_away(&remembered, &BTreeMap::new(), &theirs, t0).is_empty());
+        assert!(still_taken_away(&remembered, &live, &record_on_web(me), t0).is_empty());
+    }
+
+    #[test]
+    fn only_a_record_change_to_another_node_on_an_announced_address_counts_as_taken_away() {
+        let [me, other, _] = ranking()[..] else {
+            panic!("three nodes ranked");
+        };
+        let l2 = l2_of(&NODES);
+        let announcing: BTreeSet<IpAddr> = [vip()].into();
+        // Unchanged, or naming this node: nothing taken.
+        let theirs = record_on_web(other);
+        assert!(taken_away(me, &announcing, &l2, Some(&theirs), &theirs).is_empty());
+        assert!(taken_away(me, &announcing, &l2, Some(&theirs), &record_on_web(me)).is_empty());
+        // Not announced here: nothing taken.
+        assert!(
+            taken_away(me, &BTreeSet::new(), &l2, Some(&record_on_web(me)), &theirs).is_empty()
+        );
+        // A takeover this node is performing (the old record names the dead owner) is not a
+        // loss either; a new record naming someone else is.
+        assert_eq!(
+            taken_away(me, &announcing, &l2, Some(&record_on_web(me)), &theirs),
+            [(vip(), other.to_owned())].into()
+        );
     }
 
     #[test]

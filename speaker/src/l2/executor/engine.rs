@@ -15,7 +15,10 @@ use super::conflicts::{
     CONDITION_L2_CONFLICT, ConflictNotice, ConflictReport, ConflictStance, ConflictTracker,
     QUIET_BEFORE_CLEAR,
 };
-use super::decide::{AddressDecision, PassInput, RecordWrite, Start, Verdict, decide};
+use super::decide::{
+    AddressDecision, PassInput, RecordWrite, Start, TakenAway, Verdict, decide, still_taken_away,
+    taken_away,
+};
 use super::kube_edge::{ApiRequest, KubeEdge};
 use super::metrics::{L2Metrics, PhaseLabel};
 use super::record::{Record, Records};
@@ -73,6 +76,8 @@ pub struct Engine {
     assigned: BTreeMap<String, BTreeSet<IpAddr>>,
     /// What each interface's announcer was last told is contested.
     contested: BTreeMap<String, BTreeSet<IpAddr>>,
+    /// Addresses whose record another node wrote while this node announced them.
+    lost_to: BTreeMap<IpAddr, TakenAway>,
     counters_seen: BTreeMap<String, Counters>,
     last_owners: BTreeMap<IpAddr, String>,
     decisions: BTreeMap<IpAddr, AddressDecision>,
@@ -117,6 +122,7 @@ impl Engine {
             announcers: BTreeMap::new(),
             assigned: BTreeMap::new(),
             contested: BTreeMap::new(),
+            lost_to: BTreeMap::new(),
             counters_seen: BTreeMap::new(),
             last_owners: BTreeMap::new(),
             decisions: BTreeMap::new(),
@@ -138,7 +144,25 @@ impl Engine {
         self.interfaces = interfaces;
     }
 
+    /// Takes a new view of the records; notes the announced addresses whose record another
+    /// node just wrote (see [`taken_away`]).
     pub fn set_records(&mut self, records: Records) {
+        if let Some(plan) = &self.plan {
+            let lost = taken_away(
+                &self.config.node,
+                &self.owned(),
+                plan,
+                self.records.as_ref(),
+                &records,
+            );
+            let now = Instant::now();
+            for (address, by) in lost {
+                if self.lost_to.get(&address).map(|taken| &taken.by) != Some(&by) {
+                    tracing::info!(%address, to = %by, "another node recorded itself as the announcer of an address this node announces: it took the address over and is alive; this node will not write its own record over that one while it cannot see that node");
+                }
+                self.lost_to.insert(address, TakenAway { by, at: now });
+            }
+        }
         self.records = Some(records);
     }
 
@@ -234,6 +258,17 @@ impl Engine {
         let empty = Records::default();
         let holding = self.holding(now);
         let acquiring: BTreeSet<IpAddr> = self.starts.keys().copied().collect();
+        self.lost_to = still_taken_away(
+            &self.lost_to,
+            plan,
+            self.records.as_ref().unwrap_or(&empty),
+            now,
+        );
+        let lost_to: BTreeMap<IpAddr, String> = self
+            .lost_to
+            .iter()
+            .map(|(address, taken)| (*address, taken.by.clone()))
+            .collect();
         let pass = decide(&PassInput {
             node: &self.config.node,
             l2: plan,
@@ -243,6 +278,7 @@ impl Engine {
             assigned: &self.assigned,
             announced: &announced,
             acquiring: &acquiring,
+            lost_to: &lost_to,
             holding,
         });
 
