@@ -255,11 +255,11 @@ pub fn decide(input: &PassInput<'_>) -> Pass {
     pass
 }
 
-/// How long a record taken away is remembered while its writer is live in this node's view.
-/// The membership of a node cut off notices the others' death up to a few seconds after
-/// their record reached the API server (its view is stale until then); a takeover after that
-/// is the cut-off node's, and must not win the record back. Past this, a live writer just
-/// owns the address and a later death of it is an ordinary failover.
+/// How long a record taken away is remembered while its writer stays live in this node's
+/// view. The membership of a node cut off notices the others' death up to a few seconds
+/// after their record reached the API server (its view is stale until then). A writer that
+/// stays live this long was not seen through a stale view: it simply owns the address, and
+/// a later death of it is an ordinary failover.
 pub const TAKEN_AWAY_GRACE: Duration = Duration::from_secs(30);
 
 /// A record another node wrote for an address while this node announced it.
@@ -269,32 +269,50 @@ pub struct TakenAway {
     pub by: String,
     /// When this node saw the record change.
     pub at: Instant,
+    /// This node has since seen that node not live (cut off from it).
+    pub seen_not_live: bool,
 }
 
-/// Which remembered [`TakenAway`]s still hold at `now`: the address is still planned and
-/// its record still names the writer, and the writer is not live in this node's view (this
-/// node is cut off from it) or the change is younger than [`TAKEN_AWAY_GRACE`].
+impl TakenAway {
+    pub fn new(by: String, at: Instant) -> Self {
+        TakenAway {
+            by,
+            at,
+            seen_not_live: false,
+        }
+    }
+}
+
+/// Which remembered [`TakenAway`]s still hold at `now`: those whose address is still
+/// planned with a record naming the writer, except once the writer is live in this node's
+/// view after having been seen not live (the partition healed), or has stayed live for
+/// [`TAKEN_AWAY_GRACE`] (this node's view was never stale).
 pub fn still_taken_away(
     remembered: &BTreeMap<IpAddr, TakenAway>,
     l2: &BTreeMap<IpAddr, L2Announcement>,
     records: &Records,
     now: Instant,
 ) -> BTreeMap<IpAddr, TakenAway> {
-    remembered
-        .iter()
-        .filter(|(address, taken)| {
-            l2.get(address).is_some_and(|announcement| {
-                let recorded = announcement.services.iter().any(|service| {
-                    records
-                        .get(service, **address)
-                        .is_some_and(|record| record.node == taken.by)
-                });
-                let live = announcement.candidates.contains(&taken.by);
-                recorded && (!live || now.saturating_duration_since(taken.at) < TAKEN_AWAY_GRACE)
-            })
-        })
-        .map(|(address, taken)| (*address, taken.clone()))
-        .collect()
+    let mut kept = BTreeMap::new();
+    for (address, taken) in remembered {
+        let Some(announcement) = l2.get(address) else {
+            continue;
+        };
+        let recorded = announcement.services.iter().any(|service| {
+            records
+                .get(service, *address)
+                .is_some_and(|record| record.node == taken.by)
+        });
+        let live = announcement.candidates.contains(&taken.by);
+        let healed = live && taken.seen_not_live;
+        let never_stale = live && now.saturating_duration_since(taken.at) >= TAKEN_AWAY_GRACE;
+        if recorded && !healed && !never_stale {
+            let mut taken = taken.clone();
+            taken.seen_not_live |= !live;
+            kept.insert(*address, taken);
+        }
+    }
+    kept
 }
 
 /// The addresses a records update took away from this node: among the addresses it
@@ -693,7 +711,7 @@ mod tests {
         assert_eq!(lost, [(vip(), next.to_owned())].into());
         node.lost_to.extend(
             lost.into_iter()
-                .map(|(address, by)| (address, TakenAway { by, at: node.now })),
+                .map(|(address, by)| (address, TakenAway::new(by, node.now))),
         );
         // Its membership has not noticed yet: the record gives the address to `next`...
         let released = node.pass(&l2_of(&NODES), &taken);
@@ -727,28 +745,27 @@ mod tests {
     }
 
     #[test]
-    fn a_record_taken_away_by_a_node_that_stays_live_is_forgotten_after_the_grace_so_its_death_is_an_ordinary_failover()
-     {
+    fn a_record_taken_away_is_forgotten_when_its_writer_comes_back_or_was_never_out_of_sight() {
         let [me, other, _] = ranking()[..] else {
             panic!("three nodes ranked");
         };
         let t0 = Instant::now();
-        let remembered: BTreeMap<IpAddr, TakenAway> = [(
-            vip(),
-            TakenAway {
-                by: other.to_owned(),
-                at: t0,
-            },
-        )]
-        .into();
+        let remembered: BTreeMap<IpAddr, TakenAway> =
+            [(vip(), TakenAway::new(other.to_owned(), t0))].into();
         let theirs = record_on_web(other);
         let live = l2_of(&NODES);
-        assert_eq!(
-            still_taken_away(&remembered, &live, &theirs, t0 + TAKEN_AWAY_GRACE / 2).len(),
-            1
-        );
+        let cut_off = l2_of(&[me]);
+        // Live all along: kept for the grace (this node's view may be stale), then dropped, so
+        // that a later death of the writer is an ordinary failover with a record write.
+        let young = still_taken_away(&remembered, &live, &theirs, t0 + TAKEN_AWAY_GRACE / 2);
+        assert_eq!(young.len(), 1);
         assert!(still_taken_away(&remembered, &live, &theirs, t0 + TAKEN_AWAY_GRACE).is_empty());
-        // Gone from the plan, or the record names someone else: forgotten at once.
+        // Out of sight: kept however long; back in sight: dropped at once.
+        let out = still_taken_away(&remembered, &cut_off, &theirs, t0 + TAKEN_AWAY_GRACE * 4);
+        assert!(out[&vip()].seen_not_live);
+        let back = still_taken_away(&out, &live, &theirs, t0 + Duration::from_millis(1));
+        assert!(back.is_empty());
+        // Gone from the plan, or the record names someone else: dropped at once.
         assert!(still_taken_away(&remembered, &BTreeMap::new(), &theirs, t0).is_empty());
         assert!(still_taken_away(&remembered, &live, &record_on_web(me), t0).is_empty());
     }

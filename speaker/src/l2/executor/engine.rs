@@ -160,7 +160,7 @@ impl Engine {
                 if self.lost_to.get(&address).map(|taken| &taken.by) != Some(&by) {
                     tracing::info!(%address, to = %by, "another node recorded itself as the announcer of an address this node announces: it took the address over and is alive; this node will not write its own record over that one while it cannot see that node");
                 }
-                self.lost_to.insert(address, TakenAway { by, at: now });
+                self.lost_to.insert(address, TakenAway::new(by, now));
             }
         }
         self.records = Some(records);
