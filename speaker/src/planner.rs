@@ -73,6 +73,9 @@ pub struct L2Announcement {
     pub services: BTreeSet<ServiceKey>,
     /// Live nodes that are eligible to own the address (this node included when eligible).
     pub candidates: BTreeSet<String>,
+    /// Every node eligible to own the address, live or not (`candidates` is the live part):
+    /// lets a speaker tell whether it sees at least half of them.
+    pub eligible: BTreeSet<String>,
     /// Where this node would announce the address; `None` when this node is not a candidate.
     pub interfaces: Option<InterfaceSelection>,
 }
@@ -362,11 +365,25 @@ fn plan_l2(
                 interfaces = Some(selection);
             }
         }
+        let eligible: BTreeSet<String> = model
+            .nodes
+            .values()
+            .filter(|node| {
+                !node.excluded
+                    && local_policy_allows(&entry.services, &node.name, address)
+                    && advertisements
+                        .iter()
+                        .any(|a| any_selector_matches(&a.node_selectors, &node.labels))
+            })
+            .map(|node| node.name.clone())
+            .chain(candidates.iter().cloned())
+            .collect();
         l2.insert(
             address,
             L2Announcement {
                 services: entry.services.iter().map(|s| s.key.clone()).collect(),
                 candidates,
+                eligible,
                 interfaces,
             },
         );
@@ -1078,6 +1095,11 @@ mod tests {
         assert_eq!(
             plan.l2[&ip("192.0.2.130")].candidates,
             ["n1".to_string(), "n3".to_string()].into()
+        );
+        // Still counted as eligible, so a speaker can tell how much of the cluster it sees.
+        assert_eq!(
+            plan.l2[&ip("192.0.2.130")].eligible,
+            ["n1".to_string(), "n2".to_string(), "n3".to_string()].into()
         );
     }
 

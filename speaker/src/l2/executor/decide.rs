@@ -456,6 +456,7 @@ mod tests {
         L2Announcement {
             services: services.iter().cloned().collect(),
             candidates: candidates.iter().map(|s| (*s).to_owned()).collect(),
+            eligible: NODES.iter().map(|s| (*s).to_owned()).collect(),
             interfaces: Some(InterfaceSelection::Any),
         }
     }
