@@ -37,6 +37,12 @@
 //!   node live ([`taken_away`], [`still_taken_away`]). Without this, a node cut off from the
 //!   LAN but not from the API server would win the record back and, once reconnected, take
 //!   the address back. (The only clock-dependent rule, so its bookkeeping takes `now`.)
+//! - **Claim records only with half the cluster in sight.** A node that sees fewer than half
+//!   of the nodes eligible for an address ([`sees_at_least_half`]) writes no record for it:
+//!   cut off alone, it takes the others' addresses over on its side (it cannot tell a
+//!   partition from their death) but leaves their records alone, so it holds them contested
+//!   and gives way when it is reconnected. The survivor of a mass failure announces all the
+//!   same; only the record keeps naming the dead, who take their addresses back on return.
 //! - **Give way against the record.** An address this node announces while the record names
 //!   another node is *contested*: this node holds it only because it cannot see that node
 //!   (it took over and its own record is not written yet, or it is cut off from its peers
@@ -207,13 +213,16 @@ pub fn decide(input: &PassInput<'_>) -> Pass {
             if input.announced.contains(&address) {
                 let ours = Record::new(input.node, interfaces.iter().cloned());
                 let acquiring = input.acquiring.contains(&address);
+                let in_sight = sees_at_least_half(announcement);
                 for service in &announcement.services {
                     let write = match input.records.get(service, address) {
-                        None => true,
+                        None => in_sight,
                         Some(record) if *record == ours => false,
                         Some(record) if record.node == input.node => true,
                         Some(record) => {
-                            acquiring && input.lost_to.get(&address) != Some(&record.node)
+                            acquiring
+                                && in_sight
+                                && input.lost_to.get(&address) != Some(&record.node)
                         }
                     };
                     if write {
@@ -313,6 +322,14 @@ pub fn still_taken_away(
         }
     }
     kept
+}
+
+/// Whether this node sees (as live) at least half of the nodes eligible for the address. A
+/// node that sees fewer is most likely the one cut off, not the survivor of a mass failure:
+/// it may announce on its side, but it claims no record. Half (not a strict majority) so
+/// that the survivor of a two-node cluster still records itself.
+pub fn sees_at_least_half(announcement: &L2Announcement) -> bool {
+    announcement.candidates.len() * 2 >= announcement.eligible.len()
 }
 
 /// The addresses a records update took away from this node: among the addresses it
@@ -791,6 +808,62 @@ mod tests {
         assert_eq!(
             taken_away(me, &announcing, &l2, Some(&record_on_web(me)), &theirs),
             [(vip(), other.to_owned())].into()
+        );
+    }
+
+    #[test]
+    fn a_node_seeing_fewer_than_half_of_the_eligible_nodes_announces_on_its_side_but_claims_no_record()
+     {
+        let [owner, next, third] = ranking()[..] else {
+            panic!("three nodes ranked");
+        };
+        // `third` owns nothing here; cut off alone, it takes every address on its side...
+        let mut node = Node::new(third);
+        let records = record_on_web(owner);
+        node.pass(&l2_of(&NODES), &records);
+        let alone = node.pass(&l2_of(&[third]), &records);
+        assert!(matches!(
+            alone.decisions[&vip()].verdict,
+            Verdict::Announce {
+                start: Start::TakeOver { .. },
+                ..
+            }
+        ));
+        assert_eq!(alone.interfaces["eth0"].contested, [vip()].into());
+        // ...but does not write its record over the owner's, nor a first one.
+        let later = node.pass(&l2_of(&[third]), &records);
+        assert!(later.record_writes.is_empty(), "{:?}", later.record_writes);
+        let unrecorded = node.pass(&l2_of(&[third]), &Records::default());
+        assert!(unrecorded.record_writes.is_empty());
+        // With half or more in sight it does.
+        let mut survivor = Node::new(next);
+        survivor.pass(&l2_of(&NODES), &records);
+        let two = [next, third];
+        survivor.pass(&l2_of(&two), &records);
+        let written = survivor.pass(&l2_of(&two), &records);
+        assert_eq!(written.record_writes.len(), 1);
+    }
+
+    #[test]
+    fn the_survivor_of_a_two_node_cluster_still_records_itself() {
+        let [dead, survivor] = [ranking()[0], ranking()[1]];
+        let l2_with = |candidates: &[&str]| -> BTreeMap<IpAddr, L2Announcement> {
+            let mut announcement = announcement(candidates, &[web()]);
+            announcement.eligible = [dead.to_owned(), survivor.to_owned()].into();
+            [(vip(), announcement)].into()
+        };
+        let mut node = Node::new(survivor);
+        let records = record_on_web(dead);
+        node.pass(&l2_with(&[dead, survivor]), &records);
+        node.pass(&l2_with(&[survivor]), &records);
+        let written = node.pass(&l2_with(&[survivor]), &records);
+        assert_eq!(
+            written.record_writes,
+            vec![RecordWrite {
+                service: web(),
+                address: vip(),
+                record: Some(Record::new(survivor, ["eth0".to_owned()])),
+            }]
         );
     }
 
