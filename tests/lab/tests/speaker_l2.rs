@@ -351,14 +351,13 @@ fn sigkill_of_the_owning_speaker_moves_the_address_to_another_node_and_its_retur
     Ok(())
 }
 
-// Known defect, kept visible: a node cut off from its peers (its LAN unplugged, the API still
-// reachable over the control-plane link) takes the other nodes' addresses on its side and may
-// write their records while acquiring them; when the cable comes back it keeps an address the
-// majority side announced meanwhile. Fails intermittently (depends on the hash order of the
-// test's node names). Fix: a speaker that sees fewer than a majority of the speakers it knows
-// must not take addresses over or write records. Run with `-- --ignored` to reproduce.
+// The node cut off here still reaches the API server (its control-plane link is separate), so
+// this is also the test of the executor's partition rules: the cut-off node may take the
+// addresses over on its side, but it writes no record while it sees fewer than half of the
+// eligible nodes, never writes back a record the node that took over wrote, and gives way
+// (RFC 5227 §2.4 (a)) instead of defending when it hears the recorded owner after the cable
+// comes back. (Before those rules this test failed intermittently.)
 #[test]
-#[ignore = "known defect: a node isolated by a partition keeps an address it took on its side (see comment)"]
 fn unplugging_the_owners_lan_moves_the_address_and_plugging_it_back_does_not_take_it_back()
 -> Result<()> {
     let (v4, v6) = (parse_ip("192.0.2.141")?, parse_ip("2001:db8:1::141")?);
