@@ -342,15 +342,21 @@ fn a_killed_speaker_is_dropped_at_once_a_frozen_one_after_the_hold_time_and_a_te
         neighbor.contains("Administrative Shutdown"),
         "FRR should have received a Cease / Administrative Shutdown:\n{neighbor}"
     );
-    // Known defect, reported rather than asserted: the speaker removes its own BGPPeer
-    // status entry on SIGTERM within a 3 s budget, and on a loaded machine that write is
-    // sometimes lost (the entry stays, reading Idle). The withdrawal above is what routing
-    // depends on; the stale entry only misinforms `kubectl get bgppeer -o yaml`.
+    // The speaker removes its own BGPPeer status entry on SIGTERM (it queues the removal
+    // before closing the sessions and waits for it, bounded).
     if let Err(stale) =
         world.wait_session_entry("router", 2, "removed on shutdown", |e| e.is_none())
     {
-        eprintln!("KNOWN DEFECT: node 2's BGPPeer status entry survived SIGTERM: {stale}");
+        let log = world.speaker_mut(2)?.log();
+        let tail: Vec<&str> = log.lines().rev().take(80).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        panic!(
+            "node 2's BGPPeer status entry survived SIGTERM: {stale}\nspeaker log (tail):\n{}",
+            tail.join("\n")
+        );
     }
+    // ... and its carrier annotation on the Service (node 1 still carries it).
+    world.wait_carriers("web", &[Some("router"), None])?;
     assert_eq!(
         state_of(world.session_entry("router", 1)?.as_ref()),
         Some("Established")

@@ -303,9 +303,9 @@ async fn write_loop(
                 }
             }
         };
-        if outcomes.send(outcome).is_err() {
-            return;
-        }
+        // Nobody listens for outcomes once the executor shuts down; the writes queued then
+        // (this node's removals) must still be performed, so only a closed queue ends the loop.
+        let _ = outcomes.send(outcome);
     }
 }
 

@@ -20,8 +20,8 @@
 //! Shutdown: peers with graceful restart negotiated are closed without a NOTIFICATION, so
 //! the router keeps the routes for the restart time (RFC 4724 §4); every other session gets
 //! a Cease / Administrative Shutdown (RFC 4486, with an RFC 8203 message) and the router
-//! withdraws the routes at once. Then this node's status entries and annotations are
-//! removed (bounded in time).
+//! withdraws the routes at once. This node's status entries and annotations are removed
+//! meanwhile (queued before the sessions close, waited for with a bound).
 
 pub mod desired;
 pub mod kube_edge;
@@ -61,7 +61,7 @@ pub const DEFAULT_WRITE_INTERVAL: Duration = Duration::from_secs(1);
 /// How often peers held back by an unreadable Secret are tried again.
 const HELD_BACK_RETRY: Duration = Duration::from_secs(5);
 /// How long shutdown waits for the removal of status entries and annotations.
-const SHUTDOWN_WRITES_TIMEOUT: Duration = Duration::from_secs(3);
+const SHUTDOWN_WRITES_TIMEOUT: Duration = Duration::from_secs(5);
 /// The RFC 8203 shutdown communication sent to peers on shutdown.
 const SHUTDOWN_MESSAGE: &str = "herald-speaker shutting down";
 
@@ -247,6 +247,16 @@ impl Executor for BgpExecutor {
         Box::pin(async move {
             let mut inner = self.inner.lock().await;
             self.background.abort();
+            // The removals are queued first so they run while the sessions close.
+            let kube = inner.kube.clone();
+            if let Some(kube) = &kube {
+                for write in inner.status_book.remove_all() {
+                    kube.send(Request::Status(write));
+                }
+                for write in inner.annotation_book.remove_all() {
+                    kube.send(Request::Annotation(write));
+                }
+            }
             if let Some(manager) = inner.manager.take() {
                 let peers = manager.status().len();
                 manager
@@ -260,14 +270,10 @@ impl Executor for BgpExecutor {
                     .await;
                 tracing::info!(peers, "BGP sessions closed");
             }
-            if let Some(kube) = inner.kube.clone() {
-                for write in inner.status_book.remove_all() {
-                    kube.send(Request::Status(write));
-                }
-                for write in inner.annotation_book.remove_all() {
-                    kube.send(Request::Annotation(write));
-                }
-                if !kube.flush(SHUTDOWN_WRITES_TIMEOUT).await {
+            if let Some(kube) = kube {
+                if kube.flush(SHUTDOWN_WRITES_TIMEOUT).await {
+                    tracing::info!("BGP status entries and annotations of this node removed");
+                } else {
                     tracing::warn!("BGP status and annotations not all removed before shutdown");
                 }
             }
