@@ -2,7 +2,9 @@
 //!
 //! Owns the [`Executor`] interface and the fixed order the runtime applies them in — BGP
 //! first (peers and routes), then layer 2, then forwarding, as DESIGN.md's declarative
-//! manager prescribes, and the reverse order on shutdown. Each executor is handed the whole
+//! manager prescribes. Shutdown keeps the BGP-then-layer-2 order but removes forwarding
+//! last: first stop attracting traffic (withdraw routes, stop answering ARP/NDP), then
+//! remove the rules that deliver it, so nothing is blackholed in between. Each executor is handed the whole
 //! plan every time and must be idempotent: it diffs against what it last did (or reads the
 //! kernel back on a resync) and changes only the difference.
 //!
@@ -150,14 +152,34 @@ impl Executors {
         results
     }
 
-    /// Shuts the executors down in reverse order: forwarding, L2, BGP.
-    pub async fn shutdown(&mut self) -> Vec<Result<(), ExecutorError>> {
+    /// Shuts the announcing executors down, BGP then layer 2: routes are withdrawn and
+    /// addresses no longer answered for, so traffic moves to other nodes. Forwarding stays,
+    /// so packets still on their way here are delivered meanwhile.
+    pub async fn shutdown_announcers(&mut self) -> Vec<Result<(), ExecutorError>> {
         let mut results = Vec::new();
-        for slot in [&mut self.forwarding, &mut self.l2, &mut self.bgp] {
+        for slot in [&mut self.bgp, &mut self.l2] {
             if let Some(executor) = slot.as_mut() {
                 results.push(executor.shutdown().await);
             }
         }
+        results
+    }
+
+    /// Shuts forwarding down (removes the nftables table); last, once nothing attracts
+    /// traffic to this node any more.
+    pub async fn shutdown_forwarding(&mut self) -> Vec<Result<(), ExecutorError>> {
+        let mut results = Vec::new();
+        if let Some(executor) = self.forwarding.as_mut() {
+            results.push(executor.shutdown().await);
+        }
+        results
+    }
+
+    /// Shuts every executor down: [`Executors::shutdown_announcers`], then
+    /// [`Executors::shutdown_forwarding`].
+    pub async fn shutdown(&mut self) -> Vec<Result<(), ExecutorError>> {
+        let mut results = self.shutdown_announcers().await;
+        results.extend(self.shutdown_forwarding().await);
         results
     }
 }
@@ -335,7 +357,8 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn executors_apply_bgp_then_l2_then_forwarding_and_shut_down_in_reverse() {
+    async fn executors_apply_bgp_then_l2_then_forwarding_and_shut_announcers_down_before_forwarding()
+     {
         let journal = Arc::new(Mutex::new(Vec::new()));
         let mut executors = Executors {
             forwarding: Recording::boxed("forwarding", &journal, false),
@@ -354,9 +377,9 @@ mod tests {
                 "apply bgp",
                 "apply l2",
                 "apply forwarding",
-                "shutdown forwarding",
-                "shutdown l2",
                 "shutdown bgp",
+                "shutdown l2",
+                "shutdown forwarding",
             ]
         );
     }

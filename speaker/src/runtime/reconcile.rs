@@ -4,8 +4,8 @@
 //! (snapshot in, plan and membership settings out); [`run`] is the I/O shell around them:
 //! it waits for the first complete lists, then reconciles on every (debounced) change, on
 //! every membership change, on retries after failures and on the periodic full resync, and
-//! on shutdown stops the watches, shuts the executors down in reverse order and leaves the
-//! membership cluster.
+//! on shutdown stops the watches, withdraws what attracts traffic (BGP, then layer 2), leaves
+//! the membership cluster so others take over at once, and removes forwarding last.
 
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -406,16 +406,21 @@ pub async fn run(
     }
 
     tracing::info!(
-        "shutting down: stopping watches, then executors in reverse order, then leaving membership"
+        "shutting down: stopping watches, withdrawing BGP routes and layer-2 addresses, \
+         leaving membership, then removing forwarding"
     );
     health.set_ready(false);
     watches.stop();
-    for result in reconciler.executors.shutdown().await {
+    let announcers = reconciler.executors.shutdown_announcers().await;
+    // Leaving at once lets the other speakers take this node's layer-2 addresses over now,
+    // not after the failure detector notices.
+    reconciler.membership.leave().await;
+    let forwarding = reconciler.executors.shutdown_forwarding().await;
+    for result in announcers.into_iter().chain(forwarding) {
         if let Err(error) = result {
             tracing::error!(%error, "executor shutdown failed");
         }
     }
-    reconciler.membership.leave().await;
     health.set_alive(false);
     tracing::info!("stopped");
     Ok(())
