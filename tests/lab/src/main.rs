@@ -7,6 +7,7 @@ mod demo_bgp;
 mod demo_herald;
 mod demo_l2;
 
+use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::process::Command;
 use std::time::Duration;
@@ -218,7 +219,7 @@ fn up(nodes: usize, pods_per_node: usize) -> anyhow::Result<State> {
     };
     std::fs::write(paths::state_path(), serde_json::to_string_pretty(&state)?)?;
     drop(lab.persist());
-    print_usage(&state);
+    emit(&usage_text(&state)?)?;
     Ok(state)
 }
 
@@ -236,28 +237,38 @@ fn wait_pod_gone(kubectl: &Kubectl, name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_usage(state: &State) {
+/// How to use the lab that is up, as text.
+fn usage_text(state: &State) -> Result<String, std::fmt::Error> {
+    let mut out = String::new();
     let kubectl = paths::tool("kubectl", "KUBECTL")
         .map(|p| p.display().to_string())
         .unwrap_or_else(|_| "kubectl".into());
-    println!();
-    println!(
+    writeln!(out)?;
+    writeln!(
+        out,
         "The lab is up (state in {}).",
         paths::state_path().display()
-    );
-    println!();
-    println!("  Kubernetes:   export KUBECONFIG={}", state.kubeconfig);
-    println!("                {kubectl} get nodes -o wide");
-    println!(
+    )?;
+    writeln!(out)?;
+    writeln!(
+        out,
+        "  Kubernetes:   export KUBECONFIG={}",
+        state.kubeconfig
+    )?;
+    writeln!(out, "                {kubectl} get nodes -o wide")?;
+    writeln!(
+        out,
         "                {kubectl} -n {} get pods,svc,endpointslices -o wide",
         state.kube_namespace
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "  Router:       ip netns exec {} vtysh -N {} -c 'show bgp summary'",
         state.router_netns, state.frr_instance
-    );
-    println!("                ip -n {} route", state.router_netns);
-    println!(
+    )?;
+    writeln!(out, "                ip -n {} route", state.router_netns)?;
+    writeln!(
+        out,
         "  Client:       ip netns exec {} curl -s http://{}:{}/",
         state.client_netns,
         state
@@ -266,27 +277,30 @@ fn print_usage(state: &State) {
             .map(|p| p.ipv4.as_str())
             .unwrap_or("198.18.1.11"),
         plan::ECHO_PORT
-    );
-    println!("  Nodes:");
+    )?;
+    writeln!(out, "  Nodes:")?;
     for node in &state.nodes {
-        println!(
+        writeln!(
+            out,
             "    {:<10} ip netns exec {:<10} ...   LAN {} / {}, pods {}",
             node.name,
             node.netns,
             node.lan_v4,
             node.lan_v6,
             node.pod_cidrs.join(" ")
-        );
+        )?;
     }
-    println!("  Pods:");
+    writeln!(out, "  Pods:")?;
     for pod in &state.pods {
-        println!(
+        writeln!(
+            out,
             "    {:<10} on {:<10} {} / {}  (namespace {})",
             pod.name, pod.node, pod.ipv4, pod.ipv6, pod.netns
-        );
+        )?;
     }
-    println!();
-    println!("  Tear down:    target/debug/herald-lab down");
+    writeln!(out)?;
+    writeln!(out, "  Tear down:    target/debug/herald-lab down")?;
+    Ok(out)
 }
 
 fn down(keep_data: bool) -> anyhow::Result<()> {
@@ -325,9 +339,25 @@ fn down_lab(prefix: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Writes `text` to standard output; a reader that went away (`herald-lab status | head`)
+/// is not an error.
+fn emit(text: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        result => Ok(result?),
+    }
+}
+
 fn status() -> anyhow::Result<()> {
+    let mut out = String::new();
     match ControlPlane::pid() {
-        Some(pid) => println!(
+        Some(pid) => writeln!(
+            out,
             "control plane: pid {pid}, {}",
             if ControlPlane::is_healthy() {
                 "ready"
@@ -335,8 +365,8 @@ fn status() -> anyhow::Result<()> {
                 "NOT ready"
             }
         ),
-        None => println!("control plane: not running"),
-    }
+        None => writeln!(out, "control plane: not running"),
+    }?;
     let found = Leftovers::find(plan::GLOBAL_PREFIX)?;
     let mut prefixes: Vec<String> = found
         .namespaces
@@ -346,7 +376,7 @@ fn status() -> anyhow::Result<()> {
         .collect();
     prefixes.dedup();
     if prefixes.is_empty() {
-        println!("labs: none");
+        writeln!(out, "labs: none")?;
     }
     for prefix in prefixes {
         let members: Vec<&String> = found
@@ -354,7 +384,8 @@ fn status() -> anyhow::Result<()> {
             .iter()
             .filter(|n| n.starts_with(&format!("{prefix}-")))
             .collect();
-        println!(
+        writeln!(
+            out,
             "lab {prefix}: {} namespaces ({})",
             members.len(),
             members
@@ -362,15 +393,15 @@ fn status() -> anyhow::Result<()> {
                 .map(|s| s.as_str())
                 .collect::<Vec<_>>()
                 .join(" ")
-        );
+        )?;
     }
-    println!("root links: {}", found.links.join(" "));
-    println!("lab processes: {}", found.processes.len());
+    writeln!(out, "root links: {}", found.links.join(" "))?;
+    writeln!(out, "lab processes: {}", found.processes.len())?;
     if let Ok(text) = std::fs::read_to_string(paths::state_path()) {
         let state: State = serde_json::from_str(&text)?;
-        print_usage(&state);
+        out.push_str(&usage_text(&state)?);
     }
-    Ok(())
+    emit(&out)
 }
 
 fn demo(skip_setup: bool) -> anyhow::Result<()> {
