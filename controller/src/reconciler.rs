@@ -664,6 +664,10 @@ impl Context {
                 PoolChangeReport::DuplicatePoolName { .. } => {
                     tracing::warn!(%report, "duplicate pool name");
                 }
+                PoolChangeReport::ExternalIpReleased { service, .. } => {
+                    tracing::info!(%report, "externalIP booking released after a pool change");
+                    self.enqueue(service);
+                }
             }
         }
     }

@@ -221,6 +221,17 @@ pub enum PoolChangeReport {
         /// The name.
         name: String,
     },
+    /// A booked `spec.externalIPs` entry is no longer accepted by the pools (none contains
+    /// it, allows external IPs or serves the Service any more): it was released, and the
+    /// Service's verdict is now this refusal.
+    ExternalIpReleased {
+        /// The Service that listed it.
+        service: ServiceKey,
+        /// The address.
+        address: IpAddr,
+        /// Why it is refused now.
+        refusal: ExternalIpRefusal,
+    },
 }
 
 impl fmt::Display for PoolChangeReport {
@@ -258,6 +269,14 @@ impl fmt::Display for PoolChangeReport {
             PoolChangeReport::DuplicatePoolName { name } => {
                 write!(f, "two pools are named {name:?}; the second is ignored")
             }
+            PoolChangeReport::ExternalIpReleased {
+                service,
+                address,
+                refusal,
+            } => write!(
+                f,
+                "{service}'s externalIP {address} was released after a pool change: {refusal}"
+            ),
         }
     }
 }
@@ -295,8 +314,9 @@ pub enum ExternalIpRefusal {
         /// Why.
         reason: PoolRefusal,
     },
-    /// The address is a load-balancer address of another Service that may not share it.
-    #[error("{address} is a load-balancer address of another Service: {error}")]
+    /// Another Service that may not share it holds the address: as a load-balancer address
+    /// (one recorded in status always wins), or as an externalIP it booked first.
+    #[error("{address} is held by another Service: {error}")]
     InUse {
         /// The address.
         address: IpAddr,

@@ -1,4 +1,5 @@
-//! The pure allocator: which Service holds which load-balancer address, from which pool.
+//! The pure allocator: which Service holds which address (its load-balancer addresses and its
+//! booked `spec.externalIPs`), from which pool.
 //!
 //! It owns the bookkeeping of pools and assignments and nothing else: no kube types, no I/O,
 //! no clock. The reconciler converts `IPAddressPool`s into [`PoolSpec`]s and `Service`s into
@@ -14,17 +15,24 @@
 //!   on start, take over what `status.loadBalancer.ingress` (and the
 //!   `herald.dev/ip-allocated-from-pool` annotation) say, for every Service, **before** any
 //!   `assign`.
-//!   Never moves an address; conflicts are reported, not resolved. Restore older Services
-//!   first: on a conflict the first one restored keeps the address.
+//!   Never moves an address; conflicts between load-balancer addresses are reported, not
+//!   resolved. Restore older Services first: on a conflict the first one restored keeps the
+//!   address.
 //! - [`Allocator::assign`]`(&request) -> Result<`[`Assignment`]`, `[`AllocationError`]`>`:
 //!   idempotent; call on every reconcile. An existing assignment changes only when the
 //!   Service's own request changed (requested address, pinned pool, families, or sharing that
 //!   now clashes). On error the Service keeps what it had.
-//! - [`Allocator::release`]`(&key)`: the Service was deleted, changed type or class.
-//! - [`Allocator::assignment`]`(&key)`, [`Allocator::pool_stats`]`(name)`,
-//!   [`Allocator::services_using_pool`]`(name)` (for the pool finalizer),
-//!   [`Allocator::addresses_outside_every_pool`], [`Allocator::overlaps`],
-//!   [`Allocator::check_external_ips`]`(&request)`.
+//! - [`Allocator::release`]`(&key)`: the Service was deleted, changed type or class (gives
+//!   back its load-balancer addresses and its booked externalIPs).
+//! - [`Allocator::book_external_ips`]`(&request) -> Vec<`[`ExternalIpVerdict`]`>`: judges each
+//!   `spec.externalIPs` entry and books the accepted ones for the Service; idempotent, call on
+//!   every reconcile of a Service whose externalIPs Herald judges.
+//!   [`Allocator::restore_external_ips`]`(&request, &recorded)`: on start, after every
+//!   `restore`, re-books the entries recorded as booked (see below).
+//! - [`Allocator::assignment`]`(&key)`, [`Allocator::external_ips`]`(&key)`,
+//!   [`Allocator::pool_stats`]`(name)`, [`Allocator::services_using_pool`]`(name)` (for the
+//!   pool finalizer), [`Allocator::addresses_outside_every_pool`], [`Allocator::overlaps`],
+//!   [`Allocator::check_external_ips`]`(&request)` (the verdicts without booking).
 //!
 //! # Rules
 //!
@@ -38,12 +46,32 @@
 //!   takes all its families from one pool when one pool can give them all, else per family.
 //! - Two Services share an address only with equal non-empty `herald.dev/allow-shared-ip`
 //!   keys, no common (protocol, port), the same `externalTrafficPolicy`, and for `Local` the
-//!   same pod selector.
-//! - `spec.externalIPs` are never allocated; each must lie in a pool with `allowExternalIPs`
-//!   that serves the Service.
+//!   same pod selector. This holds for every way of holding an address: load-balancer
+//!   address or booked externalIP, in any combination.
+//! - `spec.externalIPs` are never allocated; each is accepted only inside a pool with
+//!   `allowExternalIPs` that serves the Service (the first such pool in allocation order is
+//!   the one named), and only if no other Service that may not share it holds it. An
+//!   accepted entry is **booked** like an assignment: it leaves the free set of every pool
+//!   containing it, so no later Service is given it (unless it may share). Bookings follow the
+//!   Service: `book_external_ips` keeps entries still listed and accepted, releases removed or
+//!   now refused ones, books added ones; `release` gives them all back; `set_pools` releases
+//!   (and reports, [`PoolChangeReport::ExternalIpReleased`]) those whose pool no longer
+//!   contains them, no longer allows external IPs or no longer serves the Service. An entry
+//!   refused because the address is taken is not queued: it is judged again at the Service's
+//!   next `book_external_ips`. Booked externalIPs do not hold a pool's finalizer (they are
+//!   released instead when the pool goes) but count as assigned in [`PoolStats`].
+//! - Restart: a rebuilt allocator first restores every load-balancer address from status,
+//!   then re-books the externalIPs recorded as booked, then books new claims. **A
+//!   load-balancer address recorded in status wins over an externalIP claim** in either
+//!   order: `restore` refuses nothing because of externalIP bookings, it displaces those it
+//!   may not share with (listed in [`RestoreOutcome::displaced`]); an externalIP claim on a
+//!   restored address is refused ([`ExternalIpRefusal::InUse`]). Between externalIP claims
+//!   the first booked wins and keeps the address; the record makes a rebuild book the same.
 //!
-//! Costs: allocation, release and membership are O(log n) in the number of addresses handed
-//! out (pools are never enumerated), times the number of pools for overlap bookkeeping.
+//! Costs: allocation, release, booking and membership are O(log n) in the number of addresses
+//! handed out (pools are never enumerated), times the number of pools for overlap bookkeeping
+//! (per externalIPs entry for `book_external_ips`). `set_pools` re-judges every booked
+//! externalIP against the new pools (O(bookings × pools)).
 
 mod error;
 mod model;
@@ -73,6 +101,10 @@ pub struct RestoreOutcome {
     pub assignment: Assignment,
     /// Addresses kept outside every pool, or not taken over.
     pub problems: Vec<RestoreProblem>,
+    /// ExternalIP bookings of other Services given up for the restored addresses (a
+    /// load-balancer address recorded in status wins): (Service, address). Those Services'
+    /// verdicts changed; reconcile them.
+    pub displaced: Vec<(ServiceKey, IpAddr)>,
 }
 
 /// One pool and its free addresses.
@@ -91,10 +123,30 @@ struct ServiceState {
     pinned_pool: Option<String>,
 }
 
-/// The Services holding one address (several only when they share).
+/// One Service's booked `spec.externalIPs` and the request they were judged for.
+#[derive(Debug, Clone)]
+struct ExternalState {
+    /// The request last judged (its labels decide whether a pool still serves it).
+    request: ServiceRequest,
+    /// Each booked address and the pool that accepted it.
+    booked: BTreeMap<IpAddr, String>,
+}
+
+/// How a Service holds an address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Use {
+    /// As one of its load-balancer addresses.
+    LoadBalancer,
+    /// As a booked `spec.externalIPs` entry.
+    External,
+}
+
+/// The Services holding one address (several only when they share). A Service may hold an
+/// address both ways (its own load-balancer address listed in its externalIPs); each way
+/// keeps the sharing profile of the request that made it.
 #[derive(Debug, Clone, Default)]
 struct Holding {
-    holders: BTreeMap<ServiceKey, SharingProfile>,
+    holders: BTreeMap<(ServiceKey, Use), SharingProfile>,
 }
 
 /// Which Service holds which address from which pool. See the module documentation.
@@ -104,6 +156,8 @@ pub struct Allocator {
     /// Pool names in allocation order: priority (lower first, none last), then name.
     order: Vec<String>,
     services: BTreeMap<ServiceKey, ServiceState>,
+    /// Booked externalIPs, by Service (only Services with at least one booking).
+    external: BTreeMap<ServiceKey, ExternalState>,
     holdings: BTreeMap<IpAddr, Holding>,
     /// Addresses held by Services with each sharing key.
     shared_by_key: BTreeMap<String, BTreeSet<IpAddr>>,
@@ -210,6 +264,43 @@ impl Allocator {
                 },
             });
         }
+        reports.extend(self.rejudge_external_ips());
+        reports
+    }
+
+    /// After a pool change: every booked externalIP is judged again against the pools (not
+    /// against other holders: those did not change). One no longer accepted is released and
+    /// reported; one now accepted by another pool is booked against it.
+    fn rejudge_external_ips(&mut self) -> Vec<PoolChangeReport> {
+        let mut released = Vec::new();
+        let mut rebooked = Vec::new();
+        for (key, state) in &self.external {
+            for (&address, pool) in &state.booked {
+                match self.external_pool(&state.request, address) {
+                    Ok(now) if now == *pool => {}
+                    Ok(now) => rebooked.push((key.clone(), address, now)),
+                    Err(refusal) => released.push((key.clone(), address, refusal)),
+                }
+            }
+        }
+        for (key, address, pool) in rebooked {
+            if let Some(booked) = self
+                .external
+                .get_mut(&key)
+                .and_then(|s| s.booked.get_mut(&address))
+            {
+                *booked = pool;
+            }
+        }
+        let mut reports = Vec::new();
+        for (service, address, refusal) in released {
+            self.unbook_external(&service, address);
+            reports.push(PoolChangeReport::ExternalIpReleased {
+                service,
+                address,
+                refusal,
+            });
+        }
         reports
     }
 
@@ -254,13 +345,14 @@ impl Allocator {
                     assignment: Assignment {
                         addresses: existing.addresses.clone(),
                     },
-                    problems: Vec::new(),
+                    ..RestoreOutcome::default()
                 };
             }
-            self.release(key);
+            self.release_load_balancer(key);
         }
         let profile = request.sharing_profile();
         let mut problems = Vec::new();
+        let mut displaced = Vec::new();
         let mut kept: Vec<AssignedAddress> = Vec::new();
         for (position, &address) in addresses.iter().enumerate() {
             let family = Family::of(address);
@@ -270,9 +362,17 @@ impl Allocator {
                 }
                 continue;
             }
-            if let Err(error) = self.check_sharing(address, key, &profile) {
+            // Only other load-balancer addresses can keep a recorded one out.
+            if let Err(error) =
+                self.check_sharing_with(address, key, &profile, |u| u == Use::LoadBalancer)
+            {
                 problems.push(RestoreProblem::Conflict { address, error });
                 continue;
+            }
+            // It wins over the externalIP bookings it may not share with.
+            for other in self.external_holders_refusing(address, key, &profile) {
+                self.unbook_external(&other, address);
+                displaced.push((other, address));
             }
             let pool = allocated_from
                 .get(position)
@@ -291,7 +391,7 @@ impl Allocator {
             kept.push(AssignedAddress { address, pool });
         }
         for assigned in &kept {
-            self.hold(assigned.address, key, &profile);
+            self.hold(assigned.address, key, Use::LoadBalancer, &profile);
         }
         self.services.insert(
             key.clone(),
@@ -304,7 +404,28 @@ impl Allocator {
         RestoreOutcome {
             assignment: Assignment { addresses: kept },
             problems,
+            displaced,
         }
+    }
+
+    /// Other Services holding `address` as a booked externalIP that `key` may not share with.
+    fn external_holders_refusing(
+        &self,
+        address: IpAddr,
+        key: &ServiceKey,
+        profile: &SharingProfile,
+    ) -> Vec<ServiceKey> {
+        self.holdings
+            .get(&address)
+            .into_iter()
+            .flat_map(|h| h.holders.iter())
+            .filter(|((other, way), theirs)| {
+                *way == Use::External
+                    && other != key
+                    && sharing_conflict(address, profile, other, theirs).is_some()
+            })
+            .map(|((other, _), _)| other.clone())
+            .collect()
     }
 
     /// Gives the Service its addresses, or says why not. Idempotent: a Service that already
@@ -318,14 +439,14 @@ impl Allocator {
         let previous = self.services.remove(key);
         if let Some(previous) = &previous {
             for assigned in &previous.addresses {
-                self.unhold(assigned.address, key);
+                self.unhold(assigned.address, key, Use::LoadBalancer);
             }
         }
         let profile = request.sharing_profile();
         match self.plan(request, &wanted, &profile, previous.as_ref()) {
             Ok(addresses) => {
                 for assigned in &addresses {
-                    self.hold(assigned.address, key, &profile);
+                    self.hold(assigned.address, key, Use::LoadBalancer, &profile);
                 }
                 self.services.insert(
                     key.clone(),
@@ -340,7 +461,7 @@ impl Allocator {
             Err(error) => {
                 if let Some(previous) = previous {
                     for assigned in &previous.addresses {
-                        self.hold(assigned.address, key, &previous.profile);
+                        self.hold(assigned.address, key, Use::LoadBalancer, &previous.profile);
                     }
                     self.services.insert(key.clone(), previous);
                 }
@@ -575,44 +696,31 @@ impl Allocator {
         key: &ServiceKey,
         profile: &SharingProfile,
     ) -> Result<(), AllocationError> {
+        self.check_sharing_with(address, key, profile, |_| true)
+    }
+
+    /// [`Allocator::check_sharing`] against the holders that hold it a way `counts`.
+    fn check_sharing_with(
+        &self,
+        address: IpAddr,
+        key: &ServiceKey,
+        profile: &SharingProfile,
+        counts: impl Fn(Use) -> bool,
+    ) -> Result<(), AllocationError> {
         let Some(holding) = self.holdings.get(&address) else {
             return Ok(());
         };
-        for (other, theirs) in holding.holders.iter().filter(|(k, _)| *k != key) {
-            let (Some(ours_key), Some(theirs_key)) = (&profile.key, &theirs.key) else {
-                return Err(AllocationError::AddressInUse {
-                    address,
-                    by: other.clone(),
-                });
-            };
-            let conflict = |reason| AllocationError::SharingConflict {
-                address,
-                with: other.clone(),
-                reason,
-            };
-            if ours_key != theirs_key {
-                return Err(conflict(SharingConflictReason::KeyMismatch {
-                    ours: ours_key.clone(),
-                    theirs: theirs_key.clone(),
-                }));
-            }
-            if profile.traffic_policy != theirs.traffic_policy {
-                return Err(conflict(SharingConflictReason::TrafficPolicyMismatch));
-            }
-            if profile.traffic_policy == TrafficPolicy::Local
-                && profile.pod_selector != theirs.pod_selector
-            {
-                return Err(conflict(SharingConflictReason::PodSelectorMismatch));
-            }
-            if let Some(port) = profile.ports.intersection(&theirs.ports).next() {
-                return Err(conflict(SharingConflictReason::PortClash(*port)));
-            }
-        }
-        Ok(())
+        holding
+            .holders
+            .iter()
+            .filter(|((other, way), _)| other != key && counts(*way))
+            .find_map(|((other, _), theirs)| sharing_conflict(address, profile, other, theirs))
+            .map_or(Ok(()), Err)
     }
 
-    /// Records `key` as a holder of `address`, taking it out of every pool that contains it.
-    fn hold(&mut self, address: IpAddr, key: &ServiceKey, profile: &SharingProfile) {
+    /// Records `key` as a holder of `address` (the way `way`), taking it out of every pool
+    /// that contains it.
+    fn hold(&mut self, address: IpAddr, key: &ServiceKey, way: Use, profile: &SharingProfile) {
         let holding = self.holdings.entry(address).or_default();
         if holding.holders.is_empty() {
             for pool in self.pools.values_mut() {
@@ -620,7 +728,7 @@ impl Allocator {
                 let _outside_this_pool = pool.free.take(address);
             }
         }
-        holding.holders.insert(key.clone(), profile.clone());
+        holding.holders.insert((key.clone(), way), profile.clone());
         if let Some(sharing_key) = &profile.key {
             self.shared_by_key
                 .entry(sharing_key.clone())
@@ -629,12 +737,13 @@ impl Allocator {
         }
     }
 
-    /// Removes `key` as a holder of `address`; the last holder gives it back to its pools.
-    fn unhold(&mut self, address: IpAddr, key: &ServiceKey) {
+    /// Removes `key` as a holder of `address` (the way `way`); the last holder gives it back
+    /// to its pools.
+    fn unhold(&mut self, address: IpAddr, key: &ServiceKey, way: Use) {
         let Some(holding) = self.holdings.get_mut(&address) else {
             return;
         };
-        let Some(profile) = holding.holders.remove(key) else {
+        let Some(profile) = holding.holders.remove(&(key.clone(), way)) else {
             return;
         };
         let still_held_by_key = profile
@@ -658,15 +767,41 @@ impl Allocator {
         }
     }
 
-    /// Gives back every address of the Service. Returns what it held.
+    /// Gives back every address of the Service: its load-balancer addresses and its booked
+    /// externalIPs. Returns the load-balancer addresses it held (see
+    /// [`Allocator::external_ips`] for the others).
     pub fn release(&mut self, key: &ServiceKey) -> Option<Assignment> {
+        if let Some(state) = self.external.remove(key) {
+            for address in state.booked.keys() {
+                self.unhold(*address, key, Use::External);
+            }
+        }
+        self.release_load_balancer(key)
+    }
+
+    /// Gives back the Service's load-balancer addresses only.
+    fn release_load_balancer(&mut self, key: &ServiceKey) -> Option<Assignment> {
         let state = self.services.remove(key)?;
         for assigned in &state.addresses {
-            self.unhold(assigned.address, key);
+            self.unhold(assigned.address, key, Use::LoadBalancer);
         }
         Some(Assignment {
             addresses: state.addresses,
         })
+    }
+
+    /// Gives back one booked externalIP of the Service.
+    fn unbook_external(&mut self, key: &ServiceKey, address: IpAddr) {
+        let Some(state) = self.external.get_mut(key) else {
+            return;
+        };
+        if state.booked.remove(&address).is_none() {
+            return;
+        }
+        if state.booked.is_empty() {
+            self.external.remove(key);
+        }
+        self.unhold(address, key, Use::External);
     }
 
     /// The Service's current addresses.
@@ -733,8 +868,9 @@ impl Allocator {
     }
 
     /// Verdict on each `spec.externalIPs` entry of the Service: announceable only inside a
-    /// pool with `allowExternalIPs` that serves the Service, and not a load-balancer address
-    /// of another Service it may not share with. Pure check; nothing is allocated.
+    /// pool with `allowExternalIPs` that serves the Service, and not held by another Service
+    /// (as a load-balancer address or a booked externalIP) it may not share with. Pure check:
+    /// nothing is booked (see [`Allocator::book_external_ips`]).
     pub fn check_external_ips(&self, request: &ServiceRequest) -> Vec<ExternalIpVerdict> {
         let profile = request.sharing_profile();
         request
@@ -747,14 +883,105 @@ impl Allocator {
             .collect()
     }
 
+    /// Judges each `spec.externalIPs` entry as [`Allocator::check_external_ips`] does and
+    /// books the accepted ones for the Service, so that no other Service is given them
+    /// unless it may share. The Service's previous bookings are the starting point: an entry
+    /// still listed and still accepted stays booked, one removed from the list or now refused
+    /// is released, a new accepted one is booked. Idempotent. An entry listed twice gets the
+    /// same verdict twice. O(entries × log n).
+    pub fn book_external_ips(&mut self, request: &ServiceRequest) -> Vec<ExternalIpVerdict> {
+        let key = &request.key;
+        if let Some(previous) = self.external.remove(key) {
+            for address in previous.booked.keys() {
+                self.unhold(*address, key, Use::External);
+            }
+        }
+        let profile = request.sharing_profile();
+        let mut booked: BTreeMap<IpAddr, String> = BTreeMap::new();
+        let mut verdicts = Vec::with_capacity(request.external_ips.len());
+        for &address in &request.external_ips {
+            let result = match booked.get(&address) {
+                Some(pool) => Ok(pool.clone()),
+                None => {
+                    let result = self.check_external_ip(request, &profile, address);
+                    if let Ok(pool) = &result {
+                        self.hold(address, key, Use::External, &profile);
+                        booked.insert(address, pool.clone());
+                    }
+                    result
+                }
+            };
+            verdicts.push(ExternalIpVerdict { address, result });
+        }
+        if !booked.is_empty() {
+            self.external.insert(
+                key.clone(),
+                ExternalState {
+                    request: request.clone(),
+                    booked,
+                },
+            );
+        }
+        verdicts
+    }
+
+    /// On start, after every [`Allocator::restore`]: books the Service's externalIPs that
+    /// were recorded as booked (`recorded`) and are still listed, judged as
+    /// [`Allocator::book_external_ips`] judges them (a load-balancer address restored from
+    /// status is not shareable with them, so they are refused). Entries not recorded are left
+    /// for the Service's next `book_external_ips`, so that recorded bookings are restored
+    /// before new claims whatever the order of Services.
+    pub fn restore_external_ips(
+        &mut self,
+        request: &ServiceRequest,
+        recorded: &[IpAddr],
+    ) -> Vec<ExternalIpVerdict> {
+        let mut recorded_only = request.clone();
+        recorded_only
+            .external_ips
+            .retain(|address| recorded.contains(address));
+        self.book_external_ips(&recorded_only)
+    }
+
+    /// The Service's booked externalIPs, in address order, each with the pool that accepted
+    /// it.
+    pub fn external_ips(&self, key: &ServiceKey) -> Vec<AssignedAddress> {
+        self.external
+            .get(key)
+            .map(|state| booked_addresses(&state.booked))
+            .unwrap_or_default()
+    }
+
+    /// Every Service's booked externalIPs, by key.
+    pub fn external_bookings(&self) -> impl Iterator<Item = (&ServiceKey, Vec<AssignedAddress>)> {
+        self.external
+            .iter()
+            .map(|(k, s)| (k, booked_addresses(&s.booked)))
+    }
+
     fn check_external_ip(
         &self,
         request: &ServiceRequest,
         profile: &SharingProfile,
         address: IpAddr,
     ) -> Result<String, ExternalIpRefusal> {
+        let pool = self.external_pool(request, address)?;
+        self.check_sharing(address, &request.key, profile)
+            .map_err(|error| ExternalIpRefusal::InUse {
+                address,
+                error: Box::new(error),
+            })?;
+        Ok(pool)
+    }
+
+    /// The first pool (in allocation order) that contains `address`, allows external IPs and
+    /// serves the request; else the most telling refusal.
+    fn external_pool(
+        &self,
+        request: &ServiceRequest,
+        address: IpAddr,
+    ) -> Result<String, ExternalIpRefusal> {
         let mut refusal = None;
-        let mut serving = None;
         for pool in self.pools_in_order().filter(|p| p.free.contains(address)) {
             if !pool.spec.allow_external_ips {
                 refusal.get_or_insert(ExternalIpRefusal::NotAllowedByPool {
@@ -764,10 +991,7 @@ impl Allocator {
                 continue;
             }
             match pool.spec.serves(request, true) {
-                Ok(()) => {
-                    serving = Some(pool.spec.name.clone());
-                    break;
-                }
+                Ok(()) => return Ok(pool.spec.name.clone()),
                 Err(reason) => {
                     // A refusal by an allowing pool says more than one by a non-allowing pool.
                     if !matches!(refusal, Some(ExternalIpRefusal::PoolNotUsable { .. })) {
@@ -780,17 +1004,7 @@ impl Allocator {
                 }
             }
         }
-        let pool = match (serving, refusal) {
-            (Some(pool), _) => pool,
-            (None, Some(refusal)) => return Err(refusal),
-            (None, None) => return Err(ExternalIpRefusal::NotInAnyPool(address)),
-        };
-        self.check_sharing(address, &request.key, profile)
-            .map_err(|error| ExternalIpRefusal::InUse {
-                address,
-                error: Box::new(error),
-            })?;
-        Ok(pool)
+        Err(refusal.unwrap_or(ExternalIpRefusal::NotInAnyPool(address)))
     }
 
     /// Pools in allocation order.
@@ -807,6 +1021,53 @@ impl Allocator {
             .or_else(|| self.pools_in_order().find(|p| p.free.contains(address)))
             .map(|p| p.spec.name.clone())
     }
+}
+
+/// Why a Service with `ours` may not hold `address` next to `other` (with `theirs`), if so.
+fn sharing_conflict(
+    address: IpAddr,
+    ours: &SharingProfile,
+    other: &ServiceKey,
+    theirs: &SharingProfile,
+) -> Option<AllocationError> {
+    let (Some(ours_key), Some(theirs_key)) = (&ours.key, &theirs.key) else {
+        return Some(AllocationError::AddressInUse {
+            address,
+            by: other.clone(),
+        });
+    };
+    let reason = if ours_key != theirs_key {
+        SharingConflictReason::KeyMismatch {
+            ours: ours_key.clone(),
+            theirs: theirs_key.clone(),
+        }
+    } else if ours.traffic_policy != theirs.traffic_policy {
+        SharingConflictReason::TrafficPolicyMismatch
+    } else if ours.traffic_policy == TrafficPolicy::Local
+        && ours.pod_selector != theirs.pod_selector
+    {
+        SharingConflictReason::PodSelectorMismatch
+    } else if let Some(port) = ours.ports.intersection(&theirs.ports).next() {
+        SharingConflictReason::PortClash(*port)
+    } else {
+        return None;
+    };
+    Some(AllocationError::SharingConflict {
+        address,
+        with: other.clone(),
+        reason,
+    })
+}
+
+/// Booked externalIPs as addresses with their pool.
+fn booked_addresses(booked: &BTreeMap<IpAddr, String>) -> Vec<AssignedAddress> {
+    booked
+        .iter()
+        .map(|(address, pool)| AssignedAddress {
+            address: *address,
+            pool: Some(pool.clone()),
+        })
+        .collect()
 }
 
 /// Whether a held address still fits the (possibly changed) request.

@@ -284,7 +284,8 @@ pub struct ServiceRequest {
     pub traffic_policy: TrafficPolicy,
     /// `spec.selector`: with `Local` policy, only Services selecting the same pods may share.
     pub pod_selector: Labels,
-    /// `spec.externalIPs` (checked by `Allocator::check_external_ips`, never allocated).
+    /// `spec.externalIPs` (judged and booked by `Allocator::book_external_ips`, never
+    /// allocated).
     pub external_ips: Vec<IpAddr>,
 }
 

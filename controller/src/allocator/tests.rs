@@ -844,3 +844,435 @@ fn service_field_values_parse_from_their_api_spelling_only() {
         "unknown protocol \"tcp\""
     );
 }
+
+// --- Booked externalIPs ---------------------------------------------------------------------
+
+/// A pool whose addresses may be used as externalIPs (and are auto-assigned too).
+fn external_pool(name: &str, entries: &[&str]) -> PoolSpec {
+    let mut spec = pool(name, entries);
+    spec.allow_external_ips = true;
+    spec
+}
+
+fn listing(request: ServiceRequest, external_ips: &[&str]) -> ServiceRequest {
+    ServiceRequest {
+        external_ips: external_ips.iter().map(|a| ip(a)).collect(),
+        ..request
+    }
+}
+
+fn results(verdicts: Vec<ExternalIpVerdict>) -> Vec<Result<String, ExternalIpRefusal>> {
+    verdicts.into_iter().map(|v| v.result).collect()
+}
+
+fn booked(allocator: &Allocator, name: &str) -> Vec<IpAddr> {
+    allocator
+        .external_ips(&key(name))
+        .into_iter()
+        .map(|a| a.address)
+        .collect()
+}
+
+/// Assignments, externalIP bookings and pool counts.
+type Observable = (
+    Vec<(ServiceKey, Assignment)>,
+    Vec<(ServiceKey, Vec<AssignedAddress>)>,
+    Vec<Option<PoolStats>>,
+);
+
+/// Everything observable, for comparing two allocators.
+fn observable(allocator: &Allocator, pools: &[&str]) -> Observable {
+    (
+        allocator
+            .assignments()
+            .map(|(k, a)| (k.clone(), a))
+            .collect(),
+        allocator
+            .external_bookings()
+            .map(|(k, b)| (k.clone(), b))
+            .collect(),
+        pools.iter().map(|p| allocator.pool_stats(p)).collect(),
+    )
+}
+
+#[test]
+fn an_accepted_external_ip_is_booked_and_never_given_to_a_later_service() {
+    let mut allocator = Allocator::new(vec![external_pool("ext", &["192.0.2.0/30"])]);
+    let verdicts = allocator.book_external_ips(&listing(service("a"), &["192.0.2.0"]));
+    assert_eq!(results(verdicts), [Ok("ext".to_owned())]);
+    assert_eq!(booked(&allocator, "a"), [ip("192.0.2.0")]);
+    assert_eq!(allocator.assignment(&key("a")), None, "nothing allocated");
+    // The lowest free address is now .1, not A's externalIP.
+    assert_eq!(ips(allocator.assign(&service("b"))), [ip("192.0.2.1")]);
+    let stats = allocator.pool_stats("ext").expect("ext").ipv4;
+    assert_eq!((stats.assigned, stats.available), (2, 2));
+    // Another Service listing it is refused as in use.
+    let other = allocator.check_external_ips(&listing(service("c"), &["192.0.2.0"]));
+    assert!(matches!(
+        &other[0].result,
+        Err(ExternalIpRefusal::InUse { error, .. })
+            if **error == AllocationError::AddressInUse { address: ip("192.0.2.0"), by: key("a") }
+    ));
+}
+
+#[test]
+fn a_requested_address_booked_as_another_services_external_ip_is_in_use() {
+    let mut allocator = Allocator::new(vec![external_pool("ext", &["192.0.2.0/30"])]);
+    allocator.book_external_ips(&listing(service("a"), &["192.0.2.2"]));
+    assert_eq!(
+        allocator.assign(&requesting("b", &["192.0.2.2"])),
+        Err(AllocationError::AddressInUse {
+            address: ip("192.0.2.2"),
+            by: key("a")
+        })
+    );
+    assert_eq!(allocator.assignment(&key("b")), None);
+}
+
+#[test]
+fn an_external_ip_is_shared_only_under_the_sharing_rules_of_load_balancer_addresses() {
+    let mut allocator = Allocator::new(vec![external_pool("ext", &["192.0.2.0/30"])]);
+    let x = "192.0.2.0";
+    assert!(
+        allocator
+            .book_external_ips(&listing(shared("a", "k", &[80]), &[x]))
+            .iter()
+            .all(|v| v.result.is_ok())
+    );
+    // Same key, other port: may hold it as a load-balancer address, requested or automatic.
+    assert_eq!(
+        ips(allocator.assign(&ServiceRequest {
+            requested_addresses: vec![ip(x)],
+            ..shared("b", "k", &[443])
+        })),
+        [ip(x)]
+    );
+    assert_eq!(ips(allocator.assign(&shared("c", "k", &[8080]))), [ip(x)]);
+    // ... and as an externalIP.
+    let same_key = allocator.book_external_ips(&listing(shared("d", "k", &[22]), &[x]));
+    assert_eq!(results(same_key), [Ok("ext".to_owned())]);
+    // A port clash, another key or no key at all: refused, nothing booked.
+    let clash = allocator.book_external_ips(&listing(shared("e", "k", &[80]), &[x]));
+    assert!(matches!(
+        &clash[0].result,
+        Err(ExternalIpRefusal::InUse { error, .. }) if matches!(
+            **error,
+            AllocationError::SharingConflict { reason: SharingConflictReason::PortClash(_), .. }
+        )
+    ));
+    let other_key = allocator.book_external_ips(&listing(shared("f", "other", &[9]), &[x]));
+    assert!(matches!(
+        &other_key[0].result,
+        Err(ExternalIpRefusal::InUse { error, .. }) if matches!(
+            **error,
+            AllocationError::SharingConflict { reason: SharingConflictReason::KeyMismatch { .. }, .. }
+        )
+    ));
+    let no_key = allocator.book_external_ips(&listing(service("g"), &[x]));
+    assert!(matches!(
+        no_key[0].result,
+        Err(ExternalIpRefusal::InUse { .. })
+    ));
+    for name in ["e", "f", "g"] {
+        assert!(
+            booked(&allocator, name).is_empty(),
+            "{name} booked a refused entry"
+        );
+    }
+    // Traffic policy must match too.
+    let local = ServiceRequest {
+        traffic_policy: TrafficPolicy::Local,
+        ..shared("h", "k", &[9])
+    };
+    let local = allocator.book_external_ips(&listing(local, &[x]));
+    assert!(matches!(
+        &local[0].result,
+        Err(ExternalIpRefusal::InUse { error, .. }) if matches!(
+            **error,
+            AllocationError::SharingConflict { reason: SharingConflictReason::TrafficPolicyMismatch, .. }
+        )
+    ));
+    // Counted once however many hold it.
+    assert_eq!(allocator.pool_stats("ext").expect("ext").ipv4.assigned, 1);
+}
+
+#[test]
+fn a_load_balancer_address_is_not_booked_as_another_services_external_ip() {
+    let mut allocator = Allocator::new(vec![external_pool("ext", &["192.0.2.0/30"])]);
+    allocator.assign(&service("lb")).expect("lb");
+    let verdicts = allocator.book_external_ips(&listing(service("a"), &["192.0.2.0"]));
+    assert!(matches!(
+        verdicts[0].result,
+        Err(ExternalIpRefusal::InUse { .. })
+    ));
+    assert!(booked(&allocator, "a").is_empty());
+    // Its own load-balancer address may be listed: nobody else holds it.
+    let own = allocator.book_external_ips(&listing(service("lb"), &["192.0.2.0"]));
+    assert_eq!(results(own), [Ok("ext".to_owned())]);
+    allocator.release(&key("lb"));
+    assert_eq!(allocator.pool_stats("ext").expect("ext").ipv4.assigned, 0);
+}
+
+#[test]
+fn releasing_a_service_gives_its_external_ips_back() {
+    let mut allocator = Allocator::new(vec![external_pool("ext", &["192.0.2.0/30"])]);
+    allocator.book_external_ips(&listing(service("a"), &["192.0.2.0", "192.0.2.1"]));
+    allocator.assign(&service("a")).expect("a");
+    assert_eq!(
+        allocator.assignment(&key("a")).expect("a").ips(),
+        [ip("192.0.2.2")]
+    );
+    assert_eq!(
+        allocator.release(&key("a")).map(|a| a.ips()),
+        Some(vec![ip("192.0.2.2")])
+    );
+    assert!(booked(&allocator, "a").is_empty());
+    assert_eq!(allocator.pool_stats("ext").expect("ext").ipv4.assigned, 0);
+    assert_eq!(ips(allocator.assign(&service("b"))), [ip("192.0.2.0")]);
+    // A Service that held only externalIPs is released too.
+    allocator.book_external_ips(&listing(service("c"), &["192.0.2.3"]));
+    assert_eq!(allocator.release(&key("c")), None);
+    assert!(booked(&allocator, "c").is_empty());
+    assert_eq!(allocator.pool_stats("ext").expect("ext").ipv4.assigned, 1);
+}
+
+#[test]
+fn changing_external_ips_keeps_unchanged_ones_releases_removed_ones_and_books_added_ones() {
+    let mut allocator = Allocator::new(vec![
+        external_pool("ext", &["192.0.2.0/29"]),
+        pool("lan", &["192.0.2.0/24"]),
+    ]);
+    allocator.book_external_ips(&listing(service("a"), &["192.0.2.0", "192.0.2.1"]));
+    let again = allocator.book_external_ips(&listing(service("a"), &["192.0.2.0", "192.0.2.1"]));
+    assert!(
+        again.iter().all(|v| v.result == Ok("ext".to_owned())),
+        "idempotent"
+    );
+    let changed = allocator.book_external_ips(&listing(service("a"), &["192.0.2.1", "192.0.2.2"]));
+    assert!(changed.iter().all(|v| v.result.is_ok()));
+    assert_eq!(booked(&allocator, "a"), [ip("192.0.2.1"), ip("192.0.2.2")]);
+    assert_eq!(allocator.pool_stats("ext").expect("ext").ipv4.assigned, 2);
+    // The removed one is free again.
+    assert_eq!(ips(allocator.assign(&service("b"))), [ip("192.0.2.0")]);
+    // An empty list releases everything.
+    assert!(allocator.book_external_ips(&service("a")).is_empty());
+    assert!(booked(&allocator, "a").is_empty());
+    assert_eq!(allocator.pool_stats("ext").expect("ext").ipv4.assigned, 1);
+}
+
+#[test]
+fn refused_external_ips_are_not_booked_and_an_entry_listed_twice_is_booked_once() {
+    let mut allocator = Allocator::new(vec![
+        external_pool("ext", &["192.0.2.0/30"]),
+        pool("lan", &["198.51.100.0/30"]),
+    ]);
+    let verdicts = allocator.book_external_ips(&listing(
+        service("a"),
+        &["198.51.100.0", "203.0.113.1", "192.0.2.0", "192.0.2.0"],
+    ));
+    assert_eq!(
+        results(verdicts),
+        [
+            Err(ExternalIpRefusal::NotAllowedByPool {
+                address: ip("198.51.100.0"),
+                pool: "lan".into()
+            }),
+            Err(ExternalIpRefusal::NotInAnyPool(ip("203.0.113.1"))),
+            Ok("ext".into()),
+            Ok("ext".into()),
+        ]
+    );
+    assert_eq!(booked(&allocator, "a"), [ip("192.0.2.0")]);
+    assert_eq!(allocator.pool_stats("lan").expect("lan").ipv4.assigned, 0);
+    assert_eq!(allocator.pool_stats("ext").expect("ext").ipv4.assigned, 1);
+    allocator.release(&key("a"));
+    assert_eq!(allocator.pool_stats("ext").expect("ext").ipv4.assigned, 0);
+}
+
+#[test]
+fn a_service_no_longer_served_by_the_pool_loses_its_booking_at_the_next_judgement() {
+    let mut web_only = external_pool("ext", &["192.0.2.0/30"]);
+    web_only.service_selectors = vec![LabelSelector::with_labels([("app", "web")])];
+    let mut allocator = Allocator::new(vec![web_only]);
+    let web = ServiceRequest {
+        service_labels: labels(&[("app", "web")]),
+        ..listing(service("a"), &["192.0.2.0"])
+    };
+    assert!(allocator.book_external_ips(&web)[0].result.is_ok());
+    let relabelled = listing(service("a"), &["192.0.2.0"]);
+    let verdicts = allocator.book_external_ips(&relabelled);
+    assert!(matches!(
+        verdicts[0].result,
+        Err(ExternalIpRefusal::PoolNotUsable { .. })
+    ));
+    assert!(booked(&allocator, "a").is_empty());
+    assert_eq!(allocator.pool_stats("ext").expect("ext").ipv4.assigned, 0);
+}
+
+#[test]
+fn a_pool_that_stops_allowing_or_containing_external_ips_releases_them_and_says_why() {
+    let ext = || external_pool("ext", &["192.0.2.0/30"]);
+    let mut allocator = Allocator::new(vec![ext()]);
+    let listed = listing(service("a"), &["192.0.2.0", "192.0.2.1"]);
+    allocator.book_external_ips(&listed);
+    assert!(
+        allocator.set_pools(vec![ext()]).is_empty(),
+        "no change, no report"
+    );
+
+    // No longer allowing external IPs.
+    let reports = allocator.set_pools(vec![pool("ext", &["192.0.2.0/30"])]);
+    assert_eq!(reports.len(), 2);
+    assert_eq!(
+        reports[0],
+        PoolChangeReport::ExternalIpReleased {
+            service: key("a"),
+            address: ip("192.0.2.0"),
+            refusal: ExternalIpRefusal::NotAllowedByPool {
+                address: ip("192.0.2.0"),
+                pool: "ext".into()
+            },
+        }
+    );
+    assert!(
+        reports[0].to_string().contains("released"),
+        "{}",
+        reports[0]
+    );
+    assert!(booked(&allocator, "a").is_empty());
+    assert_eq!(ips(allocator.assign(&service("b"))), [ip("192.0.2.0")]);
+    allocator.release(&key("b"));
+
+    // No longer containing one of them.
+    allocator.set_pools(vec![ext()]);
+    allocator.book_external_ips(&listed);
+    let reports = allocator.set_pools(vec![external_pool("ext", &["192.0.2.1/32"])]);
+    assert_eq!(
+        reports,
+        [PoolChangeReport::ExternalIpReleased {
+            service: key("a"),
+            address: ip("192.0.2.0"),
+            refusal: ExternalIpRefusal::NotInAnyPool(ip("192.0.2.0")),
+        }]
+    );
+    assert_eq!(booked(&allocator, "a"), [ip("192.0.2.1")]);
+
+    // Being deleted: serves no Service any more, so it accepts no externalIP.
+    let mut deleting = external_pool("ext", &["192.0.2.1/32"]);
+    deleting.deleting = true;
+    let reports = allocator.set_pools(vec![deleting]);
+    assert!(matches!(
+        reports.as_slice(),
+        [PoolChangeReport::ExternalIpReleased {
+            refusal: ExternalIpRefusal::PoolNotUsable {
+                reason: PoolRefusal::Deleting,
+                ..
+            },
+            ..
+        }]
+    ));
+    assert!(booked(&allocator, "a").is_empty());
+    assert!(allocator.services_using_pool("ext").is_empty());
+}
+
+#[test]
+fn a_pool_change_books_an_external_ip_against_the_pool_now_accepting_it() {
+    let mut first = external_pool("first", &["192.0.2.0/30"]);
+    first.priority = Some(1);
+    let second = external_pool("second", &["192.0.2.0/29"]);
+    let mut allocator = Allocator::new(vec![first.clone(), second.clone()]);
+    allocator.book_external_ips(&listing(service("a"), &["192.0.2.1"]));
+    assert_eq!(
+        allocator.external_ips(&key("a"))[0].pool.as_deref(),
+        Some("first")
+    );
+    first.priority = Some(9);
+    let mut second_first = second;
+    second_first.priority = Some(2);
+    assert!(allocator.set_pools(vec![first, second_first]).is_empty());
+    assert_eq!(
+        allocator.external_ips(&key("a"))[0].pool.as_deref(),
+        Some("second")
+    );
+    assert_eq!(booked(&allocator, "a"), [ip("192.0.2.1")]);
+}
+
+#[test]
+fn restore_external_ips_books_only_the_recorded_entries() {
+    let pools = vec![external_pool("ext", &["192.0.2.0/30"])];
+    let mut allocator = Allocator::new(pools);
+    let listed = listing(service("a"), &["192.0.2.0", "192.0.2.1"]);
+    let verdicts = allocator.restore_external_ips(&listed, &[ip("192.0.2.1"), ip("192.0.2.3")]);
+    // Recorded but no longer listed (.3) is not booked; listed but unrecorded (.0) waits.
+    assert_eq!(results(verdicts), [Ok("ext".to_owned())]);
+    assert_eq!(booked(&allocator, "a"), [ip("192.0.2.1")]);
+    // The next judgement books the new claim, keeping the restored one.
+    allocator.book_external_ips(&listed);
+    assert_eq!(booked(&allocator, "a"), [ip("192.0.2.0"), ip("192.0.2.1")]);
+}
+
+#[test]
+fn a_load_balancer_address_restored_from_status_wins_over_an_external_ip_in_either_order() {
+    let pools = || vec![external_pool("ext", &["192.0.2.0/30"])];
+    let x = ip("192.0.2.2");
+    let claim = listing(service("claim"), &["192.0.2.2", "192.0.2.3"]);
+
+    // Status first, then the recorded externalIP: the claim is refused as in use.
+    let mut status_first = Allocator::new(pools());
+    let outcome = status_first.restore(&service("lb"), &[x], &["ext".into()]);
+    assert!(outcome.problems.is_empty() && outcome.displaced.is_empty());
+    let verdicts = status_first.restore_external_ips(&claim, &[x, ip("192.0.2.3")]);
+    assert!(matches!(
+        &verdicts[0].result,
+        Err(ExternalIpRefusal::InUse { error, .. })
+            if **error == AllocationError::AddressInUse { address: x, by: key("lb") }
+    ));
+    assert!(verdicts[1].result.is_ok());
+
+    // The externalIP first: the restore takes the address and displaces the booking.
+    let mut claim_first = Allocator::new(pools());
+    claim_first.restore_external_ips(&claim, &[x, ip("192.0.2.3")]);
+    let outcome = claim_first.restore(&service("lb"), &[x], &["ext".into()]);
+    assert!(outcome.problems.is_empty(), "{:?}", outcome.problems);
+    assert_eq!(outcome.assignment.ips(), [x]);
+    assert_eq!(outcome.displaced, [(key("claim"), x)]);
+
+    assert_eq!(
+        observable(&status_first, &["ext"]),
+        observable(&claim_first, &["ext"]),
+        "the order of restores changed the result"
+    );
+    assert_eq!(booked(&claim_first, "claim"), [ip("192.0.2.3")]);
+}
+
+#[test]
+fn a_restored_address_leaves_external_ips_it_may_share_with_alone() {
+    let mut allocator = Allocator::new(vec![external_pool("ext", &["192.0.2.0/30"])]);
+    let x = ip("192.0.2.1");
+    allocator.restore_external_ips(&listing(shared("ext", "k", &[80]), &["192.0.2.1"]), &[x]);
+    let outcome = allocator.restore(&shared("lb", "k", &[443]), &[x], &[]);
+    assert!(outcome.problems.is_empty() && outcome.displaced.is_empty());
+    assert_eq!(booked(&allocator, "ext"), [x]);
+    // Another load-balancer address still keeps a conflicting restore out.
+    let late = allocator.restore(&service("late"), &[x], &[]);
+    assert!(matches!(
+        late.problems.as_slice(),
+        [RestoreProblem::Conflict { .. }]
+    ));
+    assert_eq!(booked(&allocator, "ext"), [x]);
+}
+
+#[test]
+fn external_ips_of_a_service_are_booked_against_every_overlapping_pool() {
+    let mut allocator = Allocator::new(vec![
+        external_pool("ext", &["192.0.2.0/30"]),
+        pool("wide", &["192.0.2.0/29"]),
+    ]);
+    allocator.book_external_ips(&listing(service("a"), &["192.0.2.0"]));
+    assert_eq!(allocator.pool_stats("wide").expect("wide").ipv4.assigned, 1);
+    let pinned = ServiceRequest {
+        pool: Some("wide".into()),
+        ..service("b")
+    };
+    assert_eq!(ips(allocator.assign(&pinned)), [ip("192.0.2.1")]);
+}
