@@ -278,6 +278,7 @@ pub async fn run_term(
     tracing::info!(
         services = summary.services,
         addresses = summary.addresses,
+        external_ips = summary.external_ips,
         problems = summary.events.len(),
         elapsed_ms = started.elapsed().as_millis() as u64,
         "restored assignments from Service status; allocating from now on"
@@ -360,10 +361,13 @@ async fn reconcile_service_inner(
         ) else {
             return Ok(Action::await_change());
         };
-        match plan.outcome {
-            Outcome::Failed { .. } => state.pending.insert(plan.key.clone()),
-            _ => state.pending.remove(&plan.key),
-        };
+        // Waiting: the allocation failed, or an externalIP's address is held by another
+        // Service. Either may succeed once an address is released.
+        if matches!(plan.outcome, Outcome::Failed { .. }) || plan.external_ips.waiting {
+            state.pending.insert(plan.key.clone());
+        } else {
+            state.pending.remove(&plan.key);
+        }
         let to_add: Vec<String> = plan
             .pools
             .iter()
@@ -378,7 +382,13 @@ async fn reconcile_service_inner(
     ctx.handle_reports(reports);
     if matches!(plan.outcome, Outcome::Released { .. }) {
         ctx.metrics.releases.inc();
+    }
+    if matches!(plan.outcome, Outcome::Released { .. }) || plan.external_ips.released {
         ctx.requeue_pending();
+    }
+    for displaced in &plan.displaced {
+        // Its externalIP gave way to an address restored from status: new verdict to write.
+        ctx.enqueue(displaced);
     }
     for pool in &finalizers_to_add {
         if let Err(error) = ctx.ensure_pool_finalizer(pool).await {
@@ -536,12 +546,14 @@ impl Context {
         }
     }
 
-    /// A Service was deleted: give its addresses back (nothing to write on it).
+    /// A Service was deleted: give its addresses and externalIP bookings back (nothing to
+    /// write on it).
     fn service_gone(&self, key: &ServiceKey) {
-        let released = match self.lock() {
+        let (released, external_ips) = match self.lock() {
             Ok(mut state) => {
                 state.pending.remove(key);
-                state.allocator.release(key)
+                let external_ips = state.allocator.external_ips(key);
+                (state.allocator.release(key), external_ips)
             }
             Err(_) => return,
         };
@@ -549,9 +561,15 @@ impl Context {
         if let Ok(mut written) = self.written.lock() {
             written.remove(key);
         }
-        if let Some(assignment) = released {
+        if let Some(assignment) = &released {
             tracing::info!(service = %key, addresses = ?assignment.ips(), "Service deleted; addresses released");
             self.metrics.releases.inc();
+        }
+        if !external_ips.is_empty() {
+            let addresses: Vec<_> = external_ips.iter().map(|a| a.address).collect();
+            tracing::info!(service = %key, external_ips = ?addresses, "Service deleted; externalIP bookings released");
+        }
+        if released.is_some() || !external_ips.is_empty() {
             self.pool_pass.notify_one();
             self.requeue_pending();
         }
@@ -723,7 +741,7 @@ impl Context {
         }
     }
 
-    /// Writes the plan's status, then its annotation. In this order the watch event of the
+    /// Writes the plan's status, then its annotations. In this order the watch event of the
     /// annotation write already carries the status, so the reconcile it triggers finds
     /// nothing to do (the other order rewrote the status from a stale cache).
     async fn write_service(&self, plan: &ServicePlan) -> Result<(), Error> {
@@ -771,14 +789,25 @@ impl Context {
                 Err(error) => return Err(error.into()),
             }
         }
+        let annotation_value = |change: &service_plan::AnnotationChange| match change {
+            service_plan::AnnotationChange::Set(value) => json!(value),
+            service_plan::AnnotationChange::Remove => Value::Null,
+        };
+        let mut annotations = serde_json::Map::new();
         if let Some(change) = &plan.annotation {
-            let value = match change {
-                service_plan::AnnotationChange::Set(value) => json!(value),
-                service_plan::AnnotationChange::Remove => Value::Null,
-            };
-            let patch = json!({"metadata": {"annotations": {
-                names::ANNOTATION_ALLOCATED_FROM_POOL: value
-            }}});
+            annotations.insert(
+                names::ANNOTATION_ALLOCATED_FROM_POOL.to_owned(),
+                annotation_value(change),
+            );
+        }
+        if let Some(change) = &plan.external_annotation {
+            annotations.insert(
+                service_plan::ANNOTATION_EXTERNAL_IPS_BOOKED.to_owned(),
+                annotation_value(change),
+            );
+        }
+        if !annotations.is_empty() {
+            let patch = json!({"metadata": {"annotations": annotations}});
             self.gate.check()?;
             match api
                 .patch(

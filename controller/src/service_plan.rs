@@ -1,8 +1,14 @@
 //! The Service reconcile decision as a pure function: a `Service` snapshot (plus its
 //! namespace's labels) and the allocator in, the actions out — the status to write
 //! (`status.loadBalancer.ingress` with `ipMode: VIP`, Herald's conditions), the
-//! `herald.dev/ip-allocated-from-pool` annotation, Events, and the outcome for metrics and
-//! retries.
+//! `herald.dev/ip-allocated-from-pool` and [`ANNOTATION_EXTERNAL_IPS_BOOKED`] annotations,
+//! Events, and the outcome for metrics and retries.
+//!
+//! `spec.externalIPs` of every Service this instance judges ([`judges_external_ips`]) are
+//! booked in the allocator (before its load-balancer addresses are decided, so a new Service
+//! is not given one of its own externalIPs as its load-balancer address), and the booked ones
+//! are recorded in [`ANNOTATION_EXTERNAL_IPS_BOOKED`] so a restarted controller re-books
+//! them before it judges new claims (see `state::ControllerState::restore`).
 //!
 //! No I/O: the kube edge (`reconciler`) performs the writes in the order the plan implies
 //! (pool finalizers, then the annotation, then status, then Events). The clock is a
@@ -16,7 +22,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use k8s_openapi::jiff::Timestamp;
 
 use crate::allocator::{
-    AllocationError, Allocator, Assignment, ExternalIpVerdict, Labels, RestoreProblem, ServiceKey,
+    AllocationError, Allocator, AssignedAddress, Assignment, ExternalIpRefusal, ExternalIpVerdict,
+    Labels, RestoreProblem, ServiceKey,
 };
 use crate::conditions::{self, DesiredCondition};
 use crate::convert::{self, ClassFilter, ConvertedService};
@@ -25,6 +32,10 @@ use crate::convert::{self, ClassFilter, ConvertedService};
 pub const CONDITION_ADDRESS_ASSIGNED: &str = "herald.dev/AddressAssigned";
 /// Service condition: whether every `spec.externalIPs` entry may be announced.
 pub const CONDITION_EXTERNAL_IPS: &str = "herald.dev/ExternalIPsAllowed";
+/// Service annotation written by the controller: the `spec.externalIPs` entries booked for
+/// the Service (comma separated, address order). Read back on start so that a rebuilt
+/// allocator books exactly these before it judges any new claim.
+pub const ANNOTATION_EXTERNAL_IPS_BOOKED: &str = "herald.dev/external-ips-booked";
 /// `status.loadBalancer.ingress[].ipMode` Herald writes: traffic arrives with the VIP as
 /// its destination.
 pub const IP_MODE_VIP: &str = "VIP";
@@ -112,6 +123,18 @@ pub enum Outcome {
     },
 }
 
+/// What a reconcile did to the Service's booked `spec.externalIPs`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ExternalIpsOutcome {
+    /// The bookings differ from before this reconcile.
+    pub changed: bool,
+    /// A booking was given back (a Service waiting for that address may get it now).
+    pub released: bool,
+    /// An entry is refused because another Service holds its address: judge it again when
+    /// addresses are released.
+    pub waiting: bool,
+}
+
 /// Everything one Service reconcile decided.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServicePlan {
@@ -119,8 +142,10 @@ pub struct ServicePlan {
     pub key: ServiceKey,
     /// Status to write, if it differs from the snapshot.
     pub status: Option<StatusChange>,
-    /// Annotation change, if any.
+    /// `herald.dev/ip-allocated-from-pool` change, if any.
     pub annotation: Option<AnnotationChange>,
+    /// [`ANNOTATION_EXTERNAL_IPS_BOOKED`] change, if any.
+    pub external_annotation: Option<AnnotationChange>,
     /// Events to publish (rate-limited at the edge).
     pub events: Vec<PlannedEvent>,
     /// Pools the Service's addresses are booked against: they must carry the
@@ -128,16 +153,22 @@ pub struct ServicePlan {
     pub pools: Vec<String>,
     /// How it went.
     pub outcome: Outcome,
+    /// What happened to its booked externalIPs.
+    pub external_ips: ExternalIpsOutcome,
+    /// Other Services whose externalIP bookings a restore of this one displaced (a
+    /// load-balancer address recorded in status wins): reconcile them.
+    pub displaced: Vec<ServiceKey>,
 }
 
 impl ServicePlan {
     /// Whether the allocator's bookings changed (pool status needs a refresh).
     pub fn changed_bookings(&self) -> bool {
-        match &self.outcome {
+        let load_balancer = match &self.outcome {
             Outcome::NotServed => false,
             Outcome::Released { .. } => true,
             Outcome::Assigned { changed } | Outcome::Failed { changed, .. } => *changed,
-        }
+        };
+        load_balancer || self.external_ips.changed || !self.displaced.is_empty()
     }
 }
 
@@ -160,30 +191,40 @@ pub fn error_reason(error: &AllocationError) -> &'static str {
 /// Reason used when the Service's own fields cannot be read.
 pub const REASON_INVALID_SERVICE: &str = "InvalidService";
 
+/// What [`restore_service`] did.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Restored {
+    /// Events for what could not be taken over.
+    pub events: Vec<PlannedEvent>,
+    /// Other Services whose externalIP bookings gave way to the restored addresses.
+    pub displaced: Vec<ServiceKey>,
+}
+
 /// Takes over the addresses a served Service's status lists, as they are (start-up restore,
 /// and the first reconcile of a Service the allocator does not know). Does nothing when the
-/// allocator already knows the Service or the status lists no address. Returns Events for
-/// what could not be taken over.
+/// allocator already knows the Service or the status lists no address. An address recorded
+/// in status wins over other Services' externalIP bookings it may not share with (they are
+/// displaced and listed).
 pub fn restore_service(
     allocator: &mut Allocator,
     service: &Service,
     namespace_labels: &Labels,
-) -> Vec<PlannedEvent> {
+) -> Restored {
     let Some(key) = convert::service_key(service) else {
-        return Vec::new();
+        return Restored::default();
     };
     if allocator.assignment(&key).is_some() {
-        return Vec::new();
+        return Restored::default();
     }
     let addresses = convert::status_addresses(service);
     if addresses.is_empty() {
-        return Vec::new();
+        return Restored::default();
     }
     // Fields that cannot be read are left at their defaults: an address already handed out
     // is taken over even when the Service's annotations became invalid since.
     let ConvertedService { request, .. } = convert::service_request(service, namespace_labels);
     let outcome = allocator.restore(&request, &addresses, &convert::allocated_from(service));
-    outcome
+    let events = outcome
         .problems
         .iter()
         .map(|problem| match problem {
@@ -194,7 +235,69 @@ pub fn restore_service(
                 PlannedEvent::warning("RestoreConflict", problem.to_string())
             }
         })
+        .collect();
+    let mut displaced: Vec<ServiceKey> = outcome.displaced.into_iter().map(|(k, _)| k).collect();
+    displaced.dedup();
+    Restored { events, displaced }
+}
+
+/// Whether this instance judges (and books) the Service's `spec.externalIPs`: those of a
+/// Service it serves, and — only in the instance that serves class-less Services, so that two
+/// instances never disagree — those of a Service that is not a load balancer. Never those of
+/// a Service being deleted.
+pub fn judges_external_ips(service: &Service, filter: &ClassFilter) -> bool {
+    if filter.serves(service) {
+        return true;
+    }
+    let is_load_balancer = service
+        .spec
+        .as_ref()
+        .is_some_and(|s| s.type_.as_deref() == Some("LoadBalancer"));
+    service.metadata.deletion_timestamp.is_none() && !is_load_balancer && !filter.ignore_classless
+}
+
+/// The externalIPs the Service's [`ANNOTATION_EXTERNAL_IPS_BOOKED`] records as booked
+/// (entries that are not addresses are skipped).
+pub fn recorded_external_ips(service: &Service) -> Vec<IpAddr> {
+    service
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(ANNOTATION_EXTERNAL_IPS_BOOKED))
+        .into_iter()
+        .flat_map(|value| value.split(','))
+        .filter_map(|entry| entry.trim().parse().ok())
         .collect()
+}
+
+/// Books the Service's externalIPs (see [`Allocator::book_external_ips`]) and says what
+/// changed against `before` (its bookings when the reconcile started).
+fn book_external_ips(
+    allocator: &mut Allocator,
+    converted: &ConvertedService,
+    before: &[AssignedAddress],
+) -> (Vec<ExternalIpVerdict>, ExternalIpsOutcome) {
+    let verdicts = allocator.book_external_ips(&converted.request);
+    let outcome = external_ips_outcome(allocator, &converted.request.key, before, &verdicts);
+    (verdicts, outcome)
+}
+
+fn external_ips_outcome(
+    allocator: &Allocator,
+    key: &ServiceKey,
+    before: &[AssignedAddress],
+    verdicts: &[ExternalIpVerdict],
+) -> ExternalIpsOutcome {
+    let after = allocator.external_ips(key);
+    ExternalIpsOutcome {
+        changed: before != after.as_slice(),
+        released: before
+            .iter()
+            .any(|b| !after.iter().any(|a| a.address == b.address)),
+        waiting: verdicts
+            .iter()
+            .any(|v| matches!(v.result, Err(ExternalIpRefusal::InUse { .. }))),
+    }
 }
 
 /// Decides one Service: see the module documentation. `None` for a Service without a
@@ -221,9 +324,17 @@ pub fn plan_service(
     }
 
     let before = allocator.assignment(&key);
-    let mut events = restore_service(allocator, service, namespace_labels);
+    let external_before = allocator.external_ips(&key);
+    let Restored {
+        mut events,
+        displaced,
+    } = restore_service(allocator, service, namespace_labels);
     let converted = convert::service_request(service, namespace_labels);
     let generation = service.metadata.generation;
+    // Booked first: a new Service is not given one of its own externalIPs as its address.
+    // Unreadable fields cannot change the sharing profile (only annotations can be invalid
+    // here: the apiserver validates the rest), so the entries that parse are booked anyway.
+    let (verdicts, external_ips) = book_external_ips(allocator, &converted, &external_before);
 
     let (assignment, failure, assigned_condition) = if !converted.errors.is_empty() {
         let message = join_errors(&converted.errors);
@@ -270,9 +381,10 @@ pub fn plan_service(
     }
 
     let conds = conditions::upsert(&observed.conditions, &assigned_condition, generation, now);
-    let conds = external_ip_conditions(allocator, &converted, &conds, generation, now, &mut events);
+    let conds = external_ip_conditions(&converted, &verdicts, &conds, generation, now, &mut events);
 
     let annotation = annotation_change(&observed, &assignment);
+    let external_annotation = external_annotation_change(&observed, &allocator.external_ips(&key));
     let status = status_change(&observed, Some(ips), conds);
     let outcome = match failure {
         Some(reason) => Outcome::Failed { reason, changed },
@@ -282,17 +394,20 @@ pub fn plan_service(
         key,
         status,
         annotation,
+        external_annotation,
         events,
         pools: assignment.pools().into_iter().map(str::to_owned).collect(),
         outcome,
+        external_ips,
+        displaced,
     })
 }
 
 /// A Service this instance does not (or no longer) serve: give back what it held and clear
-/// what it wrote; judge `spec.externalIPs` of Services that are not load balancers (only the
-/// instance that serves class-less Services does, so two instances never disagree on them).
-/// A load balancer of another class that this instance held nothing for is left alone: its
-/// status belongs to whoever serves that class.
+/// what it wrote; judge and book `spec.externalIPs` of Services that are not load balancers
+/// (only the instance that serves class-less Services does, so two instances never disagree
+/// on them, see [`judges_external_ips`]). A load balancer of another class that this instance
+/// held nothing for is left alone: its status belongs to whoever serves that class.
 fn plan_not_served(
     allocator: &mut Allocator,
     service: &Service,
@@ -302,6 +417,7 @@ fn plan_not_served(
     filter: &ClassFilter,
     now: Timestamp,
 ) -> ServicePlan {
+    let external_before = allocator.external_ips(&key);
     let released = allocator.release(&key);
     let released_ips = released.as_ref().map(Assignment::ips).unwrap_or_default();
     let mut events = Vec::new();
@@ -317,19 +433,24 @@ fn plan_not_served(
         },
         None => Outcome::NotServed,
     };
+    let external_ips = external_ips_outcome(allocator, &key, &external_before, &[]);
     let mut plan = ServicePlan {
         key,
         status: None,
         annotation: None,
+        external_annotation: None,
         events,
         pools: Vec::new(),
         outcome,
+        external_ips,
+        displaced: Vec::new(),
     };
     let is_load_balancer = service
         .spec
         .as_ref()
         .is_some_and(|s| s.type_.as_deref() == Some("LoadBalancer"));
-    if service.metadata.deletion_timestamp.is_some() || (is_load_balancer && released.is_none()) {
+    let held_nothing = released.is_none() && external_before.is_empty();
+    if service.metadata.deletion_timestamp.is_some() || (is_load_balancer && held_nothing) {
         // Going away, or another class's load balancer: nothing to write on it.
         return plan;
     }
@@ -343,20 +464,24 @@ fn plan_not_served(
             || (released_ips.is_empty() && ours));
     let mut conds = conditions::remove(&observed.conditions, CONDITION_ADDRESS_ASSIGNED);
 
-    if is_load_balancer || filter.ignore_classless {
-        // Another class's Service, or a plain Service left to the class-less instance.
-        conds = conditions::remove(&conds, CONDITION_EXTERNAL_IPS);
-    } else {
+    if judges_external_ips(service, filter) {
         let converted = convert::service_request(service, namespace_labels);
+        let (verdicts, external_ips) = book_external_ips(allocator, &converted, &external_before);
+        plan.external_ips = external_ips;
         conds = external_ip_conditions(
-            allocator,
             &converted,
+            &verdicts,
             &conds,
             service.metadata.generation,
             now,
             &mut plan.events,
         );
+    } else {
+        // Another class's Service, or a plain Service left to the class-less instance.
+        conds = conditions::remove(&conds, CONDITION_EXTERNAL_IPS);
     }
+    plan.external_annotation =
+        external_annotation_change(observed, &allocator.external_ips(&plan.key));
     plan.status = if clear_ingress {
         status_change(observed, Some(Vec::new()), conds)
     } else {
@@ -369,8 +494,8 @@ fn plan_not_served(
 
 /// Upserts or removes the externalIPs condition, with a Warning for refused entries.
 fn external_ip_conditions(
-    allocator: &Allocator,
     converted: &ConvertedService,
+    verdicts: &[ExternalIpVerdict],
     existing: &[Condition],
     generation: Option<i64>,
     now: Timestamp,
@@ -385,7 +510,6 @@ fn external_ip_conditions(
     if converted.request.external_ips.is_empty() && unreadable.is_empty() {
         return conditions::remove(existing, CONDITION_EXTERNAL_IPS);
     }
-    let verdicts: Vec<ExternalIpVerdict> = allocator.check_external_ips(&converted.request);
     let mut refusals: Vec<String> = verdicts
         .iter()
         .filter_map(|v| v.result.as_ref().err().map(ToString::to_string))
@@ -492,6 +616,27 @@ fn annotation_change(observed: &Observed, assignment: &Assignment) -> Option<Ann
     (observed.annotation.as_deref() != Some(value.as_str())).then_some(AnnotationChange::Set(value))
 }
 
+/// The [`ANNOTATION_EXTERNAL_IPS_BOOKED`] value for `booked`, when it differs from the
+/// snapshot's (removed when nothing is booked).
+fn external_annotation_change(
+    observed: &Observed,
+    booked: &[AssignedAddress],
+) -> Option<AnnotationChange> {
+    if booked.is_empty() {
+        return observed
+            .external_annotation
+            .as_ref()
+            .map(|_| AnnotationChange::Remove);
+    }
+    let value = booked
+        .iter()
+        .map(|b| b.address.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    (observed.external_annotation.as_deref() != Some(value.as_str()))
+        .then_some(AnnotationChange::Set(value))
+}
+
 fn status_change(
     observed: &Observed,
     ingress: Option<Vec<IpAddr>>,
@@ -519,6 +664,7 @@ struct Observed {
     ingress: Vec<(Option<IpAddr>, Option<String>)>,
     conditions: Vec<Condition>,
     annotation: Option<String>,
+    external_annotation: Option<String>,
 }
 
 impl Observed {
@@ -545,6 +691,12 @@ impl Observed {
                 .annotations
                 .as_ref()
                 .and_then(|a| a.get(names::ANNOTATION_ALLOCATED_FROM_POOL))
+                .cloned(),
+            external_annotation: service
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(ANNOTATION_EXTERNAL_IPS_BOOKED))
                 .cloned(),
         }
     }

@@ -51,6 +51,8 @@ pub struct RestoreSummary {
     pub services: usize,
     /// Addresses taken over.
     pub addresses: usize,
+    /// Recorded externalIP bookings taken over.
+    pub external_ips: usize,
     /// Problems, as (Service, Event).
     pub events: Vec<(Arc<Service>, PlannedEvent)>,
 }
@@ -67,9 +69,18 @@ impl ControllerState {
         self.allocator.set_pools(specs)
     }
 
-    /// Rebuilds the allocator from Service status, before anything is allocated: every served
-    /// Service with addresses in its status, oldest first (on a conflict the older one keeps
-    /// the address).
+    /// Rebuilds the allocator from the Services, before anything is allocated or judged:
+    ///
+    /// 1. the load-balancer addresses of every served Service with addresses in its status,
+    ///    oldest first (on a conflict the older one keeps the address);
+    /// 2. then the externalIPs each judged Service records as booked
+    ///    ([`service_plan::ANNOTATION_EXTERNAL_IPS_BOOKED`]), oldest first. A load-balancer
+    ///    address restored in step 1 wins over such a record (the entry is refused as in
+    ///    use when the Service is reconciled); records never conflict otherwise, since they
+    ///    were written from one allocator.
+    ///
+    /// New claims (entries not recorded) are judged by the reconciles that follow, so the
+    /// result does not depend on the order in which Services are listed or reconciled.
     pub fn restore(
         &mut self,
         services: &[Arc<Service>],
@@ -80,18 +91,11 @@ impl ControllerState {
             .iter()
             .filter(|s| filter.serves(s) && !convert::status_addresses(s).is_empty())
             .collect();
-        served.sort_by(|a, b| {
-            let created = |s: &Service| s.metadata.creation_timestamp.as_ref().map(|t| t.0);
-            (created(a), &a.metadata.namespace, &a.metadata.name).cmp(&(
-                created(b),
-                &b.metadata.namespace,
-                &b.metadata.name,
-            ))
-        });
+        served.sort_by(|a, b| by_age(a, b));
         let mut summary = RestoreSummary::default();
         for service in served {
             let labels = namespace_labels(service.metadata.namespace.as_deref().unwrap_or(""));
-            let events = service_plan::restore_service(&mut self.allocator, service, &labels);
+            let restored = service_plan::restore_service(&mut self.allocator, service, &labels);
             summary.services += 1;
             if let Some(key) = convert::service_key(service) {
                 summary.addresses += self
@@ -99,20 +103,53 @@ impl ControllerState {
                     .assignment(&key)
                     .map_or(0, |a| a.addresses.len());
             }
-            summary
-                .events
-                .extend(events.into_iter().map(|e| (Arc::clone(service), e)));
+            summary.events.extend(
+                restored
+                    .events
+                    .into_iter()
+                    .map(|e| (Arc::clone(service), e)),
+            );
+        }
+
+        let mut recorded: Vec<(&Arc<Service>, Vec<std::net::IpAddr>)> = services
+            .iter()
+            .filter(|s| service_plan::judges_external_ips(s, filter))
+            .map(|s| (s, service_plan::recorded_external_ips(s)))
+            .filter(|(_, recorded)| !recorded.is_empty())
+            .collect();
+        recorded.sort_by(|a, b| by_age(a.0, b.0));
+        for (service, addresses) in recorded {
+            let labels = namespace_labels(service.metadata.namespace.as_deref().unwrap_or(""));
+            let converted = convert::service_request(service, &labels);
+            let verdicts = self
+                .allocator
+                .restore_external_ips(&converted.request, &addresses);
+            summary.external_ips += verdicts.iter().filter(|v| v.result.is_ok()).count();
         }
         summary
     }
 
-    /// Every Service the allocator holds addresses for.
+    /// Every Service the allocator holds addresses for (load-balancer addresses or booked
+    /// externalIPs).
     pub fn known_services(&self) -> Vec<ServiceKey> {
-        self.allocator
+        let known: BTreeSet<ServiceKey> = self
+            .allocator
             .assignments()
             .map(|(k, _)| k.clone())
-            .collect()
+            .chain(self.allocator.external_bookings().map(|(k, _)| k.clone()))
+            .collect();
+        known.into_iter().collect()
     }
+}
+
+/// Oldest first (creation time), then by namespace and name.
+fn by_age(a: &Service, b: &Service) -> std::cmp::Ordering {
+    let created = |s: &Service| s.metadata.creation_timestamp.as_ref().map(|t| t.0);
+    (created(a), &a.metadata.namespace, &a.metadata.name).cmp(&(
+        created(b),
+        &b.metadata.namespace,
+        &b.metadata.name,
+    ))
 }
 
 #[cfg(test)]
@@ -164,6 +201,129 @@ mod tests {
 
     fn all() -> ClassFilter {
         ClassFilter::herald(false)
+    }
+
+    fn ip(text: &str) -> std::net::IpAddr {
+        text.parse().unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]))
+    }
+
+    fn external_pool(name: &str, addresses: &[&str]) -> Arc<IPAddressPool> {
+        let mut pool = (*pool(name, addresses)).clone();
+        pool.spec.allow_external_ips = true;
+        Arc::new(pool)
+    }
+
+    /// A ClusterIP Service listing `external_ips`, with `recorded` in the booking record.
+    fn claiming_service(
+        name: &str,
+        created: i64,
+        external_ips: &[&str],
+        recorded: Option<&str>,
+    ) -> Arc<Service> {
+        let mut service = (*restored_service(name, created, "192.0.2.1")).clone();
+        service.status = None;
+        if let Some(spec) = service.spec.as_mut() {
+            spec.type_ = Some("ClusterIP".into());
+            spec.external_ips = Some(external_ips.iter().map(|a| (*a).to_owned()).collect());
+        }
+        if let Some(recorded) = recorded {
+            service.metadata.annotations = Some(
+                [(
+                    service_plan::ANNOTATION_EXTERNAL_IPS_BOOKED.to_owned(),
+                    recorded.to_owned(),
+                )]
+                .into_iter()
+                .collect(),
+            );
+        }
+        Arc::new(service)
+    }
+
+    fn booked(state: &ControllerState, name: &str) -> Vec<std::net::IpAddr> {
+        state
+            .allocator
+            .external_ips(&ServiceKey::new("ns", name))
+            .iter()
+            .map(|a| a.address)
+            .collect()
+    }
+
+    #[test]
+    fn a_restart_rebooks_recorded_external_ips_after_status_addresses_in_any_listing_order() {
+        let pools = convert_pools(&[external_pool("ext", &["192.0.2.128/29"])]);
+        // The older claim's record collides with a newer load balancer's status: the status
+        // wins. Another record is rebooked; an unrecorded claim waits for its reconcile.
+        let services = [
+            claiming_service(
+                "claim",
+                1,
+                &["192.0.2.129", "192.0.2.130"],
+                Some("192.0.2.129,192.0.2.130"),
+            ),
+            restored_service("lb", 2, "192.0.2.129"),
+            claiming_service("new", 3, &["192.0.2.131"], None),
+        ];
+        let mut results = Vec::new();
+        for order in [[0, 1, 2], [2, 1, 0], [1, 2, 0]] {
+            let listed: Vec<Arc<Service>> =
+                order.iter().map(|&i| Arc::clone(&services[i])).collect();
+            let mut state = ControllerState::default();
+            state.sync_pools(&pools);
+            let summary = state.restore(&listed, |_| Labels::new(), &all());
+            assert_eq!((summary.addresses, summary.external_ips), (1, 1));
+            assert_eq!(
+                state
+                    .allocator
+                    .assignment(&ServiceKey::new("ns", "lb"))
+                    .map(|a| a.ips()),
+                Some(vec![ip("192.0.2.129")])
+            );
+            assert_eq!(booked(&state, "claim"), [ip("192.0.2.130")]);
+            assert!(booked(&state, "new").is_empty());
+            assert_eq!(
+                state.known_services(),
+                [ServiceKey::new("ns", "claim"), ServiceKey::new("ns", "lb")]
+            );
+            results.push((
+                state
+                    .allocator
+                    .external_bookings()
+                    .map(|(k, b)| (k.clone(), b))
+                    .collect::<Vec<_>>(),
+                state.allocator.pool_stats("ext"),
+            ));
+        }
+        assert!(results.windows(2).all(|w| w[0] == w[1]), "{results:?}");
+    }
+
+    #[test]
+    fn a_recorded_external_ip_wins_over_an_older_services_new_claim() {
+        let mut state = ControllerState::default();
+        state.sync_pools(&convert_pools(&[external_pool("ext", &["192.0.2.128/29"])]));
+        // "newcomer" is older but added the address after "holder" had booked it.
+        let newcomer = claiming_service("newcomer", 1, &["192.0.2.130"], None);
+        let holder = claiming_service("holder", 2, &["192.0.2.130"], Some("192.0.2.130"));
+        state.restore(&[Arc::clone(&newcomer), holder], |_| Labels::new(), &all());
+        assert_eq!(booked(&state, "holder"), [ip("192.0.2.130")]);
+        let plan = service_plan::plan_service(
+            &mut state.allocator,
+            &newcomer,
+            &Labels::new(),
+            &all(),
+            Timestamp::UNIX_EPOCH,
+        );
+        assert!(plan.is_some_and(|p| p.external_ips.waiting));
+        assert!(booked(&state, "newcomer").is_empty());
+    }
+
+    #[test]
+    fn records_of_services_this_instance_does_not_judge_are_not_restored() {
+        let mut state = ControllerState::default();
+        state.sync_pools(&convert_pools(&[external_pool("ext", &["192.0.2.128/29"])]));
+        let plain = claiming_service("plain", 1, &["192.0.2.130"], Some("192.0.2.130"));
+        let summary = state.restore(&[plain], |_| Labels::new(), &ClassFilter::herald(true));
+        assert_eq!(summary.external_ips, 0);
+        assert!(state.known_services().is_empty());
     }
 
     #[test]

@@ -103,19 +103,24 @@ fn plan(allocator: &mut Allocator, service: &Service) -> ServicePlan {
 /// What the apiserver holds after the edge performed the plan's writes.
 fn written(service: &Service, plan: &ServicePlan) -> Service {
     let mut out = service.clone();
-    match &plan.annotation {
-        Some(AnnotationChange::Set(value)) => {
-            out.metadata
-                .annotations
-                .get_or_insert_with(BTreeMap::new)
-                .insert(names::ANNOTATION_ALLOCATED_FROM_POOL.into(), value.clone());
-        }
-        Some(AnnotationChange::Remove) => {
-            if let Some(a) = out.metadata.annotations.as_mut() {
-                a.remove(names::ANNOTATION_ALLOCATED_FROM_POOL);
+    for (name, change) in [
+        (names::ANNOTATION_ALLOCATED_FROM_POOL, &plan.annotation),
+        (ANNOTATION_EXTERNAL_IPS_BOOKED, &plan.external_annotation),
+    ] {
+        match change {
+            Some(AnnotationChange::Set(value)) => {
+                out.metadata
+                    .annotations
+                    .get_or_insert_with(BTreeMap::new)
+                    .insert(name.into(), value.clone());
             }
+            Some(AnnotationChange::Remove) => {
+                if let Some(a) = out.metadata.annotations.as_mut() {
+                    a.remove(name);
+                }
+            }
+            None => {}
         }
-        None => {}
     }
     if let Some(status) = &plan.status {
         let ingress = match &status.ingress {
@@ -317,7 +322,11 @@ fn an_invalid_annotation_keeps_the_address_and_says_why() {
 fn restored_addresses_are_kept_even_when_a_lower_one_is_free() {
     let mut allocator = Allocator::new(vec![pool("a", &["192.0.2.128/30"])]);
     let old = Svc::lb("old").status_ips(&["192.0.2.130"], "a").0;
-    assert!(restore_service(&mut allocator, &old, &Labels::new()).is_empty());
+    assert!(
+        restore_service(&mut allocator, &old, &Labels::new())
+            .events
+            .is_empty()
+    );
     let plan = plan(&mut allocator, &old);
     assert_eq!(plan.outcome, Outcome::Assigned { changed: false });
     // Only the condition is new; ingress and annotation are already right.
@@ -358,7 +367,7 @@ fn a_service_the_allocator_does_not_know_is_restored_before_it_is_assigned() {
 fn an_address_outside_every_pool_is_kept_and_reported() {
     let mut allocator = Allocator::new(vec![pool("a", &["192.0.2.128/30"])]);
     let stray = Svc::lb("stray").status_ips(&["198.51.100.7"], "gone").0;
-    let events = restore_service(&mut allocator, &stray, &Labels::new());
+    let events = restore_service(&mut allocator, &stray, &Labels::new()).events;
     assert_eq!(
         events.iter().map(|e| e.reason).collect::<Vec<_>>(),
         vec!["AddressOutsideEveryPool"]
@@ -506,4 +515,225 @@ fn plain_services_external_ips_are_judged_only_by_the_instance_serving_classless
     let strict = ClassFilter::herald(true);
     let plan = plan_service(&mut allocator, &svc, &Labels::new(), &strict, now());
     assert_eq!(plan.and_then(|p| p.status), None);
+}
+
+// --- Booked externalIPs ---------------------------------------------------------------------
+
+fn external_pool(name: &str, entries: &[&str]) -> PoolSpec {
+    let mut spec = pool(name, entries);
+    spec.allow_external_ips = true;
+    spec
+}
+
+impl Svc {
+    fn external_ips(self, ips: &[&str]) -> Svc {
+        self.spec(|s| s.external_ips = Some(ips.iter().map(|a| (*a).to_owned()).collect()))
+    }
+
+    fn cluster_ip(name: &str) -> Svc {
+        Svc::lb(name).spec(|s| s.type_ = Some("ClusterIP".into()))
+    }
+}
+
+fn ingress(plan: &ServicePlan) -> Option<Vec<IpAddr>> {
+    plan.status.as_ref().and_then(|s| s.ingress.clone())
+}
+
+fn booked(allocator: &Allocator, name: &str) -> Vec<IpAddr> {
+    allocator
+        .external_ips(&ServiceKey::new("ns", name))
+        .iter()
+        .map(|a| a.address)
+        .collect()
+}
+
+#[test]
+fn an_accepted_external_ip_is_booked_recorded_and_never_given_to_the_next_service() {
+    let mut allocator = Allocator::new(vec![external_pool("ext", &["192.0.2.128/30"])]);
+    let a = Svc::lb("a").external_ips(&["192.0.2.128"]).0;
+    let plan_a = plan(&mut allocator, &a);
+    // Booked before the address is chosen: A's own address is not its externalIP either.
+    assert_eq!(ingress(&plan_a), Some(vec![ip("192.0.2.129")]));
+    assert_eq!(
+        condition(&plan_a, CONDITION_EXTERNAL_IPS).map(|c| c.status.as_str()),
+        Some("True")
+    );
+    assert_eq!(
+        plan_a.external_annotation,
+        Some(AnnotationChange::Set("192.0.2.128".into()))
+    );
+    assert!(plan_a.external_ips.changed && !plan_a.external_ips.waiting);
+    assert!(plan_a.changed_bookings());
+
+    let plan_b = plan(&mut allocator, &Svc::lb("b").0);
+    assert_eq!(ingress(&plan_b), Some(vec![ip("192.0.2.130")]));
+
+    // Reconciling A as written changes nothing.
+    let again = plan(&mut allocator, &written(&a, &plan_a));
+    assert_eq!(again.status, None);
+    assert_eq!(again.external_annotation, None);
+    assert_eq!(again.external_ips, ExternalIpsOutcome::default());
+    assert!(!again.changed_bookings());
+}
+
+#[test]
+fn a_cluster_ip_services_accepted_external_ips_are_booked_and_released_with_it() {
+    let mut allocator = Allocator::new(vec![external_pool("ext", &["192.0.2.128/30"])]);
+    let plain = Svc::cluster_ip("plain").external_ips(&["192.0.2.128"]).0;
+    let first = plan(&mut allocator, &plain);
+    assert_eq!(first.outcome, Outcome::NotServed);
+    assert_eq!(
+        condition(&first, CONDITION_EXTERNAL_IPS).map(|c| c.reason.as_str()),
+        Some("Allowed")
+    );
+    assert_eq!(
+        first.external_annotation,
+        Some(AnnotationChange::Set("192.0.2.128".into()))
+    );
+    assert!(first.external_ips.changed && first.changed_bookings());
+    assert_eq!(booked(&allocator, "plain"), [ip("192.0.2.128")]);
+    let again = plan(&mut allocator, &written(&plain, &first));
+    assert!(!again.changed_bookings());
+    assert_eq!((again.status, again.external_annotation), (None, None));
+
+    let lb = plan(&mut allocator, &Svc::lb("lb").0);
+    assert_eq!(ingress(&lb), Some(vec![ip("192.0.2.129")]));
+
+    // Being deleted: released, nothing written.
+    let mut going = written(&plain, &first);
+    going.metadata.deletion_timestamp = Some(Time(now()));
+    let gone = plan(&mut allocator, &going);
+    assert!(gone.external_ips.released && gone.changed_bookings());
+    assert_eq!((gone.status, gone.external_annotation), (None, None));
+    assert!(booked(&allocator, "plain").is_empty());
+    let next = plan(&mut allocator, &Svc::lb("next").0);
+    assert_eq!(ingress(&next), Some(vec![ip("192.0.2.128")]));
+}
+
+#[test]
+fn removing_an_external_ip_releases_it_and_its_record() {
+    let mut allocator = Allocator::new(vec![external_pool("ext", &["192.0.2.128/30"])]);
+    let svc = Svc::lb("web")
+        .external_ips(&["192.0.2.128", "192.0.2.130"])
+        .0;
+    let first = plan(&mut allocator, &svc);
+    assert_eq!(
+        first.external_annotation,
+        Some(AnnotationChange::Set("192.0.2.128,192.0.2.130".into()))
+    );
+    let fewer = Svc(written(&svc, &first)).external_ips(&["192.0.2.130"]).0;
+    let second = plan(&mut allocator, &fewer);
+    assert!(second.external_ips.released && second.external_ips.changed);
+    assert_eq!(
+        second.external_annotation,
+        Some(AnnotationChange::Set("192.0.2.130".into()))
+    );
+    let none = Svc(written(&fewer, &second))
+        .spec(|s| s.external_ips = None)
+        .0;
+    let third = plan(&mut allocator, &none);
+    assert_eq!(third.external_annotation, Some(AnnotationChange::Remove));
+    assert_eq!(condition(&third, CONDITION_EXTERNAL_IPS), None);
+    assert!(booked(&allocator, "web").is_empty());
+}
+
+#[test]
+fn an_external_ip_held_by_another_service_is_refused_and_waits_for_it() {
+    let mut allocator = Allocator::new(vec![external_pool("ext", &["192.0.2.128/30"])]);
+    let holder = plan(&mut allocator, &Svc::lb("holder").0);
+    assert_eq!(ingress(&holder), Some(vec![ip("192.0.2.128")]));
+    let late = Svc::cluster_ip("late").external_ips(&["192.0.2.128"]).0;
+    let refused = plan(&mut allocator, &late);
+    let condition = condition(&refused, CONDITION_EXTERNAL_IPS);
+    assert_eq!(condition.map(|c| c.reason.as_str()), Some("NotAllowed"));
+    assert!(
+        condition
+            .is_some_and(|c| c.message.contains("held by another Service")
+                && c.message.contains("ns/holder")),
+        "{condition:?}"
+    );
+    assert!(reasons(&refused).contains(&"ExternalIPNotAllowed"));
+    assert!(refused.external_ips.waiting);
+    assert_eq!(refused.external_annotation, None);
+    assert!(booked(&allocator, "late").is_empty());
+
+    // Once the holder lets go, the next judgement books it.
+    allocator.release(&ServiceKey::new("ns", "holder"));
+    let accepted = plan(&mut allocator, &written(&late, &refused));
+    assert!(!accepted.external_ips.waiting);
+    assert_eq!(
+        accepted.external_annotation,
+        Some(AnnotationChange::Set("192.0.2.128".into()))
+    );
+}
+
+#[test]
+fn an_address_restored_from_status_displaces_an_external_ip_booked_on_it() {
+    let mut allocator = Allocator::new(vec![external_pool("ext", &["192.0.2.128/30"])]);
+    let claim = Svc::cluster_ip("claim").external_ips(&["192.0.2.129"]).0;
+    let booked_plan = plan(&mut allocator, &claim);
+    assert_eq!(booked(&allocator, "claim"), [ip("192.0.2.129")]);
+    // A Service whose status an earlier leader wrote, first seen now.
+    let old = Svc::lb("old").status_ips(&["192.0.2.129"], "ext").0;
+    let restored = plan(&mut allocator, &old);
+    assert_eq!(ingress(&restored), Some(vec![ip("192.0.2.129")]));
+    assert_eq!(restored.displaced, vec![ServiceKey::new("ns", "claim")]);
+    assert!(restored.changed_bookings());
+    // The displaced Service's next reconcile says why and drops its record.
+    let displaced = plan(&mut allocator, &written(&claim, &booked_plan));
+    assert_eq!(
+        condition(&displaced, CONDITION_EXTERNAL_IPS).map(|c| c.reason.as_str()),
+        Some("NotAllowed")
+    );
+    assert_eq!(
+        displaced.external_annotation,
+        Some(AnnotationChange::Remove)
+    );
+    assert!(displaced.external_ips.waiting);
+}
+
+#[test]
+fn a_class_change_releases_external_ips_and_clears_their_record_and_condition() {
+    let mut allocator = Allocator::new(vec![external_pool("ext", &["192.0.2.128/30"])]);
+    let svc = Svc::lb("web").external_ips(&["192.0.2.128"]).0;
+    let first = plan(&mut allocator, &svc);
+    let moved = Svc(written(&svc, &first))
+        .spec(|s| s.load_balancer_class = Some("other.example/lb".into()))
+        .0;
+    let released = plan(&mut allocator, &moved);
+    assert!(released.external_ips.released);
+    assert_eq!(released.external_annotation, Some(AnnotationChange::Remove));
+    assert_eq!(
+        released.status.map(|s| s.conditions),
+        Some(vec![]),
+        "Herald's conditions are removed"
+    );
+    assert!(booked(&allocator, "web").is_empty());
+}
+
+#[test]
+fn an_instance_ignoring_classless_services_books_no_external_ip_of_a_plain_service() {
+    let mut allocator = Allocator::new(vec![external_pool("ext", &["192.0.2.128/30"])]);
+    let svc = Svc::cluster_ip("plain").external_ips(&["192.0.2.128"]).0;
+    let strict = ClassFilter::herald(true);
+    assert!(!judges_external_ips(&svc, &strict));
+    assert!(judges_external_ips(&svc, &serve_all()));
+    let plan = plan_service(&mut allocator, &svc, &Labels::new(), &strict, now());
+    assert!(plan.is_some_and(|p| p.external_annotation.is_none() && p.status.is_none()));
+    assert!(booked(&allocator, "plain").is_empty());
+}
+
+#[test]
+fn the_record_annotation_reads_back_what_was_written() {
+    let svc = Svc::cluster_ip("plain")
+        .annotate(
+            ANNOTATION_EXTERNAL_IPS_BOOKED,
+            "192.0.2.128, 2001:db8::1,garbage,",
+        )
+        .0;
+    assert_eq!(
+        recorded_external_ips(&svc),
+        vec![ip("192.0.2.128"), ip("2001:db8::1")]
+    );
+    assert!(recorded_external_ips(&Svc::lb("none").0).is_empty());
 }
