@@ -1032,6 +1032,8 @@ pub struct ServiceSpec {
     pub ip_family_policy: Option<String>,
     /// `IPv4` / `IPv6`, in order.
     pub ip_families: Vec<String>,
+    /// `allocateLoadBalancerNodePorts` (unset: the API's default, true).
+    pub allocate_node_ports: Option<bool>,
 }
 
 impl ServiceSpec {
@@ -1051,6 +1053,7 @@ impl ServiceSpec {
             external_ips: Vec::new(),
             ip_family_policy: None,
             ip_families: Vec::new(),
+            allocate_node_ports: None,
         }
     }
 
@@ -1075,6 +1078,21 @@ impl ServiceSpec {
     /// Sets `externalTrafficPolicy`.
     pub fn traffic_policy(mut self, policy: &str) -> Self {
         self.external_traffic_policy = Some(policy.to_string());
+        self
+    }
+
+    /// `ipFamilyPolicy: RequireDualStack`, `ipFamilies: [IPv4, IPv6]`.
+    pub fn dual_stack(mut self) -> Self {
+        self.ip_family_policy = Some("RequireDualStack".into());
+        self.ip_families = vec!["IPv4".into(), "IPv6".into()];
+        self
+    }
+
+    /// `allocateLoadBalancerNodePorts: false`: Herald's forwarding does not use NodePorts,
+    /// and the shared cluster's NodePort range (2,768 ports) would run out under the
+    /// benchmarks' thousands of Services.
+    pub fn without_node_ports(mut self) -> Self {
+        self.allocate_node_ports = Some(false);
         self
     }
 
@@ -1107,6 +1125,9 @@ impl ServiceSpec {
         }
         if !self.ip_families.is_empty() {
             spec["ipFamilies"] = json!(self.ip_families);
+        }
+        if let Some(allocate) = self.allocate_node_ports {
+            spec["allocateLoadBalancerNodePorts"] = json!(allocate);
         }
         json!({
             "apiVersion": "v1",
@@ -1242,6 +1263,24 @@ mod tests {
         assert_eq!(manifest["spec"]["externalTrafficPolicy"], "Local");
         assert_eq!(manifest["spec"]["ports"][0]["targetPort"], 8080);
         assert_eq!(manifest["spec"]["selector"]["app"], "echo");
+        assert!(
+            manifest["spec"]
+                .get("allocateLoadBalancerNodePorts")
+                .is_none()
+        );
+        assert!(manifest["spec"].get("ipFamilyPolicy").is_none());
+    }
+
+    #[test]
+    fn a_dual_stack_service_without_node_ports() {
+        let manifest = ServiceSpec::new("web", "echo")
+            .load_balancer()
+            .dual_stack()
+            .without_node_ports()
+            .manifest("t-x");
+        assert_eq!(manifest["spec"]["allocateLoadBalancerNodePorts"], false);
+        assert_eq!(manifest["spec"]["ipFamilyPolicy"], "RequireDualStack");
+        assert_eq!(manifest["spec"]["ipFamilies"], json!(["IPv4", "IPv6"]));
     }
 
     #[test]

@@ -13,17 +13,21 @@
 //! - [`topology`]: the lab builder and its faults
 //! - [`frr`]: FRR router instances and config generation; [`gobgp`]: a stand-in BGP peer
 //! - [`kube`]: control plane, kubectl, Kubernetes objects
+//! - [`herald`]: Herald's binaries, CRDs, objects, metrics and annotations as the lab reads them
+//! - [`bench`]: percentiles and a timestamping Service watch for the benchmarks
 //! - [`echo`]: the pods' echo server and its clients
 //! - [`inspect`]: typed `ip -j` output
 //! - [`cleanup`]: find and remove lab leftovers
 //! - [`cmd`], [`wait`], [`lock`], [`paths`]: bounded commands, bounded waits, flocks, paths
 
+pub mod bench;
 pub mod cleanup;
 pub mod cmd;
 pub mod echo;
 pub mod error;
 pub mod frr;
 pub mod gobgp;
+pub mod herald;
 pub mod inspect;
 pub mod kube;
 pub mod lock;

@@ -1,5 +1,6 @@
 //! Bounded waiting. Every loop in the lab that waits for the outside world goes through
 //! [`poll_until`], which gives up after a deadline and reports the last thing it saw.
+//! [`time_both`] polls two such conditions side by side, to time one change seen two ways.
 
 use std::time::{Duration, Instant};
 
@@ -54,6 +55,34 @@ pub fn poll_until_ok<T>(
     })
 }
 
+/// Polls `first` (in a scoped thread) and `second` (here) side by side, each every
+/// `interval` until it is ready or `timeout` passes, as [`poll_until`] does; returns how long
+/// after `started` each was ready. For one change seen two ways, e.g. the API showing it and
+/// the data plane following.
+pub fn time_both(
+    started: Instant,
+    timeout: Duration,
+    interval: Duration,
+    first_what: &str,
+    mut first: impl FnMut() -> Result<Poll<()>> + Send,
+    second_what: &str,
+    mut second: impl FnMut() -> Result<Poll<()>>,
+) -> Result<(Duration, Duration)> {
+    let elapsed = |poll: Poll<()>| match poll {
+        Poll::Ready(()) => Poll::Ready(started.elapsed()),
+        Poll::Pending(seen) => Poll::Pending(seen),
+    };
+    std::thread::scope(|scope| {
+        let first =
+            scope.spawn(move || poll_until(first_what, timeout, interval, || first().map(elapsed)));
+        let second = poll_until(second_what, timeout, interval, || second().map(elapsed));
+        let first = first
+            .join()
+            .map_err(|_| LabError::Invalid(format!("{first_what}: the poller panicked")))?;
+        Ok((first?, second?))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -86,6 +115,55 @@ mod tests {
         let message = result.err().map(|e| e.to_string()).unwrap_or_default();
         assert!(message.contains("never"), "{message}");
         assert!(message.contains("still nothing"), "{message}");
+    }
+
+    #[test]
+    fn time_both_reports_when_each_side_was_ready() -> Result<()> {
+        let started = Instant::now();
+        let (mut a, mut b) = (0, 0);
+        let (first, second) = time_both(
+            started,
+            Duration::from_secs(5),
+            Duration::from_millis(1),
+            "first",
+            || {
+                a += 1;
+                Ok(if a >= 2 {
+                    Poll::Ready(())
+                } else {
+                    Poll::Pending(String::new())
+                })
+            },
+            "second",
+            || {
+                b += 1;
+                Ok(if b >= 20 {
+                    Poll::Ready(())
+                } else {
+                    Poll::Pending(String::new())
+                })
+            },
+        )?;
+        // The second slept 19 intervals before it was ready; both are counted from `started`.
+        assert!(second >= Duration::from_millis(19), "{second:?}");
+        assert!(first <= started.elapsed() && second <= started.elapsed());
+        assert_eq!((a, b), (2, 20));
+
+        let timed_out = time_both(
+            started,
+            Duration::from_millis(20),
+            Duration::from_millis(5),
+            "ready",
+            || Ok(Poll::Ready(())),
+            "never",
+            || Ok(Poll::Pending("still nothing".into())),
+        );
+        let message = timed_out.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(
+            message.contains("never") && message.contains("still nothing"),
+            "{message}"
+        );
+        Ok(())
     }
 
     #[test]
