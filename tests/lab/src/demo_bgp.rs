@@ -11,24 +11,23 @@
 //! (BGPPeer status per node, the per-node carrier annotation on the Service).
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
 use std::time::Duration;
 
 use anyhow::Context;
+use herald_lab::herald::CARRIER_PREFIX;
 use herald_lab::kube::{Kubectl, PortSpec, ServiceSpec};
-use herald_lab::topology::http_get_from;
 use herald_lab::wait::{Poll, poll_until_ok};
 use herald_lab::{Family, Netns, inspect, plan};
 use serde_json::json;
 
-use crate::demo_herald::DemoLab;
+use crate::demo_herald::{
+    DemoLab, INSTALL_NAMESPACE, apply_herald_object, first_reply, wait_address,
+};
 
-const INSTALL_NAMESPACE: &str = "herald-system";
 const POOL: &str = "demo-bgp";
 const SERVICE: &str = "demo-bgp";
 const PEER: &str = "router";
 const NODE_ASN: u32 = 64512;
-const CARRIER_PREFIX: &str = "bgp-peers.herald.dev/";
 
 /// Shows BGP mode; prints a note and returns when the Service cannot get going.
 pub fn show(kubectl: &Kubectl, lab: &DemoLab<'_>) -> anyhow::Result<()> {
@@ -38,60 +37,40 @@ pub fn show(kubectl: &Kubectl, lab: &DemoLab<'_>) -> anyhow::Result<()> {
         "  BGPPeer {PEER}: every node, AS {NODE_ASN} -> 192.0.2.1 AS {}; pool {POOL}: 203.0.113.128/25, autoAssign off; BGPAdvertisement {POOL}",
         plan::ROUTER_ASN
     );
-    kubectl.apply(
-        &json!({
-            "apiVersion": "herald.dev/v1alpha1", "kind": "BGPPeer",
-            "metadata": {"name": PEER, "namespace": INSTALL_NAMESPACE},
-            "spec": {"myASN": NODE_ASN, "peerASN": plan::ROUTER_ASN,
-                     "peerAddress": plan::ROUTER_LAN_V4.to_string(), "holdTime": "9s"},
-        })
-        .to_string(),
+    apply_herald_object(
+        kubectl,
+        "BGPPeer",
+        PEER,
+        json!({"myASN": NODE_ASN, "peerASN": plan::ROUTER_ASN,
+               "peerAddress": plan::ROUTER_LAN_V4.to_string(), "holdTime": "9s"}),
     )?;
-    kubectl.apply(
-        &json!({
-            "apiVersion": "herald.dev/v1alpha1", "kind": "IPAddressPool",
-            "metadata": {"name": POOL, "namespace": INSTALL_NAMESPACE},
-            "spec": {"addresses": ["203.0.113.128/25"], "autoAssign": false, "avoidBuggyIPs": true},
-        })
-        .to_string(),
+    apply_herald_object(
+        kubectl,
+        "IPAddressPool",
+        POOL,
+        json!({"addresses": ["203.0.113.128/25"], "autoAssign": false, "avoidBuggyIPs": true}),
     )?;
-    kubectl.apply(
-        &json!({
-            "apiVersion": "herald.dev/v1alpha1", "kind": "BGPAdvertisement",
-            "metadata": {"name": POOL, "namespace": INSTALL_NAMESPACE},
-            "spec": {"pools": [POOL]},
-        })
-        .to_string(),
-    )?;
+    apply_herald_object(kubectl, "BGPAdvertisement", POOL, json!({"pools": [POOL]}))?;
     // ECMP on ports, so one client's connections use every next hop.
     router.sysctl(&[("net.ipv4.fib_multipath_hash_policy", "1")])?;
 
-    let mut manifest = ServiceSpec::new(SERVICE, "echo")
+    let manifest = ServiceSpec::new(SERVICE, "echo")
         .load_balancer()
         .traffic_policy("Local")
         .annotation("herald.dev/address-pool", POOL)
         .port(PortSpec::tcp("http", 80).target(plan::ECHO_PORT))
+        .without_node_ports()
         .manifest(lab.apps_namespace);
-    manifest["spec"]["allocateLoadBalancerNodePorts"] = json!(false);
     kubectl.apply(&manifest.to_string())?;
     println!(
         "  Service {}/{SERVICE} (externalTrafficPolicy Local, annotation herald.dev/address-pool: {POOL})",
         lab.apps_namespace
     );
-    let address: IpAddr = kubectl.wait_for(
+    let address = wait_address(
+        kubectl,
+        lab,
+        SERVICE,
         "the controller to give the BGP Service its address",
-        Duration::from_secs(60),
-        |k| {
-            let service = k.get("service", SERVICE, Some(lab.apps_namespace))?;
-            let ip = service
-                .as_ref()
-                .and_then(|s| s["status"]["loadBalancer"]["ingress"][0]["ip"].as_str())
-                .and_then(|ip| ip.parse::<IpAddr>().ok());
-            Ok(match ip {
-                Some(ip) => Poll::Ready(ip),
-                None => Poll::Pending("no ingress yet".into()),
-            })
-        },
     )?;
     let prefix = format!("{address}/32");
     let nodes = lab.nodes.len();
@@ -128,12 +107,7 @@ pub fn show(kubectl: &Kubectl, lab: &DemoLab<'_>) -> anyhow::Result<()> {
     let mut by_node: BTreeMap<String, usize> = BTreeMap::new();
     let mut clients: BTreeMap<String, usize> = BTreeMap::new();
     for _ in 0..24 {
-        let reply = poll_until_ok(
-            &format!("the client to reach {address}"),
-            Duration::from_secs(30),
-            Duration::from_millis(200),
-            || http_get_from(&client, address, 80, Duration::from_secs(2)).map(Poll::Ready),
-        )?;
+        let reply = first_reply(&client, address)?;
         *by_node
             .entry(format!("{} on {}", reply.pod, reply.node))
             .or_default() += 1;

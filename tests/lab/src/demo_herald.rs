@@ -7,24 +7,30 @@
 //! echo pods. Until the speakers announce over BGP or layer 2 in the demo, a static route on
 //! the router sends the address to node 1. The processes are detached so they outlive the
 //! demo; `herald-lab down` stops them with the namespaces they run in.
+//!
+//! Also what the other demo parts (`demo_l2`, `demo_bgp`) share: [`DemoLab`], the install
+//! namespace, applying a Herald object, waiting for a Service's address, the client's first
+//! reply and starting a detached process.
 
+use std::ffi::OsStr;
 use std::fs::File;
 use std::io::Read;
 use std::net::IpAddr;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::Context;
+use herald_lab::echo::EchoReply;
+use herald_lab::herald::{self, MEMBERLIST_SECRET};
 use herald_lab::kube::{Kubectl, PortSpec, ServiceSpec, TestNamespace};
-use herald_lab::wait::Poll;
+use herald_lab::topology::http_get_from;
+use herald_lab::wait::{Poll, poll_until_ok};
 use herald_lab::{Netns, paths, plan};
-use serde_json::json;
+use serde_json::{Value, json};
 
 /// Where the demo installs Herald.
-const INSTALL_NAMESPACE: &str = "herald-system";
-const MEMBERLIST_SECRET: &str = "herald-memberlist";
+pub const INSTALL_NAMESPACE: &str = "herald-system";
 /// The demo pool: the BGP-mode range of the address plan.
 const DEMO_POOL: &str = "203.0.113.0/25";
 
@@ -56,23 +62,14 @@ pub fn install_and_show(kubectl: &Kubectl, lab: &DemoLab<'_>) -> anyhow::Result<
     };
 
     println!("  CRDs, namespace {INSTALL_NAMESPACE}, pool {DEMO_POOL}, memberlist Secret");
-    let crds = paths::repo_root().join("charts/herald/crds");
-    kubectl.run(&["apply", "-f", &crds.to_string_lossy()])?;
-    kubectl.run(&[
-        "wait",
-        "--for=condition=Established",
-        "crd/ipaddresspools.herald.dev",
-        "--timeout=60s",
-    ])?;
+    herald::install_crds(kubectl)?;
     TestNamespace::create_named(kubectl, INSTALL_NAMESPACE)?.keep();
-    kubectl.apply(
-        &json!({
-            "apiVersion": "herald.dev/v1alpha1", "kind": "IPAddressPool",
-            "metadata": {"name": "demo", "namespace": INSTALL_NAMESPACE},
-            // No .0/.255 addresses: some client networks still drop them.
-            "spec": {"addresses": [DEMO_POOL], "avoidBuggyIPs": true},
-        })
-        .to_string(),
+    // No .0/.255 addresses: some client networks still drop them.
+    apply_herald_object(
+        kubectl,
+        "IPAddressPool",
+        "demo",
+        json!({"addresses": [DEMO_POOL], "avoidBuggyIPs": true}),
     )?;
     if kubectl
         .get("secret", MEMBERLIST_SECRET, Some(INSTALL_NAMESPACE))?
@@ -90,9 +87,13 @@ pub fn install_and_show(kubectl: &Kubectl, lab: &DemoLab<'_>) -> anyhow::Result<
 
     let log_dir = paths::logs_dir().join(lab.prefix);
     std::fs::create_dir_all(&log_dir)?;
+    let new_log = |name: &str| {
+        let path = log_dir.join(name);
+        File::create(&path).with_context(|| format!("creating {}", path.display()))
+    };
     println!("  herald-controller in {controller_netns}");
     spawn_detached(
-        controller_netns,
+        &Netns::existing(controller_netns),
         &controller,
         &[
             "--kubeconfig",
@@ -102,12 +103,12 @@ pub fn install_and_show(kubectl: &Kubectl, lab: &DemoLab<'_>) -> anyhow::Result<
             "--metrics-addr",
             "127.0.0.1:7472",
         ],
-        &log_dir.join("herald-controller.log"),
+        new_log("herald-controller.log")?,
     )?;
     for (name, netns, _) in &lab.nodes {
         println!("  herald-speaker in {netns} (--forwarding on)");
         spawn_detached(
-            netns,
+            &Netns::existing(netns),
             &speaker,
             &[
                 "--node-name",
@@ -121,7 +122,7 @@ pub fn install_and_show(kubectl: &Kubectl, lab: &DemoLab<'_>) -> anyhow::Result<
                 "--memberlist-secret",
                 MEMBERLIST_SECRET,
             ],
-            &log_dir.join(format!("herald-speaker-{name}.log")),
+            new_log(&format!("herald-speaker-{name}.log"))?,
         )?;
     }
 
@@ -129,26 +130,17 @@ pub fn install_and_show(kubectl: &Kubectl, lab: &DemoLab<'_>) -> anyhow::Result<
         "  Service {}/demo (type LoadBalancer, port 80 -> echo 8080)",
         lab.apps_namespace
     );
-    let mut manifest = ServiceSpec::new("demo", "echo")
+    let manifest = ServiceSpec::new("demo", "echo")
         .load_balancer()
         .port(PortSpec::tcp("http", 80).target(plan::ECHO_PORT))
+        .without_node_ports()
         .manifest(lab.apps_namespace);
-    manifest["spec"]["allocateLoadBalancerNodePorts"] = json!(false);
     kubectl.apply(&manifest.to_string())?;
-    let address: IpAddr = kubectl.wait_for(
+    let address = wait_address(
+        kubectl,
+        lab,
+        "demo",
         "the controller to give Service demo an address",
-        Duration::from_secs(60),
-        |k| {
-            let service = k.get("service", "demo", Some(lab.apps_namespace))?;
-            let ip = service
-                .as_ref()
-                .and_then(|s| s["status"]["loadBalancer"]["ingress"][0]["ip"].as_str())
-                .and_then(|ip| ip.parse::<IpAddr>().ok());
-            Ok(match ip {
-                Some(ip) => Poll::Ready(ip),
-                None => Poll::Pending("no ingress yet".into()),
-            })
-        },
     )?;
     println!(
         "  the controller gave it {address}; static route on the router: {address} via node 1 ({ingress_node_v4})"
@@ -163,23 +155,9 @@ pub fn install_and_show(kubectl: &Kubectl, lab: &DemoLab<'_>) -> anyhow::Result<
 
     println!("  the client asks {address}:80 six times:");
     let client = Netns::existing(lab.client_netns);
-    let first = herald_lab::wait::poll_until_ok(
-        "the client to reach the Service",
-        Duration::from_secs(30),
-        Duration::from_millis(200),
-        || {
-            herald_lab::topology::http_get_from(&client, address, 80, Duration::from_secs(2))
-                .map(Poll::Ready)
-        },
-    )?;
-    let mut replies = vec![first];
+    let mut replies = vec![first_reply(&client, address)?];
     for _ in 0..5 {
-        replies.push(herald_lab::topology::http_get_from(
-            &client,
-            address,
-            80,
-            Duration::from_secs(3),
-        )?);
+        replies.push(http_get_from(&client, address, 80, Duration::from_secs(3))?);
     }
     for reply in replies {
         println!(
@@ -204,20 +182,66 @@ fn random_key() -> anyhow::Result<String> {
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
-/// Starts `program args` inside `netns` in its own process group, logging to `log`, and
-/// lets it run on after this process exits.
-fn spawn_detached(netns: &str, program: &Path, args: &[&str], log: &PathBuf) -> anyhow::Result<()> {
-    let out = File::create(log).with_context(|| format!("creating {}", log.display()))?;
-    let err = out.try_clone()?;
-    let child = Netns::existing(netns)
+/// Applies the Herald object `kind`/`name` with `spec` in the install namespace.
+pub fn apply_herald_object(
+    kubectl: &Kubectl,
+    kind: &str,
+    name: &str,
+    spec: Value,
+) -> anyhow::Result<()> {
+    kubectl.apply(&herald::object(kind, name, INSTALL_NAMESPACE, spec).to_string())?;
+    Ok(())
+}
+
+/// Waits (60 s) for the controller to give Service `service` of the apps namespace its
+/// first address.
+pub fn wait_address(
+    kubectl: &Kubectl,
+    lab: &DemoLab<'_>,
+    service: &str,
+    what: &str,
+) -> anyhow::Result<IpAddr> {
+    let ips = herald::wait_ingress(
+        kubectl,
+        lab.apps_namespace,
+        service,
+        1,
+        what,
+        Duration::from_secs(60),
+    )?;
+    ips.first().copied().context("no ingress address")
+}
+
+/// The client's first reply from `address:80`, retried for 30 s (the address may still be
+/// on its way to the router).
+pub fn first_reply(client: &Netns, address: IpAddr) -> anyhow::Result<EchoReply> {
+    Ok(poll_until_ok(
+        &format!("the client to reach {address}"),
+        Duration::from_secs(30),
+        Duration::from_millis(200),
+        || http_get_from(client, address, 80, Duration::from_secs(2)).map(Poll::Ready),
+    )?)
+}
+
+/// Starts `program args` inside `netns` in its own process group, its output going to
+/// `log`, and lets it run on after this process exits.
+pub fn spawn_detached(
+    netns: &Netns,
+    program: impl AsRef<OsStr>,
+    args: &[impl AsRef<OsStr>],
+    log: File,
+) -> anyhow::Result<()> {
+    let program = program.as_ref();
+    let err = log.try_clone()?;
+    let child = netns
         .command(program)
         .args(args)
         .stdin(Stdio::null())
-        .stdout(Stdio::from(out))
+        .stdout(Stdio::from(log))
         .stderr(Stdio::from(err))
         .process_group(0)
         .spawn()
-        .with_context(|| format!("starting {} in {netns}", program.display()))?;
+        .with_context(|| format!("starting {} in {}", program.display(), netns.name()))?;
     // Not waited for: `herald-lab down` ends it with its namespace.
     drop(child);
     Ok(())

@@ -12,24 +12,20 @@
 use std::collections::BTreeMap;
 use std::fs::OpenOptions;
 use std::net::IpAddr;
-use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use herald_lab::herald::{self, RECORD_PREFIX};
 use herald_lab::kube::{Kubectl, PortSpec, ServiceSpec};
 use herald_lab::topology::http_get_from;
-use herald_lab::wait::{Poll, poll_until_ok};
 use herald_lab::{Netns, inspect, netns, paths, plan};
 use serde_json::{Value, json};
 
-use crate::demo_herald::DemoLab;
+use crate::demo_herald::{DemoLab, apply_herald_object, first_reply, spawn_detached};
 
-const INSTALL_NAMESPACE: &str = "herald-system";
 const POOL: &str = "demo-l2";
 const SERVICE: &str = "demo-l2";
-const RECORD_PREFIX: &str = "l2-announcer.herald.dev/";
 
 /// One node as the demo sees it: Kubernetes name, namespace, LAN MAC.
 struct DemoNode {
@@ -65,63 +61,37 @@ pub fn show(kubectl: &Kubectl, lab: &DemoLab<'_>) -> anyhow::Result<()> {
     println!(
         "  pool {POOL}: 192.0.2.128/25 + 2001:db8:1::100/120 (on the node LAN), autoAssign off; L2Advertisement {POOL}"
     );
-    kubectl.apply(
-        &json!({
-            "apiVersion": "herald.dev/v1alpha1", "kind": "IPAddressPool",
-            "metadata": {"name": POOL, "namespace": INSTALL_NAMESPACE},
-            "spec": {"addresses": ["192.0.2.128/25", "2001:db8:1::100/120"], "autoAssign": false},
-        })
-        .to_string(),
+    apply_herald_object(
+        kubectl,
+        "IPAddressPool",
+        POOL,
+        json!({"addresses": [plan::L2_POOL_V4, plan::L2_POOL_V6], "autoAssign": false}),
     )?;
-    kubectl.apply(
-        &json!({
-            "apiVersion": "herald.dev/v1alpha1", "kind": "L2Advertisement",
-            "metadata": {"name": POOL, "namespace": INSTALL_NAMESPACE},
-            "spec": {"pools": [POOL]},
-        })
-        .to_string(),
-    )?;
-    let mut spec = ServiceSpec::new(SERVICE, "echo")
+    apply_herald_object(kubectl, "L2Advertisement", POOL, json!({"pools": [POOL]}))?;
+    let manifest = ServiceSpec::new(SERVICE, "echo")
         .load_balancer()
         .annotation("herald.dev/address-pool", POOL)
-        .port(PortSpec::tcp("http", 80).target(plan::ECHO_PORT));
-    spec.ip_family_policy = Some("RequireDualStack".into());
-    spec.ip_families = vec!["IPv4".into(), "IPv6".into()];
-    let mut manifest = spec.manifest(lab.apps_namespace);
-    manifest["spec"]["allocateLoadBalancerNodePorts"] = json!(false);
+        .port(PortSpec::tcp("http", 80).target(plan::ECHO_PORT))
+        .dual_stack()
+        .without_node_ports()
+        .manifest(lab.apps_namespace);
     kubectl.apply(&manifest.to_string())?;
     println!(
         "  Service {}/{SERVICE} (dual-stack, annotation herald.dev/address-pool: {POOL})",
         lab.apps_namespace
     );
-    let addresses: Vec<IpAddr> = kubectl.wait_for(
+    let addresses = herald::wait_ingress(
+        kubectl,
+        lab.apps_namespace,
+        SERVICE,
+        2,
         "the controller to give the layer-2 Service its addresses",
         Duration::from_secs(60),
-        |k| {
-            let service = k.get("service", SERVICE, Some(lab.apps_namespace))?;
-            let ips: Vec<IpAddr> = service
-                .as_ref()
-                .and_then(|s| s["status"]["loadBalancer"]["ingress"].as_array().cloned())
-                .unwrap_or_default()
-                .iter()
-                .filter_map(|i| i["ip"].as_str()?.parse().ok())
-                .collect();
-            Ok(if ips.len() == 2 {
-                Poll::Ready(ips)
-            } else {
-                Poll::Pending(format!("{ips:?}"))
-            })
-        },
     )?;
     let client = Netns::existing(lab.client_netns);
     let router = Netns::existing(lab.router_netns);
     for &address in &addresses {
-        let reply = poll_until_ok(
-            &format!("the client to reach {address}"),
-            Duration::from_secs(30),
-            Duration::from_millis(200),
-            || http_get_from(&client, address, 80, Duration::from_secs(2)).map(Poll::Ready),
-        )?;
+        let reply = first_reply(&client, address)?;
         let owner = router_owner(&router, &nodes, address)?;
         println!(
             "  client -> {:<22} answered by pod {} (saw client {}); router: {address} is at {} = {}'s eth0",
@@ -263,17 +233,5 @@ fn restart(ns: &Netns, argv: &[String], log: &Path) -> anyhow::Result<()> {
         .append(true)
         .open(log)
         .with_context(|| format!("opening {}", log.display()))?;
-    let err = out.try_clone()?;
-    let mut command: Command = ns.command(program);
-    let child = command
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(out))
-        .stderr(Stdio::from(err))
-        .process_group(0)
-        .spawn()
-        .with_context(|| format!("starting {program} in {}", ns.name()))?;
-    // Not waited for: `herald-lab down` ends it with its namespace.
-    drop(child);
-    Ok(())
+    spawn_detached(ns, program, args, out)
 }
