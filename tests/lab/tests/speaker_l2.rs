@@ -508,3 +508,41 @@ fn a_membership_partition_with_the_lan_intact_leaves_exactly_one_announcer_per_a
     );
     Ok(())
 }
+
+/// The old owner restarted at once after a failover (a crash-looping pod), before the new
+/// owner's record reached the API server: the record still names the old owner, so it must
+/// not trust it blindly. It probes first (RFC 5227 §2.1), the new owner answers, the new
+/// owner's record follows, and the address stays where it went.
+#[test]
+fn a_speaker_restarted_right_after_a_failover_leaves_the_address_with_the_new_owner()
+-> Result<()> {
+    let v4 = parse_ip("192.0.2.142")?;
+    let mut world = world_with_a_pod_per_node("l2-bounce", "192.0.2.142", "2001:db8:1::142")?;
+    let owner = owner_of(&world, v4)?;
+    let owner_name = world.node_name(owner)?;
+
+    let killed = Instant::now();
+    world.kill_speaker(owner)?;
+    let (reply, failover) = world.probe_until(v4, killed, PROBE_INTERVAL, PROBE_TIMEOUT, |r| {
+        r.node != owner_name
+    })?;
+    let successor = world.node_index(&reply.node)?;
+    // At once: the record most likely still names the old owner.
+    world.start_speaker(owner)?;
+    eprintln!(
+        "speaker_l2: node {owner}'s speaker killed, node {successor} answered after {} ms, node {owner}'s speaker ready again after {} ms",
+        ms(failover),
+        ms(killed.elapsed())
+    );
+    world.wait_membership(&[1, 2, 3], 3)?;
+    let seen = watch_owners(&world, &[v4], WATCH_AFTER_RETURN)?;
+    assert_stayed(
+        &world,
+        &[v4],
+        &[successor],
+        &seen,
+        &format!("after node {owner}'s speaker was restarted at once"),
+    )?;
+    world.wait_record("svc", v4, successor)?;
+    Ok(())
+}

@@ -15,8 +15,14 @@
 //!   names it) — that node is dead or no longer eligible, or the election would have kept
 //!   it — the address is announced at once. The RFC 5227 probe is kept for a *first*
 //!   announcement only: nobody can answer it after a failover except a stale owner, and
-//!   waiting for it is exactly the delay failover must not have. A record naming this node
-//!   itself (a restarted owner) is not a first announcement either.
+//!   waiting for it is exactly the delay failover must not have.
+//! - **A restarted owner probes.** A record naming this node itself (it restarted) is not
+//!   trusted blindly: another node may have taken the address over while this one was down
+//!   and not have written its record yet. Like any host starting to use an address again
+//!   (RFC 5227 §2.1, RFC 4862 §5.4), it probes first; a live new owner answers the probe,
+//!   this node announces nothing, and the new owner's record follows and keeps the address
+//!   there. Traffic does not wait on this probe: the neighbour caches still point at this
+//!   node, whose kernel forwards throughout.
 //! - **Start-up hold.** A speaker that just started does not yet see its peers in membership,
 //!   so its plan lists it as the only candidate. While the hold lasts it announces only
 //!   addresses the records say are already its own, and writes no records.
@@ -102,7 +108,8 @@ pub enum Start {
     FirstAnnouncement,
     /// Another node announced it and lost it: announce at once.
     TakeOver { from: String },
-    /// The record names this node (it restarted): announce at once.
+    /// The record names this node (it restarted): probe first, since another node may
+    /// have taken over meanwhile (RFC 5227 §2.1).
     Resume,
 }
 
@@ -206,7 +213,7 @@ pub fn decide(input: &PassInput<'_>) -> Pass {
                     .assigned
                     .get(name)
                     .is_some_and(|set| set.contains(&address));
-                if new_here && *start != Start::FirstAnnouncement {
+                if new_here && !matches!(start, Start::FirstAnnouncement | Start::Resume) {
                     assignment.takeovers.insert(address);
                 }
             }
@@ -922,7 +929,9 @@ mod tests {
                 start: Start::Resume,
             }
         );
-        assert_eq!(resumed.interfaces["eth0"].takeovers, [vip()].into());
+        // Someone may have taken over while this node was down: it probes first.
+        assert!(resumed.interfaces["eth0"].takeovers.is_empty());
+        assert_eq!(resumed.interfaces["eth0"].wanted, [vip()].into());
     }
 
     #[test]

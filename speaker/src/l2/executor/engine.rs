@@ -587,7 +587,7 @@ fn log_decision(node: &str, address: IpAddr, decision: &AddressDecision, before:
                 tracing::info!(%address, ?interfaces, "elected to announce the address; probing first")
             }
             Start::Resume => {
-                tracing::info!(%address, ?interfaces, "resuming the announcement the record gives this node")
+                tracing::info!(%address, ?interfaces, "the record gives this node the address (restarted); probing before resuming")
             }
             Start::Continuing => {
                 tracing::info!(%address, ?interfaces, "announcing on a changed set of interfaces")
