@@ -1,14 +1,24 @@
-//! Property tests: random sequences of Service creates/updates/deletes, pool changes and
-//! controller restarts, checked after every step against invariants computed independently
-//! of the allocator's own bookkeeping:
+//! Property tests: random sequences of Service creates/updates/deletes (load balancers and
+//! plain Services, both with `spec.externalIPs`), pool changes (also of `allowExternalIPs`)
+//! and controller restarts, checked after every step against invariants computed
+//! independently of the allocator's own bookkeeping:
 //!
-//! - an address is held by two Services only if they may share it;
+//! - an address is held by two Services only if they may share it, whether each holds it as
+//!   a load-balancer address or as a booked externalIP;
 //! - an address booked against a pool lies in that pool; one booked against no pool lies in
-//!   no pool;
+//!   no pool; a booked externalIP lies in a pool that allows external IPs and serves the
+//!   Service;
+//! - exactly the accepted externalIPs are booked;
 //! - each pool's assigned/available counts match the addresses in use inside it;
-//! - assigning again changes nothing;
-//! - a restart (a fresh allocator rebuilt by `restore` from the current assignments) gives
-//!   identical assignments and counts.
+//! - assigning or booking again changes nothing; a pool change books no new externalIP and
+//!   reports each one it released;
+//! - a restart (a fresh allocator rebuilt by `restore` from the current assignments and
+//!   `restore_external_ips` from the current bookings, in a random order, interleaved)
+//!   gives identical assignments, bookings and counts.
+//!
+//! A second property feeds conflicting records (status addresses and externalIP records
+//! that collide) in random interleavings: the load-balancer addresses restored never depend
+//! on the interleaving, and no address ends up held by two Services that may not share it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -28,6 +38,7 @@ fn pool_universe() -> Vec<PoolSpec> {
     };
     let mut p0 = PoolSpec::new("p0", parse(&["192.0.2.0/29", "2001:db8:1::/126"]));
     p0.priority = Some(10);
+    p0.allow_external_ips = true;
     let mut p1 = PoolSpec::new(
         "p1",
         parse(&["192.0.2.4-192.0.2.11", "192.0.2.254-192.0.3.1"]),
@@ -56,19 +67,38 @@ const REQUESTABLE: [&str; 8] = [
     "192.0.2.200",
 ];
 
+/// Addresses a Service may list in `spec.externalIPs`: in allowing pools (also the lowest
+/// ones a load balancer would get), in pools that do not allow them, outside every pool.
+const EXTERNAL: [&str; 9] = [
+    "192.0.2.0",
+    "192.0.2.1",
+    "192.0.2.6",
+    "2001:db8:1::1",
+    "198.51.100.1",
+    "198.51.100.2",
+    "192.0.2.9",
+    "203.0.113.1",
+    "192.0.2.200",
+];
+
 #[derive(Debug, Clone)]
 struct PoolChoice {
     index: usize,
     priority: Option<i32>,
     deleting: bool,
+    allow_external_ips: Option<bool>,
 }
 
 #[derive(Debug, Clone)]
 enum Step {
+    /// A LoadBalancer Service reconciled: externalIPs booked, then addresses assigned.
     Apply(Box<ServiceRequest>),
+    /// A Service that is not a load balancer (any more): released, externalIPs booked.
+    ApplyPlain(Box<ServiceRequest>),
     Delete(ServiceKey),
     SetPools(Vec<PoolChoice>),
-    Restart,
+    /// Sort keys that shuffle the rebuild's restores.
+    Restart(Vec<u32>),
 }
 
 fn service_key() -> impl Strategy<Value = ServiceKey> {
@@ -87,9 +117,10 @@ fn request() -> impl Strategy<Value = ServiceRequest> {
         any::<bool>(),
         0usize..2,
         any::<bool>(),
+        proptest::collection::vec(0usize..EXTERNAL.len(), 0..3),
     )
         .prop_map(
-            |(key, families, requested, pinned, sharing, ports, local, pods, web)| {
+            |(key, families, requested, pinned, sharing, ports, local, pods, web, external)| {
                 let (ip_families, ip_family_policy) = match families {
                     0 => (vec![Family::V4], IpFamilyPolicy::SingleStack),
                     1 => (vec![Family::V6], IpFamilyPolicy::SingleStack),
@@ -130,6 +161,10 @@ fn request() -> impl Strategy<Value = ServiceRequest> {
                 if web {
                     request.service_labels = request.pod_selector.clone();
                 }
+                request.external_ips = external
+                    .into_iter()
+                    .map(|i| EXTERNAL[i].parse().expect("address"))
+                    .collect();
                 request
             },
         )
@@ -141,17 +176,21 @@ fn pool_choices() -> impl Strategy<Value = Vec<PoolChoice>> {
             0usize..5,
             proptest::option::of(0i32..3),
             proptest::bool::weighted(0.15),
+            proptest::option::weighted(0.3, any::<bool>()),
         ),
         0..5,
     )
     .prop_map(|choices| {
         choices
             .into_iter()
-            .map(|(index, priority, deleting)| PoolChoice {
-                index,
-                priority,
-                deleting,
-            })
+            .map(
+                |(index, priority, deleting, allow_external_ips)| PoolChoice {
+                    index,
+                    priority,
+                    deleting,
+                    allow_external_ips,
+                },
+            )
             .collect()
     })
 }
@@ -159,9 +198,10 @@ fn pool_choices() -> impl Strategy<Value = Vec<PoolChoice>> {
 fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
         6 => request().prop_map(|r| Step::Apply(Box::new(r))),
+        2 => request().prop_map(|r| Step::ApplyPlain(Box::new(r))),
         2 => service_key().prop_map(Step::Delete),
         1 => pool_choices().prop_map(Step::SetPools),
-        1 => Just(Step::Restart),
+        1 => proptest::collection::vec(any::<u32>(), 1..16).prop_map(Step::Restart),
     ]
 }
 
@@ -175,6 +215,9 @@ fn pools_from(choices: &[PoolChoice]) -> Vec<PoolSpec> {
                 spec.priority = choice.priority;
             }
             spec.deleting = choice.deleting;
+            if let Some(allow) = choice.allow_external_ips {
+                spec.allow_external_ips = allow;
+            }
             spec
         })
         .collect()
@@ -209,15 +252,32 @@ fn may_share(a: &ServiceRequest, b: &ServiceRequest) -> bool {
         && b.ports.iter().all(|p| !ports_a.contains(p))
 }
 
+/// The requests that made each Service's current bookings.
+#[derive(Debug, Default)]
+struct Model {
+    /// The request that made each Service's current load-balancer assignment.
+    assigned_by: BTreeMap<ServiceKey, ServiceRequest>,
+    /// The request that made each Service's current externalIP bookings.
+    booked_by: BTreeMap<ServiceKey, ServiceRequest>,
+}
+
+/// Assignments, externalIP bookings and pool counts.
+type Snapshot = (
+    Vec<(ServiceKey, Assignment)>,
+    Vec<(ServiceKey, Vec<AssignedAddress>)>,
+    Vec<Option<PoolStats>>,
+);
+
 /// Everything observable about the allocator, for comparing a restart with the original.
-fn snapshot(
-    allocator: &Allocator,
-    pools: &[PoolSpec],
-) -> (Vec<(ServiceKey, Assignment)>, Vec<Option<PoolStats>>) {
+fn snapshot(allocator: &Allocator, pools: &[PoolSpec]) -> Snapshot {
     (
         allocator
             .assignments()
             .map(|(k, a)| (k.clone(), a))
+            .collect(),
+        allocator
+            .external_bookings()
+            .map(|(k, b)| (k.clone(), b))
             .collect(),
         pools
             .iter()
@@ -226,16 +286,59 @@ fn snapshot(
     )
 }
 
+/// Every address in use, with each (Service, request) holding it.
+fn holders<'a>(
+    allocator: &Allocator,
+    model: &'a Model,
+) -> BTreeMap<IpAddr, Vec<(ServiceKey, &'a ServiceRequest)>> {
+    let mut holders: BTreeMap<IpAddr, Vec<(ServiceKey, &ServiceRequest)>> = BTreeMap::new();
+    for (key, assignment) in allocator.assignments() {
+        if let Some(request) = model.assigned_by.get(key) {
+            for address in assignment.ips() {
+                holders
+                    .entry(address)
+                    .or_default()
+                    .push((key.clone(), request));
+            }
+        }
+    }
+    for (key, booked) in allocator.external_bookings() {
+        if let Some(request) = model.booked_by.get(key) {
+            for assigned in booked {
+                holders
+                    .entry(assigned.address)
+                    .or_default()
+                    .push((key.clone(), request));
+            }
+        }
+    }
+    holders
+}
+
+/// No address is held by two Services that may not share it, however each holds it.
+fn check_no_forbidden_sharing(allocator: &Allocator, model: &Model) -> Result<(), TestCaseError> {
+    for (address, holding) in &holders(allocator, model) {
+        for (i, (a, request_a)) in holding.iter().enumerate() {
+            for (b, request_b) in &holding[i + 1..] {
+                prop_assert!(
+                    a == b || may_share(request_a, request_b),
+                    "{address} held by {a} and {b}, which may not share"
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
 fn check_invariants(
     allocator: &Allocator,
     pools: &[PoolSpec],
-    made_by: &BTreeMap<ServiceKey, ServiceRequest>,
+    model: &Model,
 ) -> Result<(), TestCaseError> {
     let effective = effective_pools(pools);
-    let mut holders: BTreeMap<IpAddr, Vec<&ServiceKey>> = BTreeMap::new();
     for (key, assignment) in allocator.assignments() {
         prop_assert!(
-            made_by.contains_key(key),
+            model.assigned_by.contains_key(key),
             "{key} holds addresses nobody asked for"
         );
         let mut families = BTreeSet::new();
@@ -261,25 +364,40 @@ fn check_invariants(
                     assigned.address
                 ),
             }
-            holders.entry(assigned.address).or_default().push(key);
         }
     }
-    for (address, keys) in &holders {
-        for (i, a) in keys.iter().enumerate() {
-            for b in &keys[i + 1..] {
-                prop_assert!(
-                    may_share(&made_by[*a], &made_by[*b]),
-                    "{address} held by {a} and {b}, which may not share"
-                );
-            }
+    for (key, booked) in allocator.external_bookings() {
+        let request = model.booked_by.get(key);
+        prop_assert!(request.is_some(), "{key} booked externalIPs nobody listed");
+        let Some(request) = request else {
+            continue;
+        };
+        prop_assert!(!booked.is_empty(), "{key}: an empty booking is kept");
+        for assigned in booked {
+            prop_assert!(
+                request.external_ips.contains(&assigned.address),
+                "{key}: {} booked but not listed",
+                assigned.address
+            );
+            let pool = assigned.pool.as_ref().and_then(|name| effective.get(name));
+            prop_assert!(
+                pool.is_some_and(|p| pool_contains(p, assigned.address)
+                    && p.allow_external_ips
+                    && p.serves(request, true).is_ok()),
+                "{key}: externalIP {} booked against {:?}, which does not accept it",
+                assigned.address,
+                assigned.pool
+            );
         }
     }
+    check_no_forbidden_sharing(allocator, model)?;
+    let in_use = holders(allocator, model);
     for pool in effective.values() {
         let stats = allocator.pool_stats(&pool.name);
         prop_assert!(stats.is_some(), "pool {} missing", pool.name);
         let stats = stats.unwrap_or_default();
         for family in Family::ALL {
-            let in_use = holders
+            let in_use = in_use
                 .keys()
                 .filter(|&&a| Family::of(a) == family && pool_contains(pool, a))
                 .count() as u128;
@@ -305,27 +423,85 @@ fn check_invariants(
     Ok(())
 }
 
-/// A new allocator rebuilt as a restarted controller would: pools, then restore everything.
+/// One restore of a rebuild.
+enum Rebuild<'a> {
+    /// `restore` from status: (request, addresses, allocated-from annotation).
+    Status(&'a ServiceRequest, Vec<IpAddr>, Vec<String>),
+    /// `restore_external_ips` from the record: (request, recorded addresses).
+    Record(&'a ServiceRequest, Vec<IpAddr>),
+}
+
+/// Shuffles `items` by the sort keys `order` (cycled), stably.
+fn shuffled<T>(items: Vec<T>, order: &[u32]) -> Vec<T> {
+    let mut keyed: Vec<(u32, usize, T)> = items
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| {
+            (
+                order.get(i % order.len().max(1)).copied().unwrap_or(0),
+                i,
+                item,
+            )
+        })
+        .collect();
+    keyed.sort_by_key(|(k, i, _)| (*k, *i));
+    keyed.into_iter().map(|(_, _, item)| item).collect()
+}
+
+/// A new allocator rebuilt as a restarted controller would: pools, then every status
+/// address and every recorded externalIP, in the order `order` shuffles them into (the
+/// controller restores status first; any order must give the same result).
 fn restart(
     allocator: &Allocator,
     pools: &[PoolSpec],
-    made_by: &BTreeMap<ServiceKey, ServiceRequest>,
+    model: &Model,
+    order: &[u32],
 ) -> Result<Allocator, TestCaseError> {
-    let mut fresh = Allocator::new(pools.to_vec());
+    let mut rebuild = Vec::new();
     for (key, assignment) in allocator.assignments() {
-        let outcome = fresh.restore(
-            &made_by[key],
-            &assignment.ips(),
-            &assignment.allocated_from(),
-        );
-        prop_assert!(
-            outcome
-                .problems
-                .iter()
-                .all(|p| matches!(p, RestoreProblem::OutsideEveryPool { .. })),
-            "restoring {key}: {:?}",
-            outcome.problems
-        );
+        rebuild.push(Rebuild::Status(
+            &model.assigned_by[key],
+            assignment.ips(),
+            assignment.allocated_from(),
+        ));
+    }
+    for (key, booked) in allocator.external_bookings() {
+        rebuild.push(Rebuild::Record(
+            &model.booked_by[key],
+            booked.iter().map(|a| a.address).collect(),
+        ));
+    }
+    let mut fresh = Allocator::new(pools.to_vec());
+    for step in shuffled(rebuild, order) {
+        match step {
+            Rebuild::Status(request, addresses, allocated_from) => {
+                let outcome = fresh.restore(request, &addresses, &allocated_from);
+                prop_assert!(
+                    outcome
+                        .problems
+                        .iter()
+                        .all(|p| matches!(p, RestoreProblem::OutsideEveryPool { .. })),
+                    "restoring {}: {:?}",
+                    request.key,
+                    outcome.problems
+                );
+                prop_assert!(
+                    outcome.displaced.is_empty(),
+                    "restoring {} displaced {:?}",
+                    request.key,
+                    outcome.displaced
+                );
+            }
+            Rebuild::Record(request, recorded) => {
+                let verdicts = fresh.restore_external_ips(request, &recorded);
+                prop_assert!(
+                    verdicts.iter().all(|v| v.result.is_ok()),
+                    "re-booking {}: {:?}",
+                    request.key,
+                    verdicts
+                );
+            }
+        }
     }
     prop_assert_eq!(
         snapshot(&fresh, pools),
@@ -335,6 +511,35 @@ fn restart(
     Ok(fresh)
 }
 
+/// Books the request's externalIPs and checks exactly the accepted ones are booked, and that
+/// booking again changes nothing.
+fn book(
+    allocator: &mut Allocator,
+    model: &mut Model,
+    request: &ServiceRequest,
+) -> Result<(), TestCaseError> {
+    let verdicts = allocator.book_external_ips(request);
+    prop_assert_eq!(verdicts.len(), request.external_ips.len());
+    let accepted: BTreeMap<IpAddr, String> = verdicts
+        .iter()
+        .filter_map(|v| v.result.clone().ok().map(|pool| (v.address, pool)))
+        .collect();
+    let booked: BTreeMap<IpAddr, String> = allocator
+        .external_ips(&request.key)
+        .into_iter()
+        .map(|a| (a.address, a.pool.unwrap_or_default()))
+        .collect();
+    prop_assert_eq!(&booked, &accepted, "booked is not what was accepted");
+    if booked.is_empty() {
+        model.booked_by.remove(&request.key);
+    } else {
+        model.booked_by.insert(request.key.clone(), request.clone());
+    }
+    let again = allocator.book_external_ips(request);
+    prop_assert_eq!(again, verdicts, "booking is not idempotent");
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
 
@@ -342,19 +547,21 @@ proptest! {
     fn random_operations_keep_every_invariant(
         initial in pool_choices(),
         steps in proptest::collection::vec(step(), 1..60),
+        last_order in proptest::collection::vec(any::<u32>(), 1..16),
     ) {
         let mut pools = pools_from(&initial);
         let mut allocator = Allocator::new(pools.clone());
-        // The request that made each Service's current assignment.
-        let mut made_by: BTreeMap<ServiceKey, ServiceRequest> = BTreeMap::new();
+        let mut model = Model::default();
         for step in steps {
             match step {
                 Step::Apply(request) => {
+                    // As the service plan does: externalIPs first, then the addresses.
+                    book(&mut allocator, &mut model, &request)?;
                     let before = allocator.assignment(&request.key);
                     match allocator.assign(&request) {
                         Ok(assignment) => {
                             prop_assert!(!assignment.is_empty());
-                            made_by.insert(request.key.clone(), (*request).clone());
+                            model.assigned_by.insert(request.key.clone(), (*request).clone());
                             let again = allocator.assign(&request);
                             prop_assert_eq!(again, Ok(assignment), "assign is not idempotent");
                         }
@@ -364,25 +571,136 @@ proptest! {
                         ),
                     }
                 }
+                Step::ApplyPlain(request) => {
+                    allocator.release(&request.key);
+                    model.assigned_by.remove(&request.key);
+                    book(&mut allocator, &mut model, &request)?;
+                }
                 Step::Delete(key) => {
                     let released = allocator.release(&key);
-                    prop_assert_eq!(released.is_some(), made_by.remove(&key).is_some());
+                    prop_assert_eq!(released.is_some(), model.assigned_by.remove(&key).is_some());
+                    model.booked_by.remove(&key);
+                    prop_assert!(allocator.external_ips(&key).is_empty());
                 }
                 Step::SetPools(choices) => {
                     let before: Vec<(ServiceKey, Vec<IpAddr>)> =
                         allocator.assignments().map(|(k, a)| (k.clone(), a.ips())).collect();
+                    let booked_before: BTreeSet<(ServiceKey, IpAddr)> = allocator
+                        .external_bookings()
+                        .flat_map(|(k, b)| b.into_iter().map(move |a| (k.clone(), a.address)))
+                        .collect();
                     pools = pools_from(&choices);
-                    allocator.set_pools(pools.clone());
+                    let reports = allocator.set_pools(pools.clone());
                     let after: Vec<(ServiceKey, Vec<IpAddr>)> =
                         allocator.assignments().map(|(k, a)| (k.clone(), a.ips())).collect();
                     prop_assert_eq!(before, after, "a pool change moved an address");
+                    let booked_after: BTreeSet<(ServiceKey, IpAddr)> = allocator
+                        .external_bookings()
+                        .flat_map(|(k, b)| b.into_iter().map(move |a| (k.clone(), a.address)))
+                        .collect();
+                    prop_assert!(
+                        booked_after.is_subset(&booked_before),
+                        "a pool change booked an externalIP"
+                    );
+                    let reported: BTreeSet<(ServiceKey, IpAddr)> = reports
+                        .into_iter()
+                        .filter_map(|r| match r {
+                            PoolChangeReport::ExternalIpReleased { service, address, .. } => {
+                                Some((service, address))
+                            }
+                            _ => None,
+                        })
+                        .collect();
+                    let released: BTreeSet<(ServiceKey, IpAddr)> =
+                        booked_before.difference(&booked_after).cloned().collect();
+                    prop_assert_eq!(reported, released, "released externalIPs not reported");
+                    model
+                        .booked_by
+                        .retain(|k, _| !allocator.external_ips(k).is_empty());
                 }
-                Step::Restart => {
-                    allocator = restart(&allocator, &pools, &made_by)?;
+                Step::Restart(order) => {
+                    allocator = restart(&allocator, &pools, &model, &order)?;
                 }
             }
-            check_invariants(&allocator, &pools, &made_by)?;
+            check_invariants(&allocator, &pools, &model)?;
         }
-        restart(&allocator, &pools, &made_by)?;
+        restart(&allocator, &pools, &model, &last_order)?;
+    }
+
+    #[test]
+    fn restored_status_addresses_win_over_colliding_external_ip_records_in_any_interleaving(
+        pools in pool_choices(),
+        status in proptest::collection::vec(
+            (request(), proptest::collection::vec(0usize..EXTERNAL.len(), 1..3)),
+            0..6,
+        ),
+        records in proptest::collection::vec(request(), 0..6),
+        interleaving in proptest::collection::vec(any::<bool>(), 12),
+    ) {
+        let pools = pools_from(&pools);
+        // Status addresses drawn from the externalIP candidates, so that they collide.
+        let status: Vec<(ServiceRequest, Vec<IpAddr>)> = status
+            .into_iter()
+            .map(|(request, picks)| {
+                let addresses = picks
+                    .into_iter()
+                    .map(|i| EXTERNAL[i].parse().expect("address"))
+                    .collect();
+                (request, addresses)
+            })
+            .collect();
+        // Each Service restores once: status first wins, one record per key.
+        let mut seen = BTreeSet::new();
+        let status: Vec<_> = status.into_iter().filter(|(r, _)| seen.insert(r.key.clone())).collect();
+        let mut seen = BTreeSet::new();
+        let records: Vec<_> = records.into_iter().filter(|r| seen.insert(r.key.clone())).collect();
+
+        let rebuild = |mixed: bool| -> (Allocator, Model) {
+            let mut allocator = Allocator::new(pools.clone());
+            let mut model = Model::default();
+            let (mut s, mut r) = (status.iter(), records.iter());
+            let mut choices = interleaving.iter().copied().cycle();
+            loop {
+                let take_record = mixed && choices.next().unwrap_or(false);
+                let next = if take_record {
+                    r.next().map(Err).or_else(|| s.next().map(Ok))
+                } else {
+                    s.next().map(Ok).or_else(|| r.next().map(Err))
+                };
+                match next {
+                    Some(Ok((request, addresses))) => {
+                        let outcome = allocator.restore(request, addresses, &[]);
+                        model.assigned_by.insert(request.key.clone(), request.clone());
+                        for (displaced, _) in outcome.displaced {
+                            if allocator.external_ips(&displaced).is_empty() {
+                                model.booked_by.remove(&displaced);
+                            }
+                        }
+                    }
+                    Some(Err(request)) => {
+                        allocator.restore_external_ips(request, &request.external_ips);
+                        if !allocator.external_ips(&request.key).is_empty() {
+                            model.booked_by.insert(request.key.clone(), request.clone());
+                        }
+                    }
+                    None => break,
+                }
+            }
+            (allocator, model)
+        };
+        let (status_first, status_first_model) = rebuild(false);
+        let (mixed, mixed_model) = rebuild(true);
+        let assignments = |a: &Allocator| -> Vec<(ServiceKey, Assignment)> {
+            a.assignments().map(|(k, a)| (k.clone(), a)).collect()
+        };
+        prop_assert_eq!(
+            assignments(&mixed),
+            assignments(&status_first),
+            "externalIP records changed what was restored from status"
+        );
+        check_no_forbidden_sharing(&status_first, &status_first_model)?;
+        check_no_forbidden_sharing(&mixed, &mixed_model)?;
+        check_invariants(&status_first, &pools, &status_first_model)?;
+        check_invariants(&mixed, &pools, &mixed_model)?;
     }
 }
