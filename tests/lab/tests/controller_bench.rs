@@ -13,22 +13,13 @@
 
 mod controller_support;
 
-use std::collections::HashMap;
-use std::io::BufReader;
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use controller_support::{ControllerProcess, Lab, serial};
+use herald_lab::bench::{ServiceWatch, percentile};
 use herald_lab::{LabError, Result};
 use serde_json::{Value, json};
-
-/// First ADDED and first addressed sighting of each Service, as the watch saw them.
-#[derive(Default)]
-struct Seen {
-    added: HashMap<String, Instant>,
-    addressed: HashMap<String, Instant>,
-}
 
 /// Results of one run.
 struct Figures {
@@ -40,14 +31,6 @@ struct Figures {
     max: Duration,
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
 fn run(services: usize, timeout: Duration) -> Result<Figures> {
     let lab = Lab::new(&format!("ctl-bench-{services}"))?;
     lab.pool("bench", &["198.18.128.0/17"], json!({}))?;
@@ -55,53 +38,7 @@ fn run(services: usize, timeout: Duration) -> Result<Figures> {
     controller.wait_leading(Duration::from_secs(60))?;
 
     // The watch that timestamps everything.
-    let mut watch = lab
-        .kubectl
-        .command()
-        .args([
-            "get",
-            "services",
-            "-n",
-            lab.apps.name(),
-            "--watch",
-            "-o",
-            "json",
-        ])
-        .args(["--output-watch-events", "--request-timeout=0"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| LabError::io("starting kubectl --watch", e))?;
-    let stdout = watch
-        .stdout
-        .take()
-        .ok_or_else(|| LabError::Invalid("kubectl --watch has no stdout".into()))?;
-    let seen = Arc::new(Mutex::new(Seen::default()));
-    let reader = {
-        let seen = Arc::clone(&seen);
-        std::thread::spawn(move || {
-            let stream =
-                serde_json::Deserializer::from_reader(BufReader::new(stdout)).into_iter::<Value>();
-            for event in stream {
-                let Ok(event) = event else { break };
-                let now = Instant::now();
-                let object = &event["object"];
-                let Some(name) = object["metadata"]["name"].as_str() else {
-                    continue;
-                };
-                let addressed = object["status"]["loadBalancer"]["ingress"]
-                    .as_array()
-                    .is_some_and(|i| !i.is_empty());
-                let Ok(mut seen) = seen.lock() else { break };
-                seen.added.entry(name.to_owned()).or_insert(now);
-                if addressed {
-                    seen.addressed.entry(name.to_owned()).or_insert(now);
-                }
-            }
-        })
-    };
-    std::thread::sleep(Duration::from_secs(1));
+    let watch = ServiceWatch::start(&lab.kubectl, lab.apps.name(), Duration::from_secs(1))?;
 
     // Create all Services with `kubectl create` in a few parallel batches.
     let started = Instant::now();
@@ -111,12 +48,10 @@ fn run(services: usize, timeout: Duration) -> Result<Figures> {
         let items: Vec<Value> = (0..services)
             .filter(|i| i % batches == batch)
             .map(|i| {
-                let mut manifest = lab
-                    .service(&format!("s{i:05}"), 80)
-                    .manifest(lab.apps.name());
                 // 10,000 Services would exhaust the NodePort range (2,768 ports).
-                manifest["spec"]["allocateLoadBalancerNodePorts"] = json!(false);
-                manifest
+                lab.service(&format!("s{i:05}"), 80)
+                    .without_node_ports()
+                    .manifest(lab.apps.name())
             })
             .collect();
         let list = json!({"apiVersion": "v1", "kind": "List", "items": items});
@@ -156,12 +91,12 @@ fn run(services: usize, timeout: Duration) -> Result<Figures> {
     // Wait (bounded) until every Service has an address.
     let deadline = Instant::now() + timeout;
     loop {
-        let addressed = seen.lock().map(|s| s.addressed.len()).unwrap_or(0);
+        let addressed = watch.addressed_count();
         if addressed >= services {
             break;
         }
         if Instant::now() > deadline {
-            let _ = watch.kill();
+            // (The watch ends when it drops.)
             return Err(LabError::Invalid(format!(
                 "only {addressed} of {services} Services had an address after {timeout:?}; \
                  controller log {}",
@@ -171,13 +106,7 @@ fn run(services: usize, timeout: Duration) -> Result<Figures> {
         std::thread::sleep(Duration::from_millis(100));
     }
     let all_addressed = started.elapsed();
-    let _ = watch.kill();
-    let _ = watch.wait();
-    let _ = reader.join();
-
-    let seen = seen
-        .lock()
-        .map_err(|_| LabError::Invalid("watch reader panicked".into()))?;
+    let seen = watch.stop()?;
     let mut latencies: Vec<Duration> = seen
         .addressed
         .iter()

@@ -21,27 +21,17 @@
 
 mod bgp_support;
 
-use std::collections::{BTreeSet, HashMap};
-use std::io::BufReader;
-use std::process::Stdio;
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use bgp_support::{CONVERGE, World, parse_ip};
 use herald_crds::names::ANNOTATION_LOAD_BALANCER_IPS;
+use herald_lab::bench::{ServiceWatch, percentile};
 use herald_lab::{Family, LabError, Result};
 use serde_json::{Value, json};
 
 /// Longest one Service may take to reach FRR before the run fails.
 const PER_SERVICE_TIMEOUT: Duration = Duration::from_secs(60);
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
 
 /// p50 / p99 / max of some durations, in milliseconds.
 fn summary(mut values: Vec<Duration>) -> String {
@@ -54,91 +44,13 @@ fn summary(mut values: Vec<Duration>) -> String {
     )
 }
 
-/// A `kubectl get services --watch` that timestamps the first sighting of an address on
-/// each Service.
-struct AddressWatch {
-    child: std::process::Child,
-    reader: Option<std::thread::JoinHandle<()>>,
-    addressed: Arc<Mutex<HashMap<String, Instant>>>,
-}
-
-impl AddressWatch {
-    fn start(world: &World) -> Result<AddressWatch> {
-        let mut child = world
-            .kubectl
-            .command()
-            .args([
-                "get",
-                "services",
-                "-n",
-                world.apps.name(),
-                "--watch",
-                "-o",
-                "json",
-            ])
-            .args(["--output-watch-events", "--request-timeout=0"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| LabError::io("starting kubectl --watch", e))?;
-        let stdout = child
-            .stdout
-            .take()
-            .ok_or_else(|| LabError::Invalid("kubectl --watch has no stdout".into()))?;
-        let addressed = Arc::new(Mutex::new(HashMap::new()));
-        let seen = Arc::clone(&addressed);
-        let reader = std::thread::spawn(move || {
-            let events =
-                serde_json::Deserializer::from_reader(BufReader::new(stdout)).into_iter::<Value>();
-            for event in events {
-                let Ok(event) = event else { break };
-                let now = Instant::now();
-                let object = &event["object"];
-                let has_address = object["status"]["loadBalancer"]["ingress"]
-                    .as_array()
-                    .is_some_and(|i| !i.is_empty());
-                if let (true, Some(name), Ok(mut seen)) = (
-                    has_address,
-                    object["metadata"]["name"].as_str(),
-                    seen.lock(),
-                ) {
-                    seen.entry(name.to_string()).or_insert(now);
-                }
-            }
-        });
-        // Let the watch's initial list pass.
-        std::thread::sleep(Duration::from_millis(500));
-        Ok(AddressWatch {
-            child,
-            reader: Some(reader),
-            addressed,
-        })
-    }
-
-    fn seen(&self, name: &str) -> Option<Instant> {
-        self.addressed.lock().ok()?.get(name).copied()
-    }
-}
-
-impl Drop for AddressWatch {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if let Some(reader) = self.reader.take() {
-            let _ = reader.join();
-        }
-    }
-}
-
 /// The manifest of bench Service `name` pinned to `address`.
 fn service_manifest(world: &World, name: &str, address: &str) -> Value {
-    let spec = world
+    world
         .service(name, "none", "Cluster")
-        .annotation(ANNOTATION_LOAD_BALANCER_IPS, address);
-    let mut manifest = spec.manifest(world.apps.name());
-    manifest["spec"]["allocateLoadBalancerNodePorts"] = json!(false);
-    manifest
+        .annotation(ANNOTATION_LOAD_BALANCER_IPS, address)
+        .without_node_ports()
+        .manifest(world.apps.name())
 }
 
 /// The prefixes in FRR's IPv4 table.
@@ -178,7 +90,12 @@ fn run(services: usize) -> Result<Figures> {
         .frr()?
         .wait_established(parse_ip(&world.lan_v4(1)?)?, CONVERGE)?;
     let _controller = world.start_controller(1)?;
-    let watch = AddressWatch::start(&world)?;
+    // Let the watch's initial list pass.
+    let watch = ServiceWatch::start(
+        &world.kubectl,
+        world.apps.name(),
+        Duration::from_millis(500),
+    )?;
 
     // Warm-up: one Service through the whole path (the controller's first list, ...).
     world
@@ -218,7 +135,7 @@ fn run(services: usize) -> Result<Figures> {
             }
             std::thread::sleep(Duration::from_millis(5));
         }
-        if let Some(at) = watch.seen(&name) {
+        if let Some(at) = watch.addressed_at(&name) {
             figures
                 .addressed
                 .push(at.saturating_duration_since(started));
