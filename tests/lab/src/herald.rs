@@ -5,8 +5,8 @@
 //! Used by the lab tests (`tests/common`, the benchmarks) and by `herald-lab demo`. The
 //! manifest builders and parsers ([`object`], [`ingress_ips`], [`metric`], [`metric_sum`],
 //! [`record_key`], [`record_node`]) are pure; I/O stops at kubectl ([`install_crds`],
-//! [`wait_ingress`]), one `curl` in a namespace ([`speaker_metrics`]) and a file check
-//! ([`speaker_binary`], [`controller_binary`]).
+//! [`wait_ingress`], [`release_pools`]), one `curl` in a namespace ([`speaker_metrics`]) and
+//! a file check ([`speaker_binary`], [`controller_binary`]).
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -87,6 +87,25 @@ pub fn object(kind: &str, name: &str, namespace: &str, spec: Value) -> Value {
         "metadata": {"name": name, "namespace": namespace},
         "spec": spec,
     })
+}
+
+/// Strips the finalizers off every IPAddressPool in `namespace`, best effort: a controller
+/// marks the pools in use with one, and once it is stopped nobody removes it, so the
+/// namespace would hang in Terminating.
+pub fn release_pools(kubectl: &Kubectl, namespace: &str) {
+    let Ok(pools) = kubectl.list("ipaddresspools.herald.dev", Some(namespace), None) else {
+        return;
+    };
+    for pool in pools {
+        if let Some(name) = pool["metadata"]["name"].as_str() {
+            let _ = kubectl.patch(
+                "ipaddresspool",
+                name,
+                Some(namespace),
+                &json!({"metadata": {"finalizers": null}}),
+            );
+        }
+    }
 }
 
 /// The addresses in a Service's `status.loadBalancer.ingress`, in order (entries without

@@ -10,249 +10,61 @@
 //! own lab (nodes, pods, router), install namespace (pools, memberlist Secret), apps
 //! namespace and `loadBalancerClass`; all of it is removed when the test ends, even on
 //! failure (guards). Must run as root.
+//!
+//! The world (lab, namespaces, speakers, Services, pods) is `common::World`; what is
+//! forwarding's own stays here: its pools, the static routes on the router and reading the
+//! nodes' nftables tables.
+
+mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use common::{CLIENT_V4, ECHO_PORT, SERVICE_PORT, SETUP_TIMEOUT, Setup, World, parse_ip, pods_of};
 use herald_lab::echo::EchoReply;
-use herald_lab::kube::{
-    EndpointView, NodeGuard, ObjectGuard, PortSpec, ServiceSpec, TestNamespace,
-};
-use herald_lab::topology::{RouterSetup, http_get_from};
-use herald_lab::wait::{Poll, poll_until};
-use herald_lab::{ControlPlane, Kubectl, Lab, LabError, LabProcess, Result, paths};
+use herald_lab::herald::MEMBERLIST_SECRET;
+use herald_lab::kube::{EndpointView, ObjectGuard, PortSpec, ServiceSpec};
+use herald_lab::topology::http_get_from;
+use herald_lab::wait::{Poll, poll_until, time_both};
+use herald_lab::{LabError, Result, paths};
 use serde_json::{Value, json};
 
-/// Name of the memberlist Secret the tests create.
-const MEMBERLIST_SECRET: &str = "herald-memberlist";
-/// The echo servers' port (the pods' target port).
-const ECHO_PORT: u16 = 8080;
-/// The Services' port on the external address.
-const SERVICE_PORT: u16 = 80;
-/// The client's address (what `Local` must preserve).
-const CLIENT_V4: &str = "198.51.100.100";
-/// Generous bound for a change to reach the kernel (the goal is well under a second).
+/// Generous bound for a change to reach the kernel once the API shows it: the speaker's own
+/// share (the goal is well under a second); [`SETUP_TIMEOUT`] bounds kube-controller-manager's.
 const CHANGE_DEADLINE: Duration = Duration::from_secs(10);
-/// How long a speaker may take to list everything and apply the first ruleset.
-const READY_TIMEOUT: Duration = Duration::from_secs(60);
-/// How long kube-controller-manager may take to reflect a change in EndpointSlices (and
-/// a Service its first apply). Generous: the control plane is shared with other test
-/// binaries, and a 10,000-Service benchmark next door delays EndpointSlices by a minute.
-/// The speaker's own share of each change is bounded by [`CHANGE_DEADLINE`].
-const SETUP_TIMEOUT: Duration = Duration::from_secs(90);
 /// How long an expected-to-fail request may take before it counts as failed.
 const SHORT_REQUEST: Duration = Duration::from_millis(1500);
-
-fn speaker_binary() -> Result<PathBuf> {
-    let path = paths::target_dir().join("debug/herald-speaker");
-    if path.is_file() {
-        Ok(path)
-    } else {
-        Err(LabError::MissingTool {
-            tool: "herald-speaker".into(),
-            hint: format!(
-                "{} is missing: run `cargo build -p herald-speaker` (tests/run.sh builds the workspace)",
-                path.display()
-            ),
-        })
-    }
-}
-
-fn kubectl_with_crds() -> Result<Kubectl> {
-    let kubectl = ControlPlane::ensure()?.kubectl()?;
-    let crd_dir = paths::repo_root().join("charts/herald/crds");
-    kubectl.run(&["apply", "-f", &crd_dir.to_string_lossy()])?;
-    kubectl.run(&[
-        "wait",
-        "--for=condition=Established",
-        "crd/ipaddresspools.herald.dev",
-        "crd/l2advertisements.herald.dev",
-        "crd/bgpadvertisements.herald.dev",
-        "crd/bgppeers.herald.dev",
-        "crd/communities.herald.dev",
-        "--timeout=60s",
-    ])?;
-    Ok(kubectl)
-}
-
-/// How a speaker authenticates to the apiserver.
-enum Credentials {
-    /// The lab's admin kubeconfig.
-    Admin,
-    /// A kubeconfig file (e.g. holding a ServiceAccount token).
-    Kubeconfig(PathBuf),
-}
-
-/// One test's world. Fields drop in order: speakers first (so nothing watches while the
-/// objects go), then the Kubernetes namespaces and Nodes, then the network lab.
-struct World {
-    speakers: Vec<Option<LabProcess>>,
-    guards: Vec<ObjectGuard>,
-    apps: TestNamespace,
-    install: TestNamespace,
-    _nodes: Vec<NodeGuard>,
-    lab: Lab,
-    kubectl: Kubectl,
-    class: String,
-    speaker: PathBuf,
-}
 
 impl World {
     /// A lab with `nodes` nodes (no pods yet), registered as Nodes, an install namespace
     /// with the memberlist Secret and two pools (203.0.113.0/25 and 2001:db8:100::/121 for
     /// LoadBalancer addresses; 203.0.113.128/25 allowing external IPs), and an apps
-    /// namespace.
-    fn new(hint: &str, nodes: usize) -> Result<World> {
-        let speaker = speaker_binary()?;
-        let kubectl = kubectl_with_crds()?;
-        let lab = Lab::builder()
-            .echo_binary(env!("CARGO_BIN_EXE_herald-lab"))
-            .nodes(nodes)
-            .router(RouterSetup::NoFrr)
-            .build()?;
-        let node_guards = lab.register_nodes(&kubectl)?;
-        let install = kubectl.test_namespace(&format!("{hint}-sys"))?;
-        let apps = kubectl.test_namespace(hint)?;
-        let class = format!("lab.herald.dev/{}", install.name());
-        let key = format!("{}-{}", install.name(), "membership-key-for-tests-only");
-        kubectl.run(&[
-            "create",
-            "secret",
-            "generic",
-            MEMBERLIST_SECRET,
-            "-n",
-            install.name(),
-            &format!("--from-literal=secretkey={key}"),
-        ])?;
-        let world = World {
-            speakers: (0..nodes).map(|_| None).collect(),
-            guards: Vec::new(),
-            apps,
-            install,
-            _nodes: node_guards,
-            lab,
-            kubectl,
-            class,
-            speaker,
-        };
-        world.pool("lb", &["203.0.113.0/25", "2001:db8:100::/121"], false)?;
-        world.pool("external", &["203.0.113.128/25"], true)?;
+    /// namespace. The speakers run forwarding only: these tests route each address to a
+    /// node statically.
+    fn forwarding(hint: &str, nodes: usize) -> Result<World> {
+        let world = World::create(
+            hint,
+            nodes,
+            Setup {
+                router_pod_routes: true,
+                speaker_flags: &["--forwarding", "on", "--layer2", "off"],
+                resync_interval: "2s",
+                niced: false,
+                endpoints_timeout: SETUP_TIMEOUT,
+            },
+        )?;
+        world.install_object(
+            "IPAddressPool",
+            "lb",
+            json!({"addresses": ["203.0.113.0/25", "2001:db8:100::/121"], "allowExternalIPs": false}),
+        )?;
+        world.install_object(
+            "IPAddressPool",
+            "external",
+            json!({"addresses": ["203.0.113.128/25"], "allowExternalIPs": true}),
+        )?;
         Ok(world)
-    }
-
-    fn pool(&self, name: &str, addresses: &[&str], allow_external_ips: bool) -> Result<()> {
-        let manifest = json!({
-            "apiVersion": "herald.dev/v1alpha1",
-            "kind": "IPAddressPool",
-            "metadata": {"name": name, "namespace": self.install.name()},
-            "spec": {"addresses": addresses, "allowExternalIPs": allow_external_ips},
-        });
-        self.install.apply(&manifest.to_string()).map(|_| ())
-    }
-
-    /// Starts the speaker of node `node` (1-based) and waits until it applied its first
-    /// full ruleset.
-    fn start_speaker(&mut self, node: usize, credentials: &Credentials) -> Result<()> {
-        let node_name = self.lab.node(node)?.name.clone();
-        let kubeconfig = match credentials {
-            Credentials::Admin => paths::kubeconfig_path(),
-            Credentials::Kubeconfig(path) => path.clone(),
-        };
-        let binary = self.speaker.to_string_lossy().into_owned();
-        let kubeconfig = kubeconfig.to_string_lossy().into_owned();
-        let argv = [
-            binary.as_str(),
-            "--node-name",
-            &node_name,
-            "--namespace",
-            self.install.name(),
-            "--kubeconfig",
-            &kubeconfig,
-            "--forwarding",
-            "on",
-            "--memberlist-secret",
-            MEMBERLIST_SECRET,
-            "--load-balancer-class",
-            &self.class,
-            "--ignore-classless",
-            "--resync-interval",
-            "2s",
-            // Forwarding only: these tests route each address to a node statically.
-            "--layer2",
-            "off",
-        ];
-        let mut process = self
-            .lab
-            .spawn_in_node(node, &format!("speaker-n{node}"), &argv)?;
-        let ready = process.wait_for_log("first full apply done", READY_TIMEOUT);
-        self.speakers[node - 1] = Some(process);
-        ready
-    }
-
-    fn start_all_speakers(&mut self) -> Result<()> {
-        for node in 1..=self.lab.nodes().len() {
-            self.start_speaker(node, &Credentials::Admin)?;
-        }
-        Ok(())
-    }
-
-    fn speaker_mut(&mut self, node: usize) -> Result<&mut LabProcess> {
-        self.speakers
-            .get_mut(node - 1)
-            .and_then(Option::as_mut)
-            .ok_or_else(|| LabError::Invalid(format!("no speaker running on node {node}")))
-    }
-
-    /// Adds a pod namespace on `node` with an echo server and registers it as a Ready Pod
-    /// labelled `app=APP`.
-    fn add_pod(&mut self, node: usize, name: &str, app: &str) -> Result<()> {
-        self.lab.add_pod(node, name)?;
-        self.apps
-            .create_pod(&self.lab.pod_spec(name)?.label("app", app))
-    }
-
-    fn set_pod_ready(&self, name: &str, app: &str, ready: bool) -> Result<()> {
-        self.apps
-            .set_pod_ready(&self.lab.pod_spec(name)?.label("app", app), ready)
-    }
-
-    /// A LoadBalancer Service of this test's class selecting `app=APP`, TCP 80 -> 8080.
-    fn service(&self, name: &str, app: &str, policy: &str) -> ServiceSpec {
-        let mut spec = ServiceSpec::new(name, app)
-            .load_balancer()
-            .traffic_policy(policy)
-            .port(PortSpec::tcp("http", SERVICE_PORT).target(ECHO_PORT));
-        spec.load_balancer_class = Some(self.class.clone());
-        spec
-    }
-
-    /// Creates the Service and writes its ingress addresses, as the controller would.
-    /// No NodePorts: Herald's forwarding does not use them (and the shared cluster's
-    /// NodePort range may be exhausted by other tests).
-    fn apply_service(&self, spec: &ServiceSpec, ingress: &[&str]) -> Result<()> {
-        let mut manifest = spec.manifest(self.apps.name());
-        manifest["spec"]["allocateLoadBalancerNodePorts"] = json!(false);
-        self.apps.apply(&manifest.to_string())?;
-        let ingress: Vec<Value> = ingress
-            .iter()
-            .map(|ip| json!({"ip": ip, "ipMode": "VIP"}))
-            .collect();
-        self.kubectl.patch_status(
-            "service",
-            &spec.name,
-            Some(self.apps.name()),
-            &json!({"status": {"loadBalancer": {"ingress": ingress}}}),
-        )
-    }
-
-    fn wait_ready_endpoints(&self, service: &str, count: usize) -> Result<()> {
-        self.apps
-            .wait_endpoints(service, SETUP_TIMEOUT, |eps| {
-                eps.iter().filter(|e| e.ready).count() == count
-            })
-            .map(|_| ())
     }
 
     /// Sends traffic for `address` to node `node`: a static route on the router.
@@ -338,39 +150,28 @@ impl World {
     ) -> Result<Timing> {
         let started = Instant::now();
         change()?;
-        let (to_api, to_kernel) = std::thread::scope(|scope| {
-            let api = scope.spawn(move || {
-                poll_until(
-                    &format!("{what}: the API to show the change"),
-                    SETUP_TIMEOUT,
-                    Duration::from_millis(10),
-                    || {
-                        Ok(if api_shows()? {
-                            Poll::Ready(started.elapsed())
-                        } else {
-                            Poll::Pending(String::new())
-                        })
-                    },
-                )
-            });
-            let kernel = poll_until(
-                &format!("{what}: node 1's table to follow"),
-                SETUP_TIMEOUT,
-                Duration::from_millis(10),
-                || {
-                    let table = self.nft_table(1)?.unwrap_or_default();
-                    Ok(if table_shows(&table) {
-                        Poll::Ready(started.elapsed())
-                    } else {
-                        Poll::Pending(table)
-                    })
-                },
-            );
-            let api = api
-                .join()
-                .map_err(|_| LabError::Invalid(format!("{what}: API poller panicked")))?;
-            Ok::<_, LabError>((api?, kernel?))
-        })?;
+        let (to_api, to_kernel) = time_both(
+            started,
+            SETUP_TIMEOUT,
+            Duration::from_millis(10),
+            &format!("{what}: the API to show the change"),
+            move || {
+                Ok(if api_shows()? {
+                    Poll::Ready(())
+                } else {
+                    Poll::Pending(String::new())
+                })
+            },
+            &format!("{what}: node 1's table to follow"),
+            || {
+                let table = self.nft_table(1)?.unwrap_or_default();
+                Ok(if table_shows(&table) {
+                    Poll::Ready(())
+                } else {
+                    Poll::Pending(table)
+                })
+            },
+        )?;
         let timing = Timing {
             what,
             to_api,
@@ -385,14 +186,6 @@ impl World {
         Ok(timing)
     }
 
-    /// `count` requests from the client to `ip:80`; every one must succeed.
-    fn sample(&self, ip: &str, count: usize) -> Result<Vec<EchoReply>> {
-        let ip: IpAddr = parse_ip(ip)?;
-        (0..count)
-            .map(|_| self.lab.client_get(ip, SERVICE_PORT))
-            .collect()
-    }
-
     /// One request that is expected to fail quickly; returns whether it failed.
     fn unreachable(&self, ip: &str) -> Result<bool> {
         Ok(http_get_from(
@@ -402,23 +195,6 @@ impl World {
             SHORT_REQUEST,
         )
         .is_err())
-    }
-
-    fn metric(&self, node: usize, name: &str) -> Result<f64> {
-        let text = self.lab.node(node)?.netns.exec(&[
-            "curl",
-            "-sS",
-            "--max-time",
-            "5",
-            "http://127.0.0.1:7473/metrics",
-        ])?;
-        text.lines()
-            .filter(|line| !line.starts_with('#'))
-            .find_map(|line| {
-                let (key, value) = line.rsplit_once(' ')?;
-                (key == name).then(|| value.parse::<f64>().ok()).flatten()
-            })
-            .ok_or_else(|| LabError::parse(format!("metric {name} on node {node}"), text))
     }
 }
 
@@ -441,15 +217,6 @@ fn dnat_entry(address: &str) -> String {
     format!("{address} . tcp . {SERVICE_PORT} : goto")
 }
 
-fn parse_ip(text: &str) -> Result<IpAddr> {
-    text.parse()
-        .map_err(|e| LabError::parse(format!("address {text:?}"), e))
-}
-
-fn pods_of(replies: &[EchoReply]) -> BTreeSet<String> {
-    replies.iter().map(|r| r.pod.clone()).collect()
-}
-
 /// Client address seen per pod.
 fn clients_by_pod(replies: &[EchoReply]) -> Result<BTreeMap<String, BTreeSet<IpAddr>>> {
     let mut seen: BTreeMap<String, BTreeSet<IpAddr>> = BTreeMap::new();
@@ -464,17 +231,17 @@ fn clients_by_pod(replies: &[EchoReply]) -> Result<BTreeMap<String, BTreeSet<IpA
 #[test]
 fn the_client_reaches_a_load_balancer_service_spread_over_pods_on_every_node_and_an_approved_external_ip()
 -> Result<()> {
-    let mut world = World::new("spk-reach", 3)?;
+    let mut world = World::forwarding("spk-reach", 3)?;
     for node in 1..=3 {
         world.add_pod(node, &format!("web-{node}"), "web")?;
     }
     world.start_all_speakers()?;
 
     // A dual-stack Cluster Service on 203.0.113.10 and 2001:db8:100::10, TCP and UDP.
-    let mut web = world.service("web", "web", "Cluster");
-    web.ip_family_policy = Some("RequireDualStack".into());
-    web.ip_families = vec!["IPv4".into(), "IPv6".into()];
-    web = web.port(PortSpec::udp("udp", 5353).target(ECHO_PORT));
+    let web = world
+        .service("web", "web", "Cluster")
+        .dual_stack()
+        .port(PortSpec::udp("udp", 5353).target(ECHO_PORT));
     world.apply_service(&web, &["203.0.113.10", "2001:db8:100::10"])?;
     world.wait_ready_endpoints("web", 6)?;
     world.route_to("203.0.113.10", 1)?;
@@ -547,7 +314,7 @@ fn the_client_reaches_a_load_balancer_service_spread_over_pods_on_every_node_and
 
 #[test]
 fn local_policy_keeps_the_client_address_and_uses_only_the_nodes_own_pods() -> Result<()> {
-    let mut world = World::new("spk-local", 3)?;
+    let mut world = World::forwarding("spk-local", 3)?;
     world.add_pod(1, "local-1a", "local")?;
     world.add_pod(1, "local-1b", "local")?;
     world.add_pod(2, "local-2a", "local")?;
@@ -584,7 +351,7 @@ fn local_policy_keeps_the_client_address_and_uses_only_the_nodes_own_pods() -> R
 
 #[test]
 fn forwarding_follows_scaling_readiness_and_deletion_within_a_deadline() -> Result<()> {
-    let mut world = World::new("spk-churn", 2)?;
+    let mut world = World::forwarding("spk-churn", 2)?;
     world.add_pod(1, "churn-1", "churn")?;
     world.start_all_speakers()?;
     let service = world.service("churn", "churn", "Cluster");
@@ -684,7 +451,7 @@ fn forwarding_follows_scaling_readiness_and_deletion_within_a_deadline() -> Resu
 
 #[test]
 fn a_restarted_speaker_leaves_no_stale_rules_and_a_deleted_table_comes_back() -> Result<()> {
-    let mut world = World::new("spk-restart", 1)?;
+    let mut world = World::forwarding("spk-restart", 1)?;
     world.add_pod(1, "keep-1", "keep")?;
     world.add_pod(1, "gone-1", "gone")?;
     world.start_all_speakers()?;
@@ -726,7 +493,7 @@ fn a_restarted_speaker_leaves_no_stale_rules_and_a_deleted_table_comes_back() ->
         "with the speaker down nothing should have removed the rule yet"
     );
     // ...and the restarted speaker's first apply leaves nothing stale.
-    world.start_speaker(1, &Credentials::Admin)?;
+    world.start_speaker(1)?;
     assert!(!world.mentions(1, "203.0.113.15")?);
     assert!(world.forwards(1, "203.0.113.14")?);
     assert_eq!(
@@ -744,7 +511,7 @@ fn a_restarted_speaker_leaves_no_stale_rules_and_a_deleted_table_comes_back() ->
 
 #[test]
 fn the_speaker_works_with_exactly_the_charts_rbac() -> Result<()> {
-    let mut world = World::new("spk-rbac", 1)?;
+    let mut world = World::forwarding("spk-rbac", 1)?;
     world.add_pod(1, "rbac-1", "rbac")?;
     let release = world.install.name().to_string();
     let fullname = if release.contains("herald") {
@@ -818,7 +585,7 @@ fn the_speaker_works_with_exactly_the_charts_rbac() -> Result<()> {
     std::fs::write(&path, kubeconfig.to_string())
         .map_err(|e| LabError::io(format!("writing {}", path.display()), e))?;
 
-    world.start_speaker(1, &Credentials::Kubeconfig(path))?;
+    world.start_speaker_with_kubeconfig(1, &path)?;
     world.apply_service(&world.service("rbac", "rbac", "Cluster"), &["203.0.113.16"])?;
     world.route_to("203.0.113.16", 1)?;
     let reply =
