@@ -23,6 +23,7 @@ use serde_json::json;
 const ASSIGNED: &str = "herald.dev/AddressAssigned";
 const EXTERNAL_IPS: &str = "herald.dev/ExternalIPsAllowed";
 const POOL_ANNOTATION: &str = "herald.dev/ip-allocated-from-pool";
+const EXTERNAL_IPS_BOOKED: &str = "herald.dev/external-ips-booked";
 const LEAD_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[test]
@@ -355,6 +356,101 @@ fn external_ips_inside_an_allowing_pool_are_accepted_and_others_get_an_event() -
     lab.wait_ingress("outside", 1)?;
     drop(controller);
     Ok(())
+}
+
+#[test]
+fn an_accepted_external_ip_is_booked_so_no_load_balancer_gets_it_until_its_service_goes()
+-> Result<()> {
+    let _serial = serial();
+    let lab = Lab::new("ctl-extbook")?;
+    // One pool that load balancers auto-assign from and whose addresses may be externalIPs.
+    lab.pool(
+        "shared",
+        &["192.0.2.128/30"],
+        json!({"allowExternalIPs": true}),
+    )?;
+    lab.pool("own", &["192.0.2.136/30"], json!({"autoAssign": false}))?;
+    let mut controller = ControllerProcess::start_admin(&lab, "c1")?;
+    controller.wait_leading(LEAD_TIMEOUT)?;
+
+    // A lists the lowest address of "shared" as an externalIP (its own address is from "own").
+    let mut a = lab
+        .service("a", 80)
+        .annotation("herald.dev/address-pool", "own");
+    a.external_ips = vec!["192.0.2.128".into()];
+    lab.apply_service(&a, |_| {})?;
+    let (reason, message) = lab.wait_condition("a", EXTERNAL_IPS, "True")?;
+    assert_eq!(reason, "Allowed");
+    assert!(message.contains("192.0.2.128 (pool shared)"), "{message}");
+    assert_eq!(lab.wait_ingress("a", 1)?, vec!["192.0.2.136"]);
+    wait_annotation(&lab, "a", EXTERNAL_IPS_BOOKED, Some("192.0.2.128"))?;
+
+    // B auto-assigns from the same pool: the lowest free address is no longer A's.
+    lab.apply_service(&lab.service("b", 80), |_| {})?;
+    assert_eq!(lab.wait_ingress("b", 1)?, vec!["192.0.2.129"]);
+    // C asks for it outright: refused, in use by A.
+    lab.apply_service(
+        &lab.service("c", 80)
+            .annotation("herald.dev/loadBalancerIPs", "192.0.2.128"),
+        |_| {},
+    )?;
+    let (reason, message) = lab.wait_condition("c", ASSIGNED, "False")?;
+    assert_eq!(reason, "AddressInUse");
+    assert!(
+        message.contains(&format!("in use by {}/a", lab.apps.name())),
+        "{message}"
+    );
+
+    // The booking survives a restart: D, created while no controller runs, is reconciled
+    // together with A after the restart and still does not get A's externalIP.
+    controller.kill();
+    lab.apply_service(&lab.service("d", 80), |_| {})?;
+    let controller = ControllerProcess::start_admin(&lab, "c1")?;
+    controller.wait_leading(LEAD_TIMEOUT)?;
+    assert_eq!(lab.wait_ingress("d", 1)?, vec!["192.0.2.130"]);
+    assert_eq!(lab.ingress("b")?, vec!["192.0.2.129"]);
+    assert!(lab.ingress("c")?.is_empty(), "C got A's externalIP");
+    // The pool counts the booked externalIP as assigned.
+    poll_until(
+        "pool shared to count A's externalIP",
+        LEAD_TIMEOUT,
+        POLL,
+        || {
+            let pool = lab
+                .install
+                .get("ipaddresspool", "shared")?
+                .ok_or_else(|| LabError::Invalid("pool shared missing".into()))?;
+            Ok(if pool["status"]["assignedIPv4"] == 3 {
+                Poll::Ready(())
+            } else {
+                Poll::Pending(pool["status"].to_string())
+            })
+        },
+    )?;
+
+    // Deleting A frees it: the waiting C gets it.
+    lab.delete_service("a")?;
+    assert_eq!(lab.wait_ingress("c", 1)?, vec!["192.0.2.128"]);
+    drop(controller);
+    Ok(())
+}
+
+/// Waits until the Service's annotation `name` is `value` (`None`: absent).
+fn wait_annotation(lab: &Lab, service: &str, name: &str, value: Option<&str>) -> Result<()> {
+    poll_until(
+        &format!("annotation {name}={value:?} on Service {service}"),
+        LEAD_TIMEOUT,
+        POLL,
+        || {
+            let object = lab.get_service(service)?;
+            let found = object["metadata"]["annotations"][name].as_str();
+            Ok(if found == value {
+                Poll::Ready(())
+            } else {
+                Poll::Pending(format!("{found:?}"))
+            })
+        },
+    )
 }
 
 #[test]
