@@ -12,15 +12,16 @@
 //! Must run as root. Measured times are printed (`--nocapture`).
 
 mod bgp_support;
+mod common;
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use bgp_support::{
-    CHANGE_DEADLINE, CLIENT_V4, CONVERGE, PASSWORD, ROUTER_ASN, SERVICE_PORT, World, error_of,
-    measure_api_and_router, parse_ip, pods_of, state_of,
+    CHANGE_DEADLINE, CONVERGE, PASSWORD, ROUTER_ASN, error_of, measure_api_and_router, state_of,
 };
+use common::{CLIENT_V4, SERVICE_PORT, World, parse_ip, pods_of};
 use herald_lab::frr::{BgpNeighbor, RemoteAs, RouterConfig};
 use herald_lab::{Family, Result};
 use serde_json::{Value, json};
@@ -28,7 +29,7 @@ use serde_json::{Value, json};
 #[test]
 fn ebgp_with_md5_spreads_services_over_every_node_and_local_routes_follow_ready_endpoints()
 -> Result<()> {
-    let mut world = World::new("bgp-ebgp", 3)?;
+    let mut world = World::bgp("bgp-ebgp", 3)?;
     let config = world
         .router_config()
         .each_neighbor(|n| n.password = Some(PASSWORD.to_string()));
@@ -174,7 +175,7 @@ fn ebgp_with_md5_spreads_services_over_every_node_and_local_routes_follow_ready_
 
 #[test]
 fn ibgp_over_an_ipv6_session_carries_ipv6_routes_with_ecmp_to_local_endpoints() -> Result<()> {
-    let mut world = World::new("bgp-ibgp6", 2)?;
+    let mut world = World::bgp("bgp-ibgp6", 2)?;
     let neighbors: Vec<IpAddr> = (1..=2)
         .map(|node| parse_ip(&world.lan_v6(node)?))
         .collect::<Result<_>>()?;
@@ -250,7 +251,7 @@ fn two_node_cluster_service(
     peer_spec: Value,
     router: impl FnOnce(&World) -> Result<()>,
 ) -> Result<World> {
-    let mut world = World::new(hint, 2)?;
+    let mut world = World::bgp(hint, 2)?;
     let config = world.router_config();
     world.start_frr(&config)?;
     router(&world)?;
@@ -397,7 +398,7 @@ fn sessions_and_routes_come_back_after_the_router_restarts() -> Result<()> {
         "two router restarts are two flaps, counted {flaps}:\n{}",
         world.metrics(1)?
     );
-    for speaker in world.speakers.iter_mut().flatten() {
+    for speaker in world.speakers_mut() {
         assert!(speaker.is_running(), "{} exited", speaker.name());
     }
     Ok(())
@@ -458,7 +459,7 @@ fn graceful_restart_keeps_the_routes_while_a_killed_speaker_comes_back() -> Resu
 
 #[test]
 fn misconfigured_peers_each_get_a_clear_status_and_the_speakers_keep_running() -> Result<()> {
-    let mut world = World::new("bgp-bad", 3)?;
+    let mut world = World::bgp("bgp-bad", 3)?;
     let node1 = world.lan_v4(1)?;
     let config = world.router_config().each_neighbor(|n| {
         if n.address.to_string() == node1 {

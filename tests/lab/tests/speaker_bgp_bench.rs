@@ -20,11 +20,13 @@
 //! session level by `cargo test -p herald-speaker --test bgp_frr ten_thousand -- --nocapture`.
 
 mod bgp_support;
+mod common;
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use bgp_support::{CONVERGE, World, parse_ip};
+use bgp_support::CONVERGE;
+use common::{World, parse_ip};
 use herald_crds::names::ANNOTATION_LOAD_BALANCER_IPS;
 use herald_lab::bench::{ServiceWatch, percentile};
 use herald_lab::{Family, LabError, Result};
@@ -79,7 +81,7 @@ fn run(services: usize) -> Result<Figures> {
             "at most 120 Services each way (a /24)".into(),
         ));
     }
-    let mut world = World::new(&format!("bgp-bench-{services}"), 1)?;
+    let mut world = World::bgp(&format!("bgp-bench-{services}"), 1)?;
     let config = world.router_config();
     world.start_frr(&config)?;
     world.peer("router", "192.0.2.1", json!({}))?;
