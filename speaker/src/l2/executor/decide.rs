@@ -44,7 +44,8 @@
 //!   LAN but not from the API server would win the record back and, once reconnected, take
 //!   the address back. (The only clock-dependent rule, so its bookkeeping takes `now`.)
 //! - **Claim records only with half the cluster in sight.** A node that sees fewer than half
-//!   of the nodes eligible for an address ([`sees_at_least_half`]) writes no record for it:
+//!   of the nodes eligible for an address and known to run a speaker
+//!   ([`sees_at_least_half`], [`known_speakers`]) writes no record for it:
 //!   cut off alone, it takes the others' addresses over on its side (it cannot tell a
 //!   partition from their death) but leaves their records alone, so it holds them contested
 //!   and gives way when it is reconnected. The survivor of a mass failure announces all the
@@ -97,6 +98,8 @@ pub struct PassInput<'a> {
     pub lost_to: &'a BTreeMap<IpAddr, String>,
     /// The start-up hold is in effect.
     pub holding: bool,
+    /// Nodes known to run a speaker (see [`known_speakers`]), for [`sees_at_least_half`].
+    pub known_speakers: &'a BTreeSet<String>,
 }
 
 /// How this node starts announcing an address it owns.
@@ -220,7 +223,7 @@ pub fn decide(input: &PassInput<'_>) -> Pass {
             if input.announced.contains(&address) {
                 let ours = Record::new(input.node, interfaces.iter().cloned());
                 let acquiring = input.acquiring.contains(&address);
-                let in_sight = sees_at_least_half(announcement);
+                let in_sight = sees_at_least_half(announcement, input.known_speakers);
                 for service in &announcement.services {
                     let write = match input.records.get(service, address) {
                         None => in_sight,
@@ -335,8 +338,43 @@ pub fn still_taken_away(
 /// node that sees fewer is most likely the one cut off, not the survivor of a mass failure:
 /// it may announce on its side, but it claims no record. Half (not a strict majority) so
 /// that the survivor of a two-node cluster still records itself.
-pub fn sees_at_least_half(announcement: &L2Announcement) -> bool {
-    announcement.candidates.len() * 2 >= announcement.eligible.len()
+///
+/// Only nodes known to run a speaker count (`known_speakers`: seen live in membership since
+/// this speaker started, or named by a record): a node the speaker DaemonSet does not run on
+/// (a tainted control-plane node, a node outside its selector) can never be seen, and
+/// counting it would keep a healthy majority from ever claiming a record.
+pub fn sees_at_least_half(
+    announcement: &L2Announcement,
+    known_speakers: &BTreeSet<String>,
+) -> bool {
+    let counted = announcement
+        .eligible
+        .iter()
+        .filter(|node| known_speakers.contains(*node) || announcement.candidates.contains(*node))
+        .count();
+    announcement.candidates.len() * 2 >= counted
+}
+
+/// The nodes known to run a speaker: `seen_live` (every node membership showed live since
+/// this speaker started) and every node a record of a planned address names (it announced
+/// that address, so it runs a speaker of this installation). Records on Services this node
+/// does not plan for (another load-balancer class, another installation) say nothing.
+pub fn known_speakers(
+    seen_live: &BTreeSet<String>,
+    records: &Records,
+    l2: &BTreeMap<IpAddr, L2Announcement>,
+) -> BTreeSet<String> {
+    let mut known = seen_live.clone();
+    known.extend(
+        records
+            .iter()
+            .filter(|(service, address, _)| {
+                l2.get(address)
+                    .is_some_and(|announcement| announcement.services.contains(*service))
+            })
+            .map(|(_, _, record)| record.node.clone()),
+    );
+    known
 }
 
 /// The addresses a records update took away from this node: among the addresses it
@@ -499,6 +537,7 @@ mod tests {
         announced: BTreeSet<IpAddr>,
         acquiring: BTreeSet<IpAddr>,
         lost_to: BTreeMap<IpAddr, TakenAway>,
+        seen_live: BTreeSet<String>,
         now: Instant,
         holding: bool,
     }
@@ -513,6 +552,7 @@ mod tests {
                 announced: BTreeSet::new(),
                 acquiring: BTreeSet::new(),
                 lost_to: BTreeMap::new(),
+                seen_live: BTreeSet::new(),
                 now: Instant::now(),
                 holding: false,
             }
@@ -521,6 +561,9 @@ mod tests {
         /// Runs a pass and remembers its result the way the executor does; the announcer
         /// is taken to report every wanted address as announced right after.
         fn pass(&mut self, l2: &BTreeMap<IpAddr, L2Announcement>, records: &Records) -> Pass {
+            self.seen_live
+                .extend(l2.values().flat_map(|a| a.candidates.iter().cloned()));
+            let known = known_speakers(&self.seen_live, records, l2);
             let pass = decide(&PassInput {
                 node: self.name,
                 l2,
@@ -536,6 +579,7 @@ mod tests {
                     .map(|(address, taken)| (*address, taken.by.clone()))
                     .collect(),
                 holding: self.holding,
+                known_speakers: &known,
             });
             self.lost_to = still_taken_away(&self.lost_to, l2, records, self.now);
             self.acquiring = pass
@@ -849,6 +893,53 @@ mod tests {
         survivor.pass(&l2_of(&two), &records);
         let written = survivor.pass(&l2_of(&two), &records);
         assert_eq!(written.record_writes.len(), 1);
+    }
+
+    #[test]
+    fn nodes_that_never_ran_a_speaker_do_not_keep_a_healthy_cluster_from_recording() {
+        let owner = ranking()[0];
+        // Four more eligible nodes the speaker DaemonSet does not run on (never seen live,
+        // named by no record): 3 of 7 would be fewer than half.
+        let l2 = || -> BTreeMap<IpAddr, L2Announcement> {
+            let mut announcement = announcement(&NODES, &[web()]);
+            announcement
+                .eligible
+                .extend(["cp-1", "cp-2", "cp-3", "cp-4"].map(str::to_owned));
+            [(vip(), announcement)].into()
+        };
+        let mut node = Node::new(owner);
+        node.pass(&l2(), &Records::default());
+        let written = node.pass(&l2(), &Records::default());
+        assert_eq!(
+            written.record_writes,
+            vec![RecordWrite {
+                service: web(),
+                address: vip(),
+                record: Some(Record::new(owner, ["eth0".to_owned()])),
+            }]
+        );
+    }
+
+    #[test]
+    fn known_speakers_are_those_seen_live_and_those_named_by_a_record() {
+        let seen: BTreeSet<String> = ["node-a".to_owned()].into();
+        let known = known_speakers(&seen, &record_on_web("node-c"), &l2_of(&["node-a"]));
+        assert_eq!(known, ["node-a".to_owned(), "node-c".to_owned()].into());
+        // Records of Services this node does not plan for (another class, another
+        // installation) name nodes that say nothing about this cluster.
+        let unplanned = known_speakers(&seen, &record_on_web("node-c"), &BTreeMap::new());
+        assert_eq!(unplanned, seen);
+        // A cut-off node that saw its peers before keeps counting them.
+        let mut announcement = announcement(&["node-a"], &[web()]);
+        assert!(!sees_at_least_half(
+            &announcement,
+            &NODES.map(str::to_owned).into()
+        ));
+        announcement.candidates.insert("node-b".to_owned());
+        assert!(sees_at_least_half(
+            &announcement,
+            &NODES.map(str::to_owned).into()
+        ));
     }
 
     #[test]

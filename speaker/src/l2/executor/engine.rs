@@ -16,8 +16,8 @@ use super::conflicts::{
     QUIET_BEFORE_CLEAR,
 };
 use super::decide::{
-    AddressDecision, PassInput, RecordWrite, Start, TakenAway, Verdict, decide, still_taken_away,
-    taken_away,
+    AddressDecision, PassInput, RecordWrite, Start, TakenAway, Verdict, decide, known_speakers,
+    still_taken_away, taken_away,
 };
 use super::kube_edge::{ApiRequest, KubeEdge};
 use super::metrics::{L2Metrics, PhaseLabel};
@@ -80,6 +80,8 @@ pub struct Engine {
     lost_to: BTreeMap<IpAddr, TakenAway>,
     counters_seen: BTreeMap<String, Counters>,
     last_owners: BTreeMap<IpAddr, String>,
+    /// Every node membership showed live (as a candidate) since this speaker started.
+    speakers_seen_live: BTreeSet<String>,
     decisions: BTreeMap<IpAddr, AddressDecision>,
     /// How each owned address started, until its record (and Event) is written.
     starts: BTreeMap<IpAddr, Start>,
@@ -125,6 +127,7 @@ impl Engine {
             lost_to: BTreeMap::new(),
             counters_seen: BTreeMap::new(),
             last_owners: BTreeMap::new(),
+            speakers_seen_live: BTreeSet::new(),
             decisions: BTreeMap::new(),
             starts: BTreeMap::new(),
             evented: BTreeSet::new(),
@@ -269,6 +272,15 @@ impl Engine {
             .iter()
             .map(|(address, taken)| (*address, taken.by.clone()))
             .collect();
+        self.speakers_seen_live.extend(
+            plan.values()
+                .flat_map(|announcement| announcement.candidates.iter().cloned()),
+        );
+        let known_speakers = known_speakers(
+            &self.speakers_seen_live,
+            self.records.as_ref().unwrap_or(&empty),
+            plan,
+        );
         let pass = decide(&PassInput {
             node: &self.config.node,
             l2: plan,
@@ -280,6 +292,7 @@ impl Engine {
             acquiring: &acquiring,
             lost_to: &lost_to,
             holding,
+            known_speakers: &known_speakers,
         });
 
         for (address, decision) in &pass.decisions {
