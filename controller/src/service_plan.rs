@@ -34,8 +34,9 @@ pub const CONDITION_ADDRESS_ASSIGNED: &str = "herald.dev/AddressAssigned";
 pub const CONDITION_EXTERNAL_IPS: &str = "herald.dev/ExternalIPsAllowed";
 /// Service annotation written by the controller: the `spec.externalIPs` entries booked for
 /// the Service (comma separated, address order). Read back on start so that a rebuilt
-/// allocator books exactly these before it judges any new claim.
-pub const ANNOTATION_EXTERNAL_IPS_BOOKED: &str = "herald.dev/external-ips-booked";
+/// allocator books exactly these before it judges any new claim; speakers announce only
+/// these.
+pub use herald_crds::names::ANNOTATION_EXTERNAL_IPS_BOOKED;
 /// `status.loadBalancer.ingress[].ipMode` Herald writes: traffic arrives with the VIP as
 /// its destination.
 pub const IP_MODE_VIP: &str = "VIP";

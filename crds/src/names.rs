@@ -20,6 +20,12 @@ pub const ANNOTATION_ALLOW_SHARED_IP: &str = "herald.dev/allow-shared-ip";
 /// Service annotation written by the controller: the pool the address came from.
 pub const ANNOTATION_ALLOCATED_FROM_POOL: &str = "herald.dev/ip-allocated-from-pool";
 
+/// Service annotation written by the controller: the `spec.externalIPs` entries it accepted
+/// and booked for the Service (comma separated). Speakers announce only these, so an entry
+/// the controller refused (outside an `allowExternalIPs` pool, or held by another Service)
+/// is never announced.
+pub const ANNOTATION_EXTERNAL_IPS_BOOKED: &str = "herald.dev/external-ips-booked";
+
 /// Finalizer that keeps an IPAddressPool while Services still hold its addresses.
 pub const FINALIZER_POOL_IN_USE: &str = "herald.dev/pool-in-use";
 

@@ -18,8 +18,8 @@ use herald_crds::api::{
     IPAddressPool, L2Advertisement as L2AdvertisementResource, LinkBandwidthMode,
 };
 use herald_crds::names::{
-    ANNOTATION_ADDRESS_POOL, ANNOTATION_ALLOCATED_FROM_POOL, LABEL_EXCLUDE_FROM_EXTERNAL_LB,
-    LOAD_BALANCER_CLASS,
+    ANNOTATION_ADDRESS_POOL, ANNOTATION_ALLOCATED_FROM_POOL, ANNOTATION_EXTERNAL_IPS_BOOKED,
+    LABEL_EXCLUDE_FROM_EXTERNAL_LB, LOAD_BALANCER_CLASS,
 };
 use ipnet::IpNet;
 use k8s_openapi::api::core::v1::{Node as NodeObject, Service as ServiceObject};
@@ -223,12 +223,16 @@ fn convert_service(
             }
         }
     }
+    // The controller judges `spec.externalIPs` (pool, sharing) and lists the ones it
+    // accepted; an entry it did not (yet) accept is not announced.
+    let booked = booked_external_ips(&object.metadata);
     for text in spec.external_ips.iter().flatten() {
         match text.parse::<IpAddr>() {
-            Ok(ip) => addresses.push(ExternalAddress {
+            Ok(ip) if booked.contains(&ip) => addresses.push(ExternalAddress {
                 ip,
                 origin: AddressOrigin::ExternalIp,
             }),
+            Ok(_) => {}
             Err(_) => problems.add(
                 "Service",
                 &name,
@@ -691,6 +695,22 @@ fn convert_peer(
     }
 }
 
+/// The externalIPs the controller booked for the Service
+/// ([`ANNOTATION_EXTERNAL_IPS_BOOKED`], comma separated); entries that do not parse are
+/// ignored (the controller writes only addresses).
+fn booked_external_ips(metadata: &ObjectMeta) -> BTreeSet<IpAddr> {
+    metadata
+        .annotations
+        .as_ref()
+        .and_then(|annotations| annotations.get(ANNOTATION_EXTERNAL_IPS_BOOKED))
+        .map(|list| {
+            list.split(',')
+                .filter_map(|entry| entry.trim().parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -816,7 +836,8 @@ mod tests {
     #[test]
     fn external_ips_of_a_cluster_ip_service_are_taken_as_external_ip_addresses() {
         let services: [ServiceObject; 1] = [from_json(json!({
-            "metadata": {"namespace": "default", "name": "ext"},
+            "metadata": {"namespace": "default", "name": "ext",
+                         "annotations": {ANNOTATION_EXTERNAL_IPS_BOOKED: "192.0.2.200"}},
             "spec": {"type": "ClusterIP", "externalIPs": ["192.0.2.200", "bogus"],
                      "ports": [{"port": 80}]}
         }))];
@@ -836,6 +857,38 @@ mod tests {
         assert_eq!(service.ports[0].protocol, Protocol::Tcp);
         assert_eq!(conversion.problems.len(), 1, "{:?}", conversion.problems);
         assert!(conversion.problems[0].reason.contains("bogus"));
+    }
+
+    #[test]
+    fn only_the_external_ips_the_controller_booked_are_announced() {
+        let services: [ServiceObject; 2] = [
+            from_json(json!({
+                "metadata": {"namespace": "default", "name": "some",
+                             "annotations": {ANNOTATION_EXTERNAL_IPS_BOOKED: " 2001:db8::7 ,junk,192.0.2.201"}},
+                "spec": {"type": "ClusterIP",
+                         "externalIPs": ["192.0.2.200", "192.0.2.201", "2001:db8::7"],
+                         "ports": [{"port": 80}]}
+            })),
+            from_json(json!({
+                "metadata": {"namespace": "default", "name": "unjudged"},
+                "spec": {"type": "ClusterIP", "externalIPs": ["192.0.2.202"],
+                         "ports": [{"port": 80}]}
+            })),
+        ];
+        let conversion = convert_only(ClusterObjects {
+            services: &services,
+            ..Default::default()
+        });
+        let some = &conversion.model.services[&ServiceKey::new("default", "some")];
+        let announced: Vec<IpAddr> = some.addresses.iter().map(|a| a.ip).collect();
+        assert_eq!(announced, [ip("192.0.2.201"), ip("2001:db8::7")]);
+        assert!(
+            !conversion
+                .model
+                .services
+                .contains_key(&ServiceKey::new("default", "unjudged"))
+        );
+        assert!(conversion.problems.is_empty(), "{:?}", conversion.problems);
     }
 
     #[test]

@@ -272,14 +272,24 @@ fn the_client_reaches_a_load_balancer_service_spread_over_pods_on_every_node_and
     let udp = world.lab.client_udp(parse_ip("203.0.113.10")?, 5353)?;
     assert!(udp.pod.starts_with("web-"), "{udp:?}");
 
-    // spec.externalIPs: honoured inside a pool that allows it, ignored elsewhere.
+    // spec.externalIPs: honoured when the controller booked them (the test plays the
+    // controller and writes its annotation) inside a pool that allows them; an entry the
+    // controller did not book is not announced, and one outside such a pool never is.
     let mut approved = ServiceSpec::new("approved", "web")
         .port(PortSpec::tcp("http", SERVICE_PORT).target(ECHO_PORT));
-    approved.external_ips = vec!["203.0.113.200".into()];
+    approved.external_ips = vec!["203.0.113.200".into(), "203.0.113.201".into()];
+    approved.annotations.insert(
+        herald_crds::names::ANNOTATION_EXTERNAL_IPS_BOOKED.into(),
+        "203.0.113.200".into(),
+    );
     world.apps.apply_service(&approved)?;
     let mut refused = ServiceSpec::new("refused", "web")
         .port(PortSpec::tcp("http", SERVICE_PORT).target(ECHO_PORT));
     refused.external_ips = vec!["203.0.113.20".into()];
+    refused.annotations.insert(
+        herald_crds::names::ANNOTATION_EXTERNAL_IPS_BOOKED.into(),
+        "203.0.113.20".into(),
+    );
     world.apps.apply_service(&refused)?;
     world.route_to("203.0.113.200", 2)?;
     world.route_to("203.0.113.20", 2)?;
@@ -293,6 +303,7 @@ fn the_client_reaches_a_load_balancer_service_spread_over_pods_on_every_node_and
     assert!(reply.pod.starts_with("web-"), "{reply:?}");
     assert!(!world.mentions(2, "203.0.113.20")?);
     assert!(world.unreachable("203.0.113.20")?);
+    assert!(!world.mentions(2, "203.0.113.201")?, "not booked, not forwarded");
 
     // The speakers found each other (authenticated with the Secret's key).
     let live = poll_until(
