@@ -303,7 +303,10 @@ fn the_client_reaches_a_load_balancer_service_spread_over_pods_on_every_node_and
     assert!(reply.pod.starts_with("web-"), "{reply:?}");
     assert!(!world.mentions(2, "203.0.113.20")?);
     assert!(world.unreachable("203.0.113.20")?);
-    assert!(!world.mentions(2, "203.0.113.201")?, "not booked, not forwarded");
+    assert!(
+        !world.mentions(2, "203.0.113.201")?,
+        "not booked, not forwarded"
+    );
 
     // The speakers found each other (authenticated with the Secret's key).
     let live = poll_until(
