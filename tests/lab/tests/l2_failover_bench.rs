@@ -29,13 +29,16 @@
 //!
 //! Must run as root.
 
+mod common;
 mod l2_support;
 
 use std::net::IpAddr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use common::{World, parse_ip};
+use herald_lab::bench::percentile;
 use herald_lab::{LabError, Result};
-use l2_support::{L2World, ms, parse_ip, percentile};
+use l2_support::ms;
 
 const V4: &str = "192.0.2.160";
 const V6: &str = "2001:db8:1::160";
@@ -120,14 +123,14 @@ fn logged_after(log: &str, since: SystemTime, needles: &[&str]) -> Option<Durati
         .find_map(|at| at.duration_since(since).ok())
 }
 
-fn owner_now(world: &L2World, address: IpAddr) -> Result<usize> {
+fn owner_now(world: &World, address: IpAddr) -> Result<usize> {
     let reply = world.wait_get(address)?;
     let node = world.node_index(&reply.node)?;
     world.wait_record("svc", address, node)?;
     Ok(node)
 }
 
-fn one_run(world: &mut L2World, fault: Fault) -> Result<Run> {
+fn one_run(world: &mut World, fault: Fault) -> Result<Run> {
     let address = parse_ip(V4)?;
     let owner = owner_now(world, address)?;
     let owner_name = world.node_name(owner)?;
@@ -191,21 +194,24 @@ fn summary(mut values: Vec<Duration>) -> String {
 }
 
 /// A lab with a pod per node behind the `Local` Service, speakers running (with `args`).
-fn bench_world(hint: &str, args: &[&str]) -> Result<L2World> {
-    let mut world = L2World::new(hint, 3)?;
+fn bench_world(hint: &str, args: &[&str]) -> Result<World> {
+    let mut world = World::l2(hint, 3)?;
     world.speaker_args(args);
     for node in 1..=3 {
         world.add_pod(node, &format!("bench-{node}"), "bench")?;
     }
     world.start_all_speakers()?;
     world.wait_membership(&[1, 2, 3], 3)?;
-    world.apply_service(&world.service("svc", "bench", "Local"), &[V4, V6])?;
+    world.apply_service(
+        &world.service("svc", "bench", "Local").dual_stack(),
+        &[V4, V6],
+    )?;
     world.wait_ready_endpoints("svc", 6)?;
     Ok(world)
 }
 
 /// Runs `faults` one after another in `world`, printing each run.
-fn run_all(world: &mut L2World, faults: &[Fault], runs: &mut Vec<Run>) -> Result<()> {
+fn run_all(world: &mut World, faults: &[Fault], runs: &mut Vec<Run>) -> Result<()> {
     for &fault in faults {
         let index = runs.len() + 1;
         let run = one_run(world, fault).map_err(|error| {

@@ -12,16 +12,18 @@
 //!
 //! Must run as root: `cargo test -p herald-lab --test speaker_l2 -- --nocapture`.
 
+mod common;
 mod l2_support;
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
+use common::{CLIENT_V4, World, parse_ip};
 use herald_lab::Result;
 use herald_lab::plan::ifname::ROUTER_LAN;
 use herald_lab::wait::{Poll, poll_until};
-use l2_support::{CLIENT_V4, FAILOVER_DEADLINE, L2World, ms, parse_ip};
+use l2_support::{FAILOVER_DEADLINE, ms};
 
 /// Probe interval and per-request timeout while waiting for a failover.
 const PROBE_INTERVAL: Duration = Duration::from_millis(50);
@@ -33,21 +35,24 @@ const WATCH_AFTER_RETURN: Duration = Duration::from_secs(12);
 /// A world with one pod per node behind a dual-stack `Local` Service on `v4` / `v6`, every
 /// speaker running and seeing the others. With `Local` and a pod on every node, every node
 /// is a candidate and the echo reply names the node that forwarded it: the owner.
-fn world_with_a_pod_per_node(hint: &str, v4: &str, v6: &str) -> Result<L2World> {
-    let mut world = L2World::new(hint, 3)?;
+fn world_with_a_pod_per_node(hint: &str, v4: &str, v6: &str) -> Result<World> {
+    let mut world = World::l2(hint, 3)?;
     for node in 1..=3 {
         world.add_pod(node, &format!("{hint}-{node}"), "app")?;
     }
     world.start_all_speakers()?;
     world.wait_membership(&[1, 2, 3], 3)?;
-    world.apply_service(&world.service("svc", "app", "Local"), &[v4, v6])?;
+    world.apply_service(
+        &world.service("svc", "app", "Local").dual_stack(),
+        &[v4, v6],
+    )?;
     world.wait_ready_endpoints("svc", 6)?;
     Ok(world)
 }
 
 /// The node that currently serves `address` (from the echo reply), after checking that the
 /// router's neighbour entry and the record agree with it.
-fn owner_of(world: &L2World, address: IpAddr) -> Result<usize> {
+fn owner_of(world: &World, address: IpAddr) -> Result<usize> {
     let reply = world.wait_get(address)?;
     let node = world.node_index(&reply.node)?;
     assert_eq!(
@@ -71,7 +76,7 @@ struct Watched {
 
 /// Requests every address every 250 ms for `period`, noting who answered and whose MAC
 /// the router held.
-fn watch_owners(world: &L2World, addresses: &[IpAddr], period: Duration) -> Result<Vec<Watched>> {
+fn watch_owners(world: &World, addresses: &[IpAddr], period: Duration) -> Result<Vec<Watched>> {
     let started = Instant::now();
     let mut seen: Vec<Watched> = addresses.iter().map(|_| Watched::default()).collect();
     while started.elapsed() < period {
@@ -91,7 +96,7 @@ fn watch_owners(world: &L2World, addresses: &[IpAddr], period: Duration) -> Resu
 
 /// Asserts that each address stayed with its expected node the whole time.
 fn assert_stayed(
-    world: &L2World,
+    world: &World,
     addresses: &[IpAddr],
     owners: &[usize],
     seen: &[Watched],
@@ -121,7 +126,7 @@ fn assert_stayed(
 /// After the fault at `since` on node `owner`: if `owner` also had the IPv6 address, waits
 /// for it to move (and returns the new owner), otherwise checks it did not move.
 fn follow_v6(
-    world: &L2World,
+    world: &World,
     v6: IpAddr,
     owner: usize,
     owner_v6: usize,
@@ -153,7 +158,7 @@ fn follow_v6(
 #[test]
 fn the_client_reaches_an_l2_address_over_ipv4_and_ipv6_through_the_owner_whose_mac_the_router_learned()
 -> Result<()> {
-    let mut world = L2World::new("l2-reach", 3)?;
+    let mut world = World::l2("l2-reach", 3)?;
     for node in 1..=3 {
         world.add_pod(node, &format!("web-{node}"), "web")?;
     }
@@ -162,7 +167,7 @@ fn the_client_reaches_an_l2_address_over_ipv4_and_ipv6_through_the_owner_whose_m
     let (v4, v6) = (parse_ip("192.0.2.130")?, parse_ip("2001:db8:1::130")?);
     let started = Instant::now();
     world.apply_service(
-        &world.service("web", "web", "Cluster"),
+        &world.service("web", "web", "Cluster").dual_stack(),
         &["192.0.2.130", "2001:db8:1::130"],
     )?;
     world.wait_ready_endpoints("web", 6)?;
@@ -241,13 +246,13 @@ fn the_client_reaches_an_l2_address_over_ipv4_and_ipv6_through_the_owner_whose_m
 #[test]
 fn local_policy_puts_ownership_on_a_node_with_a_ready_endpoint_and_moves_it_with_the_endpoint()
 -> Result<()> {
-    let mut world = L2World::new("l2-local", 3)?;
+    let mut world = World::l2("l2-local", 3)?;
     world.add_pod(3, "loc-3", "loc")?;
     world.start_all_speakers()?;
     world.wait_membership(&[1, 2, 3], 3)?;
     let (v4, v6) = (parse_ip("192.0.2.131")?, parse_ip("2001:db8:1::131")?);
     world.apply_service(
-        &world.service("svc", "loc", "Local"),
+        &world.service("svc", "loc", "Local").dual_stack(),
         &["192.0.2.131", "2001:db8:1::131"],
     )?;
     world.wait_ready_endpoints("svc", 2)?;
@@ -416,7 +421,7 @@ fn unplugging_the_owners_lan_moves_the_address_and_plugging_it_back_does_not_tak
 
 /// Drops (or stops dropping) membership traffic (UDP 7946) in and out of node `node`; its
 /// LAN, and so ARP / NDP, stay as they are.
-fn cut_membership(world: &L2World, node: usize, cut: bool) -> Result<()> {
+fn cut_membership(world: &World, node: usize, cut: bool) -> Result<()> {
     let ns = &world.lab.node(node)?.netns;
     if !cut {
         ns.exec(&["nft", "delete", "table", "inet", "hllab_block"])?;
@@ -514,8 +519,8 @@ fn a_membership_partition_with_the_lan_intact_leaves_exactly_one_announcer_per_a
 /// not trust it blindly. It probes first (RFC 5227 §2.1), the new owner answers, the new
 /// owner's record follows, and the address stays where it went.
 #[test]
-fn a_speaker_restarted_right_after_a_failover_leaves_the_address_with_the_new_owner()
--> Result<()> {
+fn a_speaker_restarted_right_after_a_failover_leaves_the_address_with_the_new_owner() -> Result<()>
+{
     let v4 = parse_ip("192.0.2.142")?;
     let mut world = world_with_a_pod_per_node("l2-bounce", "192.0.2.142", "2001:db8:1::142")?;
     let owner = owner_of(&world, v4)?;

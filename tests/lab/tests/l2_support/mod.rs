@@ -1,9 +1,8 @@
-//! Shared world of the layer-2 end-to-end tests (`speaker_l2.rs`) and the failover
-//! benchmark (`l2_failover_bench.rs`): a namespace lab whose router sits on the node LAN, real
-//! `herald-speaker` processes in the node namespaces (layer 2 on, forwarding on, membership
-//! authenticated with a Secret's key), an install namespace with an IPAddressPool in the
-//! LAN's L2 range (192.0.2.128/25, 2001:db8:1::100/120) and an L2Advertisement for it, and an
-//! apps namespace for Services.
+//! What the layer-2 end-to-end tests (`speaker_l2.rs`) and the failover benchmark
+//! (`l2_failover_bench.rs`) add to `common::World`: speakers with layer 2 and forwarding on
+//! (membership authenticated with the Secret's key, run under `nice`), the pool `l2` in the
+//! LAN's L2 range (192.0.2.128/25, 2001:db8:1::100/120) with an L2Advertisement for it, and
+//! the readers of who owns an address.
 //!
 //! The tests play the controller (they write `status.loadBalancer.ingress` themselves) so the
 //! address is known in advance. The router has the L2 range on-link, so it resolves every
@@ -13,343 +12,57 @@
 //! What "who owns it" means here, three independent ways: the current-announcer record on
 //! the Service (`l2-announcer.herald.dev/<address>` annotation), the MAC in the router's
 //! neighbour table, and — with `externalTrafficPolicy: Local` and one pod per node — the node
-//! the echo reply comes from. Everything is removed when the world drops, also on failure.
+//! the echo reply comes from.
+//!
+//! I/O: kubectl, the router's neighbour table, and HTTP requests from the client namespace
+//! (each probe in a thread of its own), through the lab.
 
 #![allow(dead_code)]
 
 use std::net::IpAddr;
-use std::path::PathBuf;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use herald_lab::echo::EchoReply;
-use herald_lab::kube::{NodeGuard, PortSpec, ServiceSpec, TestNamespace};
-use herald_lab::topology::{RouterSetup, http_get_from};
+use herald_lab::herald::{record_key, record_node};
+use herald_lab::plan;
+use herald_lab::topology::http_get_from;
 use herald_lab::wait::{Poll, poll_until, poll_until_ok};
-use herald_lab::{ControlPlane, Kubectl, Lab, LabError, LabProcess, Result, paths};
-use serde_json::{Value, json};
+use herald_lab::{LabError, Result};
+use serde_json::json;
 
-/// Name of the memberlist Secret the tests create.
-pub const MEMBERLIST_SECRET: &str = "herald-memberlist";
-/// The echo servers' port (the pods' target port).
-pub const ECHO_PORT: u16 = 8080;
-/// The Services' port on the external address.
-pub const SERVICE_PORT: u16 = 80;
-/// The client's address (what `Local` preserves).
-pub const CLIENT_V4: &str = "198.51.100.100";
+use crate::common::{SERVICE_PORT, SETUP_TIMEOUT, Setup, World};
+
 /// The L2-mode pool of the address plan (inside the node LAN).
-pub const L2_POOL: [&str; 2] = ["192.0.2.128/25", "2001:db8:1::100/120"];
-/// Prefix of the speakers' current-announcer record annotations.
-pub const RECORD_PREFIX: &str = "l2-announcer.herald.dev/";
-/// How long a speaker may take to list everything and apply its first plan.
-pub const READY_TIMEOUT: Duration = Duration::from_secs(60);
-/// How long setting up a Service (EndpointSlice, first announcement) may take.
-pub const SETUP_TIMEOUT: Duration = Duration::from_secs(90);
+pub const L2_POOL: [&str; 2] = [plan::L2_POOL_V4, plan::L2_POOL_V6];
 /// Generous bound for a failover (the goal is under one second).
 pub const FAILOVER_DEADLINE: Duration = Duration::from_secs(10);
-
-pub fn speaker_binary() -> Result<PathBuf> {
-    let path = std::env::var_os("HERALD_SPEAKER")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| paths::target_dir().join("debug/herald-speaker"));
-    if path.is_file() {
-        Ok(path)
-    } else {
-        Err(LabError::MissingTool {
-            tool: "herald-speaker".into(),
-            hint: format!(
-                "{} is missing: run `cargo build -p herald-speaker` (tests/run.sh builds the workspace)",
-                path.display()
-            ),
-        })
-    }
-}
-
-/// The speakers' scheduling niceness in the lab: `HERALD_SPEAKER_NICE`, default `-10`.
-///
-/// The lab machine has 2 cores shared with compilers and the control plane (load averages of
-/// 10-14 are common). Membership probes time out after 50 ms, and at that load a speaker at
-/// normal priority is often not scheduled in time: its peers suspect it and sometimes
-/// declare it down, which moves addresses for no reason. A node that runs its speaker with
-/// the CPU share it needs (a DaemonSet with CPU requests and a high priority class) does not
-/// see that; `-10` gives the lab speakers such a share. `0` runs them at normal priority.
-pub fn speaker_niceness() -> String {
-    std::env::var("HERALD_SPEAKER_NICE").unwrap_or_else(|_| "-10".to_string())
-}
-
-pub fn kubectl_with_crds() -> Result<Kubectl> {
-    let kubectl = ControlPlane::ensure()?.kubectl()?;
-    let crd_dir = paths::repo_root().join("charts/herald/crds");
-    kubectl.run(&["apply", "-f", &crd_dir.to_string_lossy()])?;
-    kubectl.run(&[
-        "wait",
-        "--for=condition=Established",
-        "crd/ipaddresspools.herald.dev",
-        "crd/l2advertisements.herald.dev",
-        "crd/bgpadvertisements.herald.dev",
-        "crd/bgppeers.herald.dev",
-        "crd/communities.herald.dev",
-        "--timeout=60s",
-    ])?;
-    Ok(kubectl)
-}
-
-pub fn parse_ip(text: &str) -> Result<IpAddr> {
-    text.parse()
-        .map_err(|e| LabError::parse(format!("address {text:?}"), e))
-}
-
-/// The record annotation key for `address` (the speaker's own encoding: IPv4 dotted quad,
-/// IPv6 as eight 4-digit groups joined by `-`).
-pub fn record_key(address: IpAddr) -> String {
-    let label = match address {
-        IpAddr::V4(v4) => v4.to_string(),
-        IpAddr::V6(v6) => v6
-            .segments()
-            .iter()
-            .map(|segment| format!("{segment:04x}"))
-            .collect::<Vec<_>>()
-            .join("-"),
-    };
-    format!("{RECORD_PREFIX}{label}")
-}
-
-/// The p-th percentile (nearest rank) of sorted durations.
-pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
 
 pub fn ms(duration: Duration) -> u128 {
     duration.as_millis()
 }
 
-/// One test's world. Fields drop in order: speakers first (so nothing watches or announces
-/// while the objects go), then the Kubernetes namespaces and Nodes, then the network lab.
-pub struct L2World {
-    speakers: Vec<Option<LabProcess>>,
-    pub apps: TestNamespace,
-    pub install: TestNamespace,
-    _nodes: Vec<NodeGuard>,
-    pub lab: Lab,
-    pub kubectl: Kubectl,
-    pub class: String,
-    speaker: PathBuf,
-    /// Speaker start-ups so far, to name each life's log file.
-    starts: usize,
-    /// Added to every speaker's command line from now on.
-    extra_args: Vec<String>,
-}
-
-impl L2World {
+impl World {
     /// A lab with `nodes` nodes (no pods yet, no FRR: the router only routes and resolves
     /// neighbours), registered as Nodes; the install namespace with the memberlist Secret,
     /// the pool `l2` (the address plan's L2 range) and an L2Advertisement for it; an apps
     /// namespace.
-    pub fn new(hint: &str, nodes: usize) -> Result<L2World> {
-        let speaker = speaker_binary()?;
-        let kubectl = kubectl_with_crds()?;
-        let lab = Lab::builder()
-            .echo_binary(env!("CARGO_BIN_EXE_herald-lab"))
-            .nodes(nodes)
-            .router(RouterSetup::NoFrr)
-            .build()?;
-        let node_guards = lab.register_nodes(&kubectl)?;
-        let install = kubectl.test_namespace(&format!("{hint}-sys"))?;
-        let apps = kubectl.test_namespace(hint)?;
-        let class = format!("lab.herald.dev/{}", install.name());
-        let key = format!("{}-{}", install.name(), "membership-key-for-tests-only");
-        kubectl.run(&[
-            "create",
-            "secret",
-            "generic",
-            MEMBERLIST_SECRET,
-            "-n",
-            install.name(),
-            &format!("--from-literal=secretkey={key}"),
-        ])?;
-        let world = L2World {
-            speakers: (0..nodes).map(|_| None).collect(),
-            apps,
-            install,
-            _nodes: node_guards,
-            lab,
-            kubectl,
-            class,
-            speaker,
-            starts: 0,
-            extra_args: Vec::new(),
-        };
-        let pool = json!({
-            "apiVersion": "herald.dev/v1alpha1",
-            "kind": "IPAddressPool",
-            "metadata": {"name": "l2", "namespace": world.install.name()},
-            "spec": {"addresses": L2_POOL},
-        });
-        world.install.apply(&pool.to_string())?;
-        let advertisement = json!({
-            "apiVersion": "herald.dev/v1alpha1",
-            "kind": "L2Advertisement",
-            "metadata": {"name": "l2", "namespace": world.install.name()},
-            "spec": {"pools": ["l2"]},
-        });
-        world.install.apply(&advertisement.to_string())?;
+    pub fn l2(hint: &str, nodes: usize) -> Result<World> {
+        let world = World::create(
+            hint,
+            nodes,
+            Setup {
+                router_pod_routes: true,
+                // The owner's DNAT carries the traffic to the pods (no kube-proxy in the lab).
+                speaker_flags: &["--layer2", "on", "--forwarding", "on"],
+                resync_interval: "5s",
+                niced: true,
+                endpoints_timeout: SETUP_TIMEOUT,
+            },
+        )?;
+        world.install_object("IPAddressPool", "l2", json!({"addresses": L2_POOL}))?;
+        world.install_object("L2Advertisement", "l2", json!({"pools": ["l2"]}))?;
         Ok(world)
-    }
-
-    /// Node `node`'s (1-based) Kubernetes name, which is also its namespace's name.
-    pub fn node_name(&self, node: usize) -> Result<String> {
-        Ok(self.lab.node(node)?.name.clone())
-    }
-
-    /// The 1-based index of the node called `name`.
-    pub fn node_index(&self, name: &str) -> Result<usize> {
-        self.lab
-            .nodes()
-            .iter()
-            .find(|n| n.name == name)
-            .map(|n| n.index)
-            .ok_or_else(|| LabError::Invalid(format!("no lab node called {name:?}")))
-    }
-
-    /// Adds `args` to the command line of every speaker started from now on.
-    pub fn speaker_args(&mut self, args: &[&str]) {
-        self.extra_args = args.iter().map(|a| a.to_string()).collect();
-    }
-
-    /// Starts the speaker of node `node` (1-based) and waits until it applied its first
-    /// plan. Each life logs to its own file (`speaker-nI-K.log`).
-    pub fn start_speaker(&mut self, node: usize) -> Result<()> {
-        let node_name = self.node_name(node)?;
-        let kubeconfig = paths::kubeconfig_path().to_string_lossy().into_owned();
-        let binary = self.speaker.to_string_lossy().into_owned();
-        let niceness = speaker_niceness();
-        let mut argv: Vec<&str> = Vec::new();
-        if niceness != "0" {
-            argv.extend(["nice", "-n", niceness.as_str()]);
-        }
-        argv.extend([
-            binary.as_str(),
-            "--node-name",
-            &node_name,
-            "--namespace",
-            self.install.name(),
-            "--kubeconfig",
-            &kubeconfig,
-            "--layer2",
-            "on",
-            // The owner's DNAT carries the traffic to the pods (no kube-proxy in the lab).
-            "--forwarding",
-            "on",
-            "--memberlist-secret",
-            MEMBERLIST_SECRET,
-            "--load-balancer-class",
-            &self.class,
-            "--ignore-classless",
-            "--resync-interval",
-            "5s",
-        ]);
-        argv.extend(self.extra_args.iter().map(String::as_str));
-        self.starts += 1;
-        let mut process =
-            self.lab
-                .spawn_in_node(node, &format!("speaker-n{node}-{}", self.starts), &argv)?;
-        let ready = process.wait_for_log("first full apply done", READY_TIMEOUT);
-        self.speakers[node - 1] = Some(process);
-        ready
-    }
-
-    pub fn start_all_speakers(&mut self) -> Result<()> {
-        for node in 1..=self.lab.nodes().len() {
-            self.start_speaker(node)?;
-        }
-        Ok(())
-    }
-
-    pub fn speaker_mut(&mut self, node: usize) -> Result<&mut LabProcess> {
-        self.speakers
-            .get_mut(node.wrapping_sub(1))
-            .and_then(Option::as_mut)
-            .ok_or_else(|| LabError::Invalid(format!("no speaker running on node {node}")))
-    }
-
-    /// SIGKILL of node `node`'s speaker (no goodbye to its peers, nothing cleaned up).
-    pub fn kill_speaker(&mut self, node: usize) -> Result<()> {
-        self.speaker_mut(node)?.kill()
-    }
-
-    /// Every speaker log of this world so far (for failure messages).
-    pub fn speaker_logs(&self) -> String {
-        let mut out = String::new();
-        for process in self.speakers.iter().flatten() {
-            let log = process.log();
-            let tail: String = log
-                .lines()
-                .rev()
-                .take(40)
-                .collect::<Vec<_>>()
-                .into_iter()
-                .rev()
-                .collect::<Vec<_>>()
-                .join("\n");
-            out.push_str(&format!("--- {} (tail)\n{tail}\n", process.name()));
-        }
-        out
-    }
-
-    /// Adds a pod namespace on `node` with an echo server and registers it as a Ready Pod
-    /// labelled `app=APP`.
-    pub fn add_pod(&mut self, node: usize, name: &str, app: &str) -> Result<()> {
-        self.lab.add_pod(node, name)?;
-        self.apps
-            .create_pod(&self.lab.pod_spec(name)?.label("app", app))
-    }
-
-    pub fn set_pod_ready(&self, name: &str, app: &str, ready: bool) -> Result<()> {
-        self.apps
-            .set_pod_ready(&self.lab.pod_spec(name)?.label("app", app), ready)
-    }
-
-    /// A dual-stack LoadBalancer Service of this world's class selecting `app=APP`,
-    /// TCP 80 -> 8080.
-    pub fn service(&self, name: &str, app: &str, policy: &str) -> ServiceSpec {
-        let mut spec = ServiceSpec::new(name, app)
-            .load_balancer()
-            .traffic_policy(policy)
-            .port(PortSpec::tcp("http", SERVICE_PORT).target(ECHO_PORT));
-        spec.load_balancer_class = Some(self.class.clone());
-        spec.ip_family_policy = Some("RequireDualStack".into());
-        spec.ip_families = vec!["IPv4".into(), "IPv6".into()];
-        spec
-    }
-
-    /// Creates the Service and writes its ingress addresses, as the controller would.
-    /// No NodePorts: Herald's forwarding does not use them.
-    pub fn apply_service(&self, spec: &ServiceSpec, ingress: &[&str]) -> Result<()> {
-        let mut manifest = spec.manifest(self.apps.name());
-        manifest["spec"]["allocateLoadBalancerNodePorts"] = json!(false);
-        self.apps.apply(&manifest.to_string())?;
-        let ingress: Vec<Value> = ingress
-            .iter()
-            .map(|ip| json!({"ip": ip, "ipMode": "VIP"}))
-            .collect();
-        self.kubectl.patch_status(
-            "service",
-            &spec.name,
-            Some(self.apps.name()),
-            &json!({"status": {"loadBalancer": {"ingress": ingress}}}),
-        )
-    }
-
-    pub fn wait_ready_endpoints(&self, service: &str, count: usize) -> Result<()> {
-        self.apps
-            .wait_endpoints(service, SETUP_TIMEOUT, |eps| {
-                eps.iter().filter(|e| e.ready).count() == count
-            })
-            .map(|_| ())
     }
 
     /// The node the current-announcer record on Service `service` names for `address`.
@@ -357,13 +70,9 @@ impl L2World {
         let Some(object) = self.apps.get("service", service)? else {
             return Ok(None);
         };
-        let value = object["metadata"]["annotations"][record_key(address)]
+        Ok(object["metadata"]["annotations"][record_key(address)]
             .as_str()
-            .map(str::to_string);
-        Ok(value.and_then(|v| {
-            let node = v.split('/').next().unwrap_or_default().trim().to_string();
-            (!node.is_empty()).then_some(node)
-        }))
+            .and_then(record_node))
     }
 
     /// Waits until the record for `address` names `node` (1-based); returns how long it took.
@@ -435,46 +144,6 @@ impl L2World {
         )
     }
 
-    /// Node `node`'s metric `name` (exact series text, e.g. `herald_speaker_l2_owned_addresses`).
-    pub fn metric(&self, node: usize, name: &str) -> Result<f64> {
-        let text = self.lab.node(node)?.netns.exec(&[
-            "curl",
-            "-sS",
-            "--max-time",
-            "5",
-            "http://127.0.0.1:7473/metrics",
-        ])?;
-        text.lines()
-            .filter(|line| !line.starts_with('#'))
-            .find_map(|line| {
-                let (key, value) = line.rsplit_once(' ')?;
-                (key == name).then(|| value.parse::<f64>().ok()).flatten()
-            })
-            .ok_or_else(|| LabError::parse(format!("metric {name} on node {node}"), text))
-    }
-
-    /// Sum of every series of metric family `name` on node `node` (0 when absent).
-    pub fn metric_sum(&self, node: usize, name: &str) -> Result<f64> {
-        let text = self.lab.node(node)?.netns.exec(&[
-            "curl",
-            "-sS",
-            "--max-time",
-            "5",
-            "http://127.0.0.1:7473/metrics",
-        ])?;
-        Ok(text
-            .lines()
-            .filter(|line| !line.starts_with('#'))
-            .filter_map(|line| {
-                let (key, value) = line.rsplit_once(' ')?;
-                let family = key.split('{').next()?;
-                (family == name)
-                    .then(|| value.parse::<f64>().ok())
-                    .flatten()
-            })
-            .sum())
-    }
-
     /// Waits until the speakers on `nodes` each see `count` live members.
     pub fn wait_membership(&self, nodes: &[usize], count: usize) -> Result<Duration> {
         let started = Instant::now();
@@ -521,7 +190,7 @@ impl L2World {
         )
     }
 
-    /// [`L2World::probe_until`] with another deadline.
+    /// [`World::probe_until`] with another deadline.
     pub fn probe_until_within(
         &self,
         address: IpAddr,
