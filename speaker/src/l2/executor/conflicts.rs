@@ -4,7 +4,9 @@
 //! misbehaving host can send many per second. [`ConflictTracker`] turns that stream into at
 //! most one Kubernetes Event per (address, other MAC) per [`EVENT_INTERVAL`], a condition on
 //! the Service that goes `True` on the first report and back to `False` once no report has
-//! come for [`QUIET_BEFORE_CLEAR`] (or the address is no longer ours), and per-kind counts
+//! come for [`QUIET_BEFORE_CLEAR`], the address is no longer ours, or — after a conflict
+//! found while probing or giving way — this node announces the address after all (a later
+//! probe found it free), and per-kind counts
 //! for metrics. The log line is written by the announcer's thread itself.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -76,6 +78,8 @@ struct Claim {
 #[derive(Debug, Clone)]
 struct Active {
     last_report: Instant,
+    /// What this node did at the last report.
+    last_stance: ConflictStance,
     claims: BTreeMap<MacAddr, Claim>,
 }
 
@@ -90,9 +94,11 @@ impl ConflictTracker {
     pub fn report(&mut self, now: Instant, report: ConflictReport) -> Option<ConflictNotice> {
         let active = self.active.entry(report.address).or_insert(Active {
             last_report: now,
+            last_stance: report.stance,
             claims: BTreeMap::new(),
         });
         active.last_report = now;
+        active.last_stance = report.stance;
         match active.claims.get_mut(&report.other_mac) {
             Some(claim) if now.saturating_duration_since(claim.last_event) < EVENT_INTERVAL => {
                 claim.suppressed += 1;
@@ -125,14 +131,22 @@ impl ConflictTracker {
         }
     }
 
-    /// Clears conflicts that have been quiet long enough, or whose address this node no
-    /// longer announces (`owned`).
-    pub fn expire(&mut self, now: Instant, owned: &BTreeSet<IpAddr>) -> Vec<ConflictNotice> {
+    /// Clears conflicts that have been quiet long enough, whose address this node is no
+    /// longer elected for (`owned`), or that kept this node from announcing (probing, giving
+    /// way) while it now announces the address (`announced`: a later probe found it free).
+    pub fn expire(
+        &mut self,
+        now: Instant,
+        owned: &BTreeSet<IpAddr>,
+        announced: &BTreeSet<IpAddr>,
+    ) -> Vec<ConflictNotice> {
         let cleared: Vec<IpAddr> = self
             .active
             .iter()
             .filter(|(address, active)| {
+                let kept_out = active.last_stance != ConflictStance::Defending;
                 !owned.contains(address)
+                    || (kept_out && announced.contains(address))
                     || now.saturating_duration_since(active.last_report) >= QUIET_BEFORE_CLEAR
             })
             .map(|(address, _)| *address)
@@ -205,19 +219,43 @@ mod tests {
         let owned: BTreeSet<IpAddr> = [VIP].into();
         let mut tracker = ConflictTracker::default();
         tracker.report(t0, claim(INTRUDER));
+        // Defending: announcing the address says nothing about the claimant being gone.
         assert!(
             tracker
-                .expire(t0 + QUIET_BEFORE_CLEAR - Duration::from_secs(1), &owned)
+                .expire(
+                    t0 + QUIET_BEFORE_CLEAR - Duration::from_secs(1),
+                    &owned,
+                    &owned
+                )
                 .is_empty()
         );
         assert_eq!(
-            tracker.expire(t0 + QUIET_BEFORE_CLEAR, &owned),
+            tracker.expire(t0 + QUIET_BEFORE_CLEAR, &owned, &owned),
             vec![ConflictNotice::Clear { address: VIP }]
         );
         assert_eq!(tracker.active().count(), 0);
         tracker.report(t0, claim(INTRUDER));
         assert_eq!(
-            tracker.expire(t0, &BTreeSet::new()),
+            tracker.expire(t0, &BTreeSet::new(), &BTreeSet::new()),
+            vec![ConflictNotice::Clear { address: VIP }]
+        );
+    }
+
+    #[test]
+    fn a_conflict_found_while_probing_clears_once_a_later_probe_succeeds() {
+        let t0 = Instant::now();
+        let owned: BTreeSet<IpAddr> = [VIP].into();
+        let mut tracker = ConflictTracker::default();
+        let in_use = ConflictReport {
+            stance: ConflictStance::Probing,
+            ..claim(INTRUDER)
+        };
+        tracker.report(t0, in_use);
+        // Still probing (not announced): the condition stays.
+        assert!(tracker.expire(t0, &owned, &BTreeSet::new()).is_empty());
+        // The retry found the address free and it is announced now.
+        assert_eq!(
+            tracker.expire(t0 + Duration::from_secs(5), &owned, &owned),
             vec![ConflictNotice::Clear { address: VIP }]
         );
     }

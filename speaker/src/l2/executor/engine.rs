@@ -251,13 +251,7 @@ impl Engine {
         plan: &BTreeMap<IpAddr, L2Announcement>,
         summary: &mut PassSummary,
     ) {
-        let announced: BTreeSet<IpAddr> = self
-            .announcers
-            .values()
-            .flat_map(InterfaceAnnouncer::phases)
-            .filter(|(_, phase)| *phase == AddressPhase::Announcing)
-            .map(|(address, _)| address)
-            .collect();
+        let announced = self.announced_addresses();
         let empty = Records::default();
         let holding = self.holding(now);
         let acquiring: BTreeSet<IpAddr> = self.starts.keys().copied().collect();
@@ -491,9 +485,20 @@ impl Engine {
     }
 
     /// Clears conflict conditions that went quiet.
+    /// Addresses an announcer reports as announced (probing over, frames sent).
+    fn announced_addresses(&self) -> BTreeSet<IpAddr> {
+        self.announcers
+            .values()
+            .flat_map(InterfaceAnnouncer::phases)
+            .filter(|(_, phase)| *phase == AddressPhase::Announcing)
+            .map(|(address, _)| address)
+            .collect()
+    }
+
     pub fn expire_conflicts(&mut self, now: Instant) {
         let owned = self.owned();
-        for notice in self.conflicts.expire(now, &owned) {
+        let announced = self.announced_addresses();
+        for notice in self.conflicts.expire(now, &owned, &announced) {
             self.publish_conflict("", &notice);
         }
     }
