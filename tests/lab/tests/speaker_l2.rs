@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use common::{CLIENT_V4, World, parse_ip};
 use herald_lab::Result;
+use herald_lab::kube::NodeSpec;
 use herald_lab::plan::ifname::ROUTER_LAN;
 use herald_lab::wait::{Poll, poll_until};
 use l2_support::{FAILOVER_DEADLINE, ms};
@@ -162,6 +163,15 @@ fn the_client_reaches_an_l2_address_over_ipv4_and_ipv6_through_the_owner_whose_m
     for node in 1..=3 {
         world.add_pod(node, &format!("web-{node}"), "web")?;
     }
+    // Four more Ready nodes that run no speaker (tainted control-plane nodes, say): eligible
+    // by selector but never seen, they must not keep the three speakers from recording who
+    // announces (fewer than half of seven would be in sight if they counted).
+    let _idle_nodes = (1..=4)
+        .map(|i| {
+            let name = format!("{}-idle{i}", world.node_name(1)?);
+            world.kubectl.create_node(&NodeSpec::new(&name))
+        })
+        .collect::<Result<Vec<_>>>()?;
     world.start_all_speakers()?;
     world.wait_membership(&[1, 2, 3], 3)?;
     let (v4, v6) = (parse_ip("192.0.2.130")?, parse_ip("2001:db8:1::130")?);
