@@ -561,3 +561,38 @@ fn a_speaker_restarted_right_after_a_failover_leaves_the_address_with_the_new_ow
     world.wait_record("svc", v4, successor)?;
     Ok(())
 }
+
+/// A rolling restart's SIGTERM: the owner stops answering, leaves the membership (so the
+/// others do not wait for the failure detector) and removes its forwarding last; the next
+/// owner takes the address at once and traffic moves to it.
+#[test]
+fn a_terminated_owner_leaves_and_the_next_owner_takes_the_address_at_once() -> Result<()> {
+    let v4 = parse_ip("192.0.2.143")?;
+    let mut world = world_with_a_pod_per_node("l2-term", "192.0.2.143", "2001:db8:1::143")?;
+    let owner = owner_of(&world, v4)?;
+    let owner_name = world.node_name(owner)?;
+
+    let terminated = Instant::now();
+    let status = world
+        .speaker_mut(owner)?
+        .terminate(Duration::from_secs(15))?;
+    let exited = terminated.elapsed();
+    assert!(
+        status.success(),
+        "the speaker exits cleanly on SIGTERM: {status}"
+    );
+    let (reply, moved) = world.probe_until(v4, terminated, PROBE_INTERVAL, PROBE_TIMEOUT, |r| {
+        r.node != owner_name
+    })?;
+    let successor = world.node_index(&reply.node)?;
+    let others: Vec<usize> = (1..=3).filter(|n| *n != owner).collect();
+    world.wait_membership(&others, 2)?;
+    world.wait_record("svc", v4, successor)?;
+    eprintln!(
+        "speaker_l2: SIGTERM of node {owner}'s speaker -> exited after {} ms, first reply through node {successor} after {} ms",
+        ms(exited),
+        ms(moved)
+    );
+    assert_eq!(world.router_owner(v4)?, Some(successor));
+    Ok(())
+}
