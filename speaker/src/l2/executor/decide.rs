@@ -51,7 +51,8 @@
 //!   and gives way when it is reconnected. The survivor of a mass failure announces all the
 //!   same; only the record keeps naming the dead, who take their addresses back on return.
 //! - **Give way against the record.** An address this node announces while the record names
-//!   another node is *contested*: this node holds it only because it cannot see that node
+//!   another eligible node it does not see live is *contested*: this node holds it only
+//!   because it cannot see that node
 //!   (it took over and its own record is not written yet, or it is cut off from its peers
 //!   and kept the address on its side). If another MAC then claims the address on the link,
 //!   that claim is taken as the recorded node being alive there: the announcer gives the
@@ -200,11 +201,16 @@ pub fn decide(input: &PassInput<'_>) -> Pass {
             pass.owners.insert(address, owner.clone());
         }
         if let Verdict::Announce { interfaces, start } = &decision.verdict {
+            // Contested: the record names a node that may still announce the address and
+            // that this node cannot see (eligible, not live here). A recorded node that is
+            // live but no longer eligible (its endpoint went away, it was excluded) gave the
+            // address up itself: its last frames are no reason to give way.
             let recorded_elsewhere = announcement.services.iter().any(|service| {
-                input
-                    .records
-                    .get(service, address)
-                    .is_some_and(|record| record.node != input.node)
+                input.records.get(service, address).is_some_and(|record| {
+                    record.node != input.node
+                        && announcement.eligible.contains(&record.node)
+                        && !announcement.candidates.contains(&record.node)
+                })
             });
             for name in interfaces {
                 let assignment = pass.interfaces.entry(name.clone()).or_default();
@@ -893,6 +899,28 @@ mod tests {
         survivor.pass(&l2_of(&two), &records);
         let written = survivor.pass(&l2_of(&two), &records);
         assert_eq!(written.record_writes.len(), 1);
+    }
+
+    #[test]
+    fn an_address_taken_from_a_node_that_is_no_longer_eligible_is_not_contested() {
+        let [owner, next, third] = ranking()[..] else {
+            panic!("three nodes ranked");
+        };
+        let records = record_on_web(owner);
+        let mut node = Node::new(next);
+        node.pass(&l2_of(&NODES), &records);
+        // The owner lost its endpoint (Local): live, but no longer eligible. It releases the
+        // address itself, so its last frames are no reason for `next` to give way.
+        let mut without_owner = announcement(&[next, third], &[web()]);
+        without_owner.eligible = [next.to_owned(), third.to_owned()].into();
+        let taken = node.pass(&[(vip(), without_owner)].into(), &records);
+        assert_eq!(taken.interfaces["eth0"].takeovers, [vip()].into());
+        assert!(taken.interfaces["eth0"].contested.is_empty());
+        // Dead (eligible, not live) it would be contested.
+        let mut node = Node::new(next);
+        node.pass(&l2_of(&NODES), &records);
+        let taken = node.pass(&l2_of(&[next, third]), &records);
+        assert_eq!(taken.interfaces["eth0"].contested, [vip()].into());
     }
 
     #[test]
