@@ -305,6 +305,23 @@ fn local_policy_puts_ownership_on_a_node_with_a_ready_endpoint_and_moves_it_with
         ms(moved_v6)
     );
     assert_eq!(world.metric(3, "herald_speaker_l2_owned_addresses")?, 0.0);
+    // Node 3 gave the address up itself (it is live, just no longer eligible), so node 1
+    // never gives way to node 3's last frames (it would wait for its next probe, 5 s).
+    // Frame counters are sampled about once a second.
+    std::thread::sleep(Duration::from_millis(1500));
+    let gave_way: f64 = world
+        .metrics(1)?
+        .lines()
+        .filter(|line| {
+            line.starts_with("herald_speaker_l2_conflicts_total")
+                && line.contains("phase=\"giving_way\"")
+        })
+        .filter_map(|line| line.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum();
+    assert_eq!(
+        gave_way, 0.0,
+        "node 1 gave the address up to node 3's last frames"
+    );
     Ok(())
 }
 
