@@ -327,6 +327,7 @@ fn down(keep_data: bool) -> anyhow::Result<()> {
 
 fn down_lab(prefix: &str) -> anyhow::Result<()> {
     let names = herald_lab::plan::Names::new(prefix)?;
+    forget_lab_nodes(names.prefix());
     let mut removed = cleanup::sweep(&format!("{}-", names.prefix()))?;
     let ports = cleanup::sweep(&format!("{}c", names.prefix()))?;
     removed.links.extend(ports.links);
@@ -350,6 +351,28 @@ fn emit(text: &str) -> anyhow::Result<()> {
     {
         Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         result => Ok(result?),
+    }
+}
+
+/// With the control plane running, deletes the lab's Node objects (`<prefix>-*`): they would
+/// stay Ready forever and count as nodes of the next lab's cluster. Best effort.
+fn forget_lab_nodes(prefix: &str) {
+    let Ok(cp) = ControlPlane::running() else {
+        return;
+    };
+    let Ok(kubectl) = cp.kubectl() else {
+        return;
+    };
+    let Ok(nodes) = kubectl.list("nodes", None, None) else {
+        return;
+    };
+    let own = format!("{prefix}-");
+    for node in &nodes {
+        if let Some(name) = node["metadata"]["name"].as_str()
+            && name.starts_with(&own)
+        {
+            let _ = kubectl.run(&["delete", "node", name, "--wait=false"]);
+        }
     }
 }
 
