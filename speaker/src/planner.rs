@@ -9,7 +9,9 @@
 //!
 //! Rules it applies:
 //! - An address is served only inside a pool; an address from `spec.externalIPs` only inside
-//!   a pool with `allowExternalIPs`. Anything else becomes a [`PlanWarning`].
+//!   a pool with `allowExternalIPs`; never a node's own address (a pool overlapping the node
+//!   network would otherwise let the speakers answer for it). Anything else becomes a
+//!   [`PlanWarning`].
 //! - `externalTrafficPolicy: Cluster`: every node forwards to every ready endpoint of the
 //!   address's family, masquerading traffic sent to endpoints on other nodes.
 //!   `Local`: a node forwards only to its own ready endpoints, without masquerade, and
@@ -125,6 +127,13 @@ pub enum PlanWarning {
         address: IpAddr,
         pool: String,
     },
+    /// The address is a node's own address (a pool overlapping the node network): announcing
+    /// it would take the node's traffic, so it is neither announced nor forwarded.
+    NodeAddress {
+        service: ServiceKey,
+        address: IpAddr,
+        node: String,
+    },
     /// Two Services claim the same address, protocol and port; the first by key is kept.
     PortClash {
         key: ForwardKey,
@@ -188,6 +197,14 @@ fn served_addresses<'m>(
                 .or_insert(address.origin);
         }
         for (ip, origin) in addresses {
+            if let Some(node) = model.nodes.values().find(|n| n.addresses.contains(&ip)) {
+                warnings.push(PlanWarning::NodeAddress {
+                    service: service.key.clone(),
+                    address: ip,
+                    node: node.name.clone(),
+                });
+                continue;
+            }
             let Some(pool) = model.pool_for(ip, service.pool.as_deref()) else {
                 warnings.push(PlanWarning::AddressOutsidePools {
                     service: service.key.clone(),
@@ -959,6 +976,33 @@ mod tests {
             vec![PlanWarning::AddressOutsidePools {
                 service: key("web"),
                 address: ip("198.51.100.7")
+            }]
+        );
+    }
+
+    #[test]
+    fn a_nodes_own_address_is_never_announced_nor_forwarded() {
+        // A pool overlapping the node network: the Service got node n2's address.
+        let mut model = cluster();
+        if let Some(n2) = model.nodes.get_mut("n2") {
+            n2.addresses = vec![ip("192.0.2.130"), ip("2001:db8:1::12")];
+        }
+        let svc = service(
+            "web",
+            "192.0.2.130",
+            TrafficPolicy::Cluster,
+            vec![ready("198.18.1.5", "n1")],
+        );
+        let plan = plan(&with_service(model, svc), "n1", &all_live());
+        assert!(plan.forwarding.is_empty());
+        assert!(plan.l2.is_empty());
+        assert!(plan.bgp.routes.values().all(BTreeMap::is_empty));
+        assert_eq!(
+            plan.warnings,
+            vec![PlanWarning::NodeAddress {
+                service: key("web"),
+                address: ip("192.0.2.130"),
+                node: "n2".into(),
             }]
         );
     }
