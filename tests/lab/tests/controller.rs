@@ -620,7 +620,7 @@ fn the_chart_installs_and_the_controller_runs_with_exactly_its_rbac() -> Result<
     };
     let output = std::process::Command::new(&helm)
         .args(["install", &release])
-        .arg(controller_support::workspace_root().join("charts/herald"))
+        .arg(herald_lab::paths::repo_root().join("charts/herald"))
         .args(["-n", lab.install.name(), "--set", "speaker.enabled=false"])
         .args([
             "--set",

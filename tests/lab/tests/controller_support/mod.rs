@@ -3,6 +3,10 @@
 //! per-test install namespace (pools, Lease) and apps namespace (Services), and readers of
 //! Service status, conditions and Events.
 //!
+//! What every Herald lab test needs comes from `herald_lab::herald`: the binary
+//! (`controller_binary`), the CRDs (`install_crds`), the pool manifests (`object`) and the
+//! finalizers a stopped controller leaves on the pools (`release_pools`, on drop).
+//!
 //! Every test's controller serves its own `loadBalancerClass` (unique per test) so that
 //! tests and other test binaries never touch each other's Services; the class filter test
 //! is the one exception and says so.
@@ -11,11 +15,12 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use herald_lab::herald;
 use herald_lab::kube::{ServiceSpec, TestNamespace};
 use herald_lab::wait::{Poll, poll_until, poll_until_ok};
 use herald_lab::{ControlPlane, Kubectl, LabError, Result, paths};
@@ -36,41 +41,6 @@ pub const ADDRESS_TIMEOUT: Duration = Duration::from_secs(60);
 /// Poll interval of status reads.
 pub const POLL: Duration = Duration::from_millis(200);
 
-pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// `$HERALD_CONTROLLER`, else `target/debug/herald-controller` (built by
-/// `cargo build --workspace`; tests/run.sh does).
-pub fn controller_binary() -> Result<PathBuf> {
-    let path = std::env::var_os("HERALD_CONTROLLER")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| paths::target_dir().join("debug/herald-controller"));
-    if path.is_file() {
-        Ok(path)
-    } else {
-        Err(LabError::Invalid(format!(
-            "{} is missing: run `cargo build -p herald-controller` (tests/run.sh builds the \
-             workspace first)",
-            path.display()
-        )))
-    }
-}
-
-/// The shared control plane with the Herald CRDs applied and served.
-pub fn kubectl_with_crds() -> Result<Kubectl> {
-    let kubectl = ControlPlane::ensure()?.kubectl()?;
-    let crd_dir = workspace_root().join("charts/herald/crds");
-    kubectl.run(&["apply", "-f", &crd_dir.to_string_lossy()])?;
-    kubectl.run(&[
-        "wait",
-        "--for=condition=Established",
-        "crd/ipaddresspools.herald.dev",
-        "--timeout=60s",
-    ])?;
-    Ok(kubectl)
-}
-
 /// One test's world: an install namespace (pools, Lease) and an apps namespace (Services).
 pub struct Lab {
     pub kubectl: Kubectl,
@@ -82,7 +52,8 @@ pub struct Lab {
 
 impl Lab {
     pub fn new(hint: &str) -> Result<Lab> {
-        let kubectl = kubectl_with_crds()?;
+        let kubectl = ControlPlane::ensure()?.kubectl()?;
+        herald::install_crds(&kubectl)?;
         let install = kubectl.test_namespace(&format!("{hint}-sys"))?;
         let apps = kubectl.test_namespace(hint)?;
         poll_until_ok(
@@ -103,27 +74,6 @@ impl Lab {
         })
     }
 
-    /// Pools a stopped controller left its finalizer on would keep the install namespace
-    /// Terminating forever: strip the finalizers before the namespaces go.
-    fn release_pools(&self) {
-        let Ok(pools) =
-            self.kubectl
-                .list("ipaddresspools.herald.dev", Some(self.install.name()), None)
-        else {
-            return;
-        };
-        for pool in pools {
-            if let Some(name) = pool["metadata"]["name"].as_str() {
-                let _ = self.kubectl.patch(
-                    "ipaddresspool",
-                    name,
-                    Some(self.install.name()),
-                    &json!({"metadata": {"finalizers": null}}),
-                );
-            }
-        }
-    }
-
     /// Applies an IPAddressPool in the install namespace; `extra` is merged into its spec.
     pub fn pool(&self, name: &str, addresses: &[&str], extra: Value) -> Result<()> {
         let mut spec = json!({ "addresses": addresses });
@@ -132,12 +82,7 @@ impl Lab {
                 spec.insert(k.clone(), v.clone());
             }
         }
-        let manifest = json!({
-            "apiVersion": "herald.dev/v1alpha1",
-            "kind": "IPAddressPool",
-            "metadata": {"name": name, "namespace": self.install.name()},
-            "spec": spec,
-        });
+        let manifest = herald::object("IPAddressPool", name, self.install.name(), spec);
         self.install.apply(&manifest.to_string()).map(|_| ())
     }
 
@@ -231,8 +176,10 @@ impl Lab {
 }
 
 impl Drop for Lab {
+    /// Pools a stopped controller left its finalizer on would keep the install namespace
+    /// Terminating forever: strip the finalizers before the namespaces go.
     fn drop(&mut self) {
-        self.release_pools();
+        herald::release_pools(&self.kubectl, self.install.name());
     }
 }
 
@@ -333,7 +280,7 @@ impl ControllerProcess {
         class: &str,
         ignore_classless: bool,
     ) -> Result<ControllerProcess> {
-        let binary = controller_binary()?;
+        let binary = herald::controller_binary()?;
         let port = free_port()?;
         std::fs::create_dir_all(paths::logs_dir())
             .map_err(|e| LabError::io("creating the logs dir", e))?;
