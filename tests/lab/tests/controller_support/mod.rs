@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use herald_lab::herald;
 use herald_lab::kube::{ServiceSpec, TestNamespace};
+use herald_lab::netns::signal;
 use herald_lab::wait::{Poll, poll_until, poll_until_ok};
 use herald_lab::{ControlPlane, Kubectl, LabError, Result, paths};
 use serde_json::{Value, json};
@@ -376,14 +377,10 @@ impl ControllerProcess {
         })
     }
 
-    /// The value of a metric line starting with `prefix` (summed over matching lines).
-    pub fn metric(&self, prefix: &str) -> Result<f64> {
+    /// The sum of every series of metric family `family` (0 when there is none).
+    pub fn metric(&self, family: &str) -> Result<f64> {
         let (_, body) = self.http_get("/metrics")?;
-        Ok(body
-            .lines()
-            .filter(|l| l.starts_with(prefix))
-            .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
-            .sum())
+        Ok(herald::metric_sum(&body, family))
     }
 
     pub fn pid(&self) -> u32 {
@@ -398,9 +395,7 @@ impl ControllerProcess {
 
     /// SIGTERM, then wait (bounded) for a clean exit; returns whether it exited by itself.
     pub fn terminate(&mut self, timeout: Duration) -> bool {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
+        let _ = signal(self.child.id(), "TERM");
         let started = Instant::now();
         while started.elapsed() < timeout {
             if let Ok(Some(_)) = self.child.try_wait() {
