@@ -14,30 +14,18 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use herald_crds::api::{BGPAdvertisement, BGPPeer, IPAddressPool};
+use herald_lab::herald;
 use herald_lab::kube::TestNamespace;
 use herald_lab::wait::{Poll, poll_until_ok};
-use herald_lab::{ControlPlane, Kubectl, LabError, Result};
+use herald_lab::{ControlPlane, Kubectl, LabError, Result, paths};
 use serde_json::{Value, json};
-
-/// The CRDs of the Herald API.
-const CRD_NAMES: [&str; 5] = [
-    "ipaddresspools.herald.dev",
-    "l2advertisements.herald.dev",
-    "bgppeers.herald.dev",
-    "bgpadvertisements.herald.dev",
-    "communities.herald.dev",
-];
 
 /// How long a fresh CRD may take to be served (REST mapping, OpenAPI publication).
 const CRD_READY_TIMEOUT: Duration = Duration::from_secs(60);
 const POLL_INTERVAL: Duration = Duration::from_millis(250);
 
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
 fn examples_dir() -> PathBuf {
-    workspace_root().join("crds/examples")
+    paths::repo_root().join("crds/examples")
 }
 
 /// The `.yaml` files directly inside `dir`, sorted.
@@ -77,19 +65,17 @@ fn manifest_name(text: &str) -> Option<String> {
     None
 }
 
+/// The CRDs of the Herald API by name (`ipaddresspools.herald.dev`, ...).
+fn crd_names() -> impl Iterator<Item = &'static str> {
+    herald::CRDS
+        .into_iter()
+        .map(|crd| crd.trim_start_matches("crd/"))
+}
+
 /// The shared control plane with the Herald CRDs applied and served.
 fn kubectl_with_crds() -> Result<Kubectl> {
     let kubectl = ControlPlane::ensure()?.kubectl()?;
-    let crd_dir = workspace_root().join("charts/herald/crds");
-    kubectl.run(&["apply", "-f", &crd_dir.to_string_lossy()])?;
-    for name in CRD_NAMES {
-        kubectl.run(&[
-            "wait",
-            "--for=condition=Established",
-            &format!("crd/{name}"),
-            "--timeout=60s",
-        ])?;
-    }
+    herald::install_crds(&kubectl)?;
     Ok(kubectl)
 }
 
@@ -102,13 +88,7 @@ fn namespace(kubectl: &Kubectl, hint: &str) -> Result<TestNamespace> {
         CRD_READY_TIMEOUT,
         POLL_INTERVAL,
         || {
-            for kind in [
-                "ipaddresspools",
-                "l2advertisements",
-                "bgppeers",
-                "bgpadvertisements",
-                "communities",
-            ] {
+            for kind in crd_names() {
                 kubectl.run(&["get", kind, "-n", ns.name()])?;
             }
             Ok(Poll::Ready(()))
@@ -128,7 +108,7 @@ fn get_as<T: serde::de::DeserializeOwned>(ns: &TestNamespace, kind: &str, name: 
 #[test]
 fn the_herald_crds_apply_and_become_established() -> Result<()> {
     let kubectl = kubectl_with_crds()?;
-    for name in CRD_NAMES {
+    for name in crd_names() {
         let crd = kubectl
             .get("crd", name, None)?
             .ok_or_else(|| LabError::Invalid(format!("crd {name} missing")))?;
