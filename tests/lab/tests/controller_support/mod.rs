@@ -214,6 +214,9 @@ pub fn events_about(
         .collect())
 }
 
+/// The `ip` of every entry in the Service's `status.loadBalancer.ingress`, as the controller
+/// wrote it. Not `herald::ingress_ips`: that parses (and so normalizes, and drops what does
+/// not parse), and these tests compare the exact text.
 pub fn ingress_of(service: &Value) -> Vec<String> {
     service["status"]["loadBalancer"]["ingress"]
         .as_array()
