@@ -1,5 +1,5 @@
-//! Edge conversion: k8s-openapi `Service`s, `Namespace` labels and `IPAddressPool`s into the
-//! allocator's plain input ([`ServiceRequest`], [`PoolSpec`]).
+//! Edge conversion: k8s-openapi `Service`s, `Namespace` labels, `IPAddressPool`s and `Node`s
+//! into the allocator's plain input ([`ServiceRequest`], [`PoolSpec`], node addresses).
 //!
 //! Owns the reading of every Service field and annotation Herald cares about, and of pool
 //! specs. Nothing here panics on what came from the API: every field that cannot be read is
@@ -11,7 +11,7 @@ use std::net::IpAddr;
 use herald_crds::address::{self, AddressError, EntryError, Family};
 use herald_crds::api::IPAddressPool;
 use herald_crds::names;
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector as ApiLabelSelector;
 
 use crate::allocator::{
@@ -424,6 +424,22 @@ pub fn label_selector(selector: &ApiLabelSelector) -> Result<LabelSelector, Stri
             .collect::<BTreeMap<_, _>>(),
         match_expressions: requirements,
     })
+}
+
+/// The node's own addresses that Herald never hands out: each `InternalIP` and `ExternalIP`
+/// of `status.addresses`, as (node name, address). Entries that are not addresses (or of
+/// other types, such as `Hostname`) are skipped; a node without a name has none.
+pub fn node_addresses(node: &Node) -> Vec<(String, IpAddr)> {
+    let Some(name) = node.metadata.name.as_deref() else {
+        return Vec::new();
+    };
+    node.status
+        .iter()
+        .flat_map(|s| s.addresses.iter().flatten())
+        .filter(|a| a.type_ == "InternalIP" || a.type_ == "ExternalIP")
+        .filter_map(|a| a.address.trim().parse::<IpAddr>().ok())
+        .map(|address| (name.to_owned(), address))
+        .collect()
 }
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
 //! Pool status and the `herald.dev/pool-in-use` finalizer as a pure function: an
 //! `IPAddressPool` snapshot and the allocator in; the status to write (assigned/available per
-//! family, conditions Ready / Overlapping / InvalidAddresses / InUse, observedGeneration), the
-//! finalizer change and Events out.
+//! family, conditions Ready / Overlapping / InvalidAddresses / InUse, and NodeAddresses while
+//! the range contains nodes' own addresses, observedGeneration), the finalizer change and
+//! Events out.
 //!
 //! The finalizer is present exactly while Services hold addresses booked against the pool, so
 //! a pool nobody uses can always be deleted, and one in use waits (its status says for whom).
@@ -20,6 +21,12 @@ use crate::allocator::{Allocator, FamilyStats, ServiceKey};
 use crate::conditions::{self, DesiredCondition};
 use crate::convert::ConvertedPool;
 use crate::service_plan::PlannedEvent;
+
+/// Pool condition, present only while it is true: the pool's range contains nodes' own
+/// addresses (reserved: never given to a Service).
+pub const CONDITION_NODE_ADDRESSES: &str = "NodeAddresses";
+/// How many node addresses a condition message lists before "and N more".
+const LISTED_NODE_ADDRESSES: usize = 10;
 
 /// How many Service names a condition message lists before "and N more".
 const LISTED_SERVICES: usize = 10;
@@ -182,6 +189,8 @@ pub fn plan_pool(
         )
     };
 
+    let node_addresses = allocator.node_addresses_in_pool(&name);
+
     let mut conds = observed.conditions.clone();
     for desired in [
         &ready_condition,
@@ -190,6 +199,22 @@ pub fn plan_pool(
         &in_use_condition,
     ] {
         conds = conditions::upsert(&conds, desired, generation, now);
+    }
+    if node_addresses.is_empty() {
+        conds = conditions::remove(&conds, CONDITION_NODE_ADDRESSES);
+    } else {
+        let message = node_addresses_message(&node_addresses);
+        events.push(PlannedEvent::warning(
+            "PoolContainsNodeAddresses",
+            message.clone(),
+        ));
+        let desired = DesiredCondition::new(
+            CONDITION_NODE_ADDRESSES,
+            true,
+            "ContainsNodeAddresses",
+            message,
+        );
+        conds = conditions::upsert(&conds, &desired, generation, now);
     }
     let mut status = IPAddressPoolStatus {
         assigned_ipv4: saturating_i64(stats.family(Family::V4).assigned),
@@ -214,6 +239,25 @@ pub fn plan_pool(
         ipv4: stats.ipv4,
         ipv6: stats.ipv6,
     }
+}
+
+/// `192.0.2.11 (node a), 192.0.2.12 (node b); never given to a Service ...`.
+fn node_addresses_message(found: &[(std::net::IpAddr, Vec<String>)]) -> String {
+    let shown: Vec<String> = found
+        .iter()
+        .take(LISTED_NODE_ADDRESSES)
+        .map(|(address, nodes)| format!("{address} (node {})", nodes.join(", ")))
+        .collect();
+    let more = found.len().saturating_sub(LISTED_NODE_ADDRESSES);
+    let more = if more > 0 {
+        format!(" and {more} more")
+    } else {
+        String::new()
+    };
+    format!(
+        "the pool contains node addresses {}{more}: they are reserved and never given to a Service (speakers do not announce a node's own address)",
+        shown.join(", ")
+    )
 }
 
 fn saturating_i64(value: u128) -> i64 {
@@ -285,6 +329,41 @@ mod tests {
         plan.status
             .as_ref()
             .and_then(|s| s.conditions.iter().find(|c| c.type_ == type_))
+    }
+
+    #[test]
+    fn a_pool_containing_node_addresses_names_them_in_a_condition_and_a_warning() {
+        let pool = api_pool("lan", &["192.0.2.0/28"]);
+        let mut allocator = allocator_for(&[&pool]);
+        let plain = plan_pool(&pool, &pool_spec(&pool), &allocator, now());
+        assert!(condition(&plain, CONDITION_NODE_ADDRESSES).is_none());
+        assert!(plain.events.is_empty());
+        allocator.set_node_addresses([
+            ("node-1".to_owned(), "192.0.2.11".parse().expect("ip")),
+            ("node-2".to_owned(), "192.0.2.12".parse().expect("ip")),
+            ("node-3".to_owned(), "198.51.100.1".parse().expect("ip")),
+        ]);
+        let plan = plan_pool(&pool, &pool_spec(&pool), &allocator, now());
+        let found = condition(&plan, CONDITION_NODE_ADDRESSES);
+        assert_eq!(found.map(|c| c.status.as_str()), Some("True"));
+        let message = found.map(|c| c.message.clone()).unwrap_or_default();
+        assert!(message.contains("192.0.2.11 (node node-1), 192.0.2.12 (node node-2)"));
+        assert!(!message.contains("198.51.100.1"));
+        let reasons: Vec<&str> = plan.events.iter().map(|e| e.reason).collect();
+        assert_eq!(reasons, ["PoolContainsNodeAddresses"]);
+        // Node addresses count as assigned: never available.
+        assert_eq!((plan.ipv4.assigned, plan.ipv4.available), (2, 14));
+        // The nodes go: the condition goes.
+        allocator.set_node_addresses(Vec::new());
+        let mut written = pool.clone();
+        written.status = plan.status.clone();
+        let after = plan_pool(&written, &pool_spec(&written), &allocator, now());
+        let conditions = after.status.map(|s| s.conditions).unwrap_or_default();
+        assert!(
+            !conditions
+                .iter()
+                .any(|c| c.type_ == CONDITION_NODE_ADDRESSES)
+        );
     }
 
     #[test]

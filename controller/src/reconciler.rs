@@ -2,7 +2,8 @@
 //! is one leadership term.
 //!
 //! A term (1) starts reflectors for Services (all namespaces), IPAddressPools (the install
-//! namespace) and Namespaces (for `namespaceSelectors`), (2) waits until all three are
+//! namespace), Namespaces (for `namespaceSelectors`) and Nodes (their InternalIP /
+//! ExternalIP addresses are reserved: never allocated), (2) waits until all four are
 //! listed, (3) restores every existing assignment from Service status **before** anything is
 //! allocated, (4) then runs kube's `applier` over the Service queue (bounded concurrency, per
 //! object exclusivity, back-off) and a pool pass (status, finalizer) that is debounced.
@@ -24,7 +25,7 @@ use futures::channel::mpsc;
 use futures::{StreamExt, future};
 use herald_crds::api::IPAddressPool;
 use herald_crds::names;
-use k8s_openapi::api::core::v1::{Namespace, ObjectReference, Service};
+use k8s_openapi::api::core::v1::{Namespace, Node, NodeStatus, ObjectReference, Service};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::{self, Action};
@@ -131,6 +132,7 @@ pub struct Context {
     services: Store<Service>,
     pools: Store<IPAddressPool>,
     namespaces: Store<Namespace>,
+    nodes: Store<Node>,
     recorder: Recorder,
     limiter: Mutex<EventLimiter>,
     metrics: Arc<Metrics>,
@@ -178,9 +180,11 @@ pub async fn run_term(
     let service_api: Api<Service> = Api::all(client.clone());
     let pool_api: Api<IPAddressPool> = Api::namespaced(client.clone(), &settings.namespace);
     let namespace_api: Api<Namespace> = Api::all(client.clone());
+    let node_api: Api<Node> = Api::all(client.clone());
     let (services, service_writer) = reflector::store();
     let (pools, pool_writer) = reflector::store();
     let (namespaces, namespace_writer) = reflector::store();
+    let (nodes, node_writer) = reflector::store();
     let (queue, queue_rx) = mpsc::unbounded();
     let recorder = Recorder::new(
         client.clone(),
@@ -197,6 +201,7 @@ pub async fn run_term(
         services: services.clone(),
         pools: pools.clone(),
         namespaces: namespaces.clone(),
+        nodes: nodes.clone(),
         recorder,
         metrics,
         gate,
@@ -243,10 +248,39 @@ pub async fn run_term(
         })));
     }
 
+    {
+        let ctx = Arc::clone(&ctx);
+        // Only the name and the addresses are kept: Node objects are large and change often.
+        let stream = reflector::reflector(
+            node_writer,
+            watcher(node_api, watcher::Config::default())
+                .default_backoff()
+                .modify(|node| {
+                    node.metadata.managed_fields = None;
+                    node.metadata.annotations = None;
+                    node.metadata.labels = None;
+                    node.spec = None;
+                    let addresses = node.status.take().and_then(|s| s.addresses);
+                    node.status = Some(NodeStatus {
+                        addresses,
+                        ..NodeStatus::default()
+                    });
+                }),
+        );
+        tasks.0.push(tokio::spawn(stream.for_each(move |event| {
+            ctx.on_node_event(event);
+            future::ready(())
+        })));
+    }
+
     namespaces
         .wait_until_ready()
         .await
         .map_err(|_| Error::StoreNotReady("Namespace"))?;
+    nodes
+        .wait_until_ready()
+        .await
+        .map_err(|_| Error::StoreNotReady("Node"))?;
     pools
         .wait_until_ready()
         .await
@@ -261,6 +295,7 @@ pub async fn run_term(
         let mut state = ctx.lock()?;
         let pool_objects = state::convert_pools(&ctx.pools.state());
         state.sync_pools(&pool_objects);
+        state.sync_nodes(&ctx.nodes.state());
         state.finalized_pools = pool_objects
             .iter()
             .filter(|(_, (pool, _))| pool_plan::has_finalizer(pool))
@@ -630,6 +665,37 @@ impl Context {
                 }
             }
         }
+    }
+
+    /// Node addresses changed: Services holding an affected address get their condition
+    /// refreshed; a released node address may serve a waiting Service; pools' conditions
+    /// name the node addresses they contain.
+    fn on_node_event(&self, event: Result<watcher::Event<Node>, watcher::Error>) {
+        match event {
+            Ok(watcher::Event::Apply(_) | watcher::Event::Delete(_) | watcher::Event::InitDone) => {
+            }
+            Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => return,
+            Err(error) => {
+                tracing::warn!(%error, "Node watch failed; retrying with back-off");
+                return;
+            }
+        }
+        let synced = match self.lock() {
+            Ok(mut state) => state.sync_nodes(&self.nodes.state()),
+            Err(_) => return,
+        };
+        if !synced.changed {
+            return;
+        }
+        tracing::info!(
+            affected_services = synced.affected.len(),
+            "node addresses changed"
+        );
+        for key in &synced.affected {
+            self.enqueue(key);
+        }
+        self.requeue_pending();
+        self.pool_pass.notify_one();
     }
 
     fn on_namespace_event(&self, event: Result<watcher::Event<Namespace>, watcher::Error>) {

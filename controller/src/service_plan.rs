@@ -30,6 +30,11 @@ use crate::convert::{self, ClassFilter, ConvertedService};
 
 /// Service condition: whether Herald gave the Service its load-balancer address(es).
 pub const CONDITION_ADDRESS_ASSIGNED: &str = "herald.dev/AddressAssigned";
+/// Service condition, present only while it is true: an address the Service holds is also a
+/// node's own address (kept, never moved, but no speaker announces it).
+pub const CONDITION_NODE_ADDRESS: &str = "herald.dev/NodeAddressConflict";
+/// Event reason for a held address that is also a node's own address.
+pub const REASON_NODE_ADDRESS: &str = "NodeAddressConflict";
 /// Service condition: whether every `spec.externalIPs` entry may be announced.
 pub const CONDITION_EXTERNAL_IPS: &str = "herald.dev/ExternalIPsAllowed";
 /// Service annotation written by the controller: the `spec.externalIPs` entries booked for
@@ -181,6 +186,7 @@ pub fn error_reason(error: &AllocationError) -> &'static str {
         AllocationError::PoolNotUsable { .. } => "PoolNotUsable",
         AllocationError::NotInAnyPool { .. } => "NotInAnyPool",
         AllocationError::NotInPool { .. } => "NotInPool",
+        AllocationError::NodeAddress { .. } => "NodeAddress",
         AllocationError::AddressInUse { .. } => "AddressInUse",
         AllocationError::SharingConflict { .. } => "SharingConflict",
         AllocationError::PoolExhausted { .. } => "PoolExhausted",
@@ -383,6 +389,13 @@ pub fn plan_service(
 
     let conds = conditions::upsert(&observed.conditions, &assigned_condition, generation, now);
     let conds = external_ip_conditions(&converted, &verdicts, &conds, generation, now, &mut events);
+    let conds = node_address_condition(
+        &allocator.node_addresses_held(&key),
+        &conds,
+        generation,
+        now,
+        &mut events,
+    );
 
     let annotation = annotation_change(&observed, &assignment);
     let external_annotation = external_annotation_change(&observed, &allocator.external_ips(&key));
@@ -464,6 +477,7 @@ fn plan_not_served(
         && ((!released_ips.is_empty() && ingress == released_ips)
             || (released_ips.is_empty() && ours));
     let mut conds = conditions::remove(&observed.conditions, CONDITION_ADDRESS_ASSIGNED);
+    conds = conditions::remove(&conds, CONDITION_NODE_ADDRESS);
 
     if judges_external_ips(service, filter) {
         let converted = convert::service_request(service, namespace_labels);
@@ -491,6 +505,33 @@ fn plan_not_served(
     };
     plan.annotation = ours.then_some(AnnotationChange::Remove);
     plan
+}
+
+/// Upserts (with a Warning) or removes the node-address condition: `held` lists the Service's
+/// addresses that are also nodes' own addresses.
+fn node_address_condition(
+    held: &[(IpAddr, Vec<String>)],
+    existing: &[Condition],
+    generation: Option<i64>,
+    now: Timestamp,
+    events: &mut Vec<PlannedEvent>,
+) -> Vec<Condition> {
+    if held.is_empty() {
+        return conditions::remove(existing, CONDITION_NODE_ADDRESS);
+    }
+    let message = held
+        .iter()
+        .map(|(address, nodes)| {
+            format!(
+                "{address} is also the address of node {}; it is kept (never moved) but will not be announced",
+                nodes.join(", ")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    events.push(PlannedEvent::warning(REASON_NODE_ADDRESS, message.clone()));
+    let desired = DesiredCondition::new(CONDITION_NODE_ADDRESS, true, "NodeAddress", message);
+    conditions::upsert(existing, &desired, generation, now)
 }
 
 /// Upserts or removes the externalIPs condition, with a Warning for refused entries.

@@ -6,10 +6,11 @@
 //! Pure: it converts pool objects and calls the allocator; no I/O, no clock.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use herald_crds::api::IPAddressPool;
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{Node, Service};
 
 use crate::allocator::{Allocator, Labels, PoolChangeReport, PoolSpec, ServiceKey};
 use crate::convert::{self, ClassFilter, ConvertedPool};
@@ -27,6 +28,17 @@ pub struct ControllerState {
     /// Services whose last allocation failed: reconciled again when addresses are released
     /// or pools change.
     pub pending: BTreeSet<ServiceKey>,
+    /// The node addresses last installed in the allocator (sorted).
+    installed_nodes: Vec<(String, IpAddr)>,
+}
+
+/// What [`ControllerState::sync_nodes`] changed.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct NodeSync {
+    /// The node addresses differ from the last ones installed.
+    pub changed: bool,
+    /// Services holding an address whose nodes changed (reconcile them).
+    pub affected: Vec<ServiceKey>,
 }
 
 /// Pool objects converted, by name.
@@ -67,6 +79,25 @@ impl ControllerState {
         }
         self.installed = specs.clone();
         self.allocator.set_pools(specs)
+    }
+
+    /// Installs the nodes' own addresses (reserved, never allocated) when they differ from
+    /// the last ones. Never moves an address.
+    pub fn sync_nodes(&mut self, nodes: &[Arc<Node>]) -> NodeSync {
+        let mut addresses: Vec<(String, IpAddr)> = nodes
+            .iter()
+            .flat_map(|n| convert::node_addresses(n))
+            .collect();
+        addresses.sort();
+        addresses.dedup();
+        if addresses == self.installed_nodes {
+            return NodeSync::default();
+        }
+        self.installed_nodes = addresses.clone();
+        NodeSync {
+            changed: true,
+            affected: self.allocator.set_node_addresses(addresses),
+        }
     }
 
     /// Rebuilds the allocator from the Services, before anything is allocated or judged:
@@ -246,6 +277,43 @@ mod tests {
             .iter()
             .map(|a| a.address)
             .collect()
+    }
+
+    fn node(name: &str, address: &str) -> Arc<Node> {
+        use k8s_openapi::api::core::v1::{NodeAddress, NodeStatus};
+        Arc::new(Node {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                ..ObjectMeta::default()
+            },
+            spec: None,
+            status: Some(NodeStatus {
+                addresses: Some(vec![NodeAddress {
+                    type_: "InternalIP".into(),
+                    address: address.into(),
+                }]),
+                ..NodeStatus::default()
+            }),
+        })
+    }
+
+    #[test]
+    fn node_addresses_are_installed_only_when_they_change_and_name_the_services_holding_them() {
+        let mut state = ControllerState::default();
+        state.sync_pools(&convert_pools(&[pool("lan", &["192.0.2.0/30"])]));
+        let summary = state.restore(
+            &[restored_service("web", 1, "192.0.2.1")],
+            |_| Labels::new(),
+            &ClassFilter::herald(false),
+        );
+        assert_eq!(summary.addresses, 1);
+        let nodes = [node("n1", "192.0.2.1"), node("n2", "192.0.2.2")];
+        let first = state.sync_nodes(&nodes);
+        assert!(first.changed);
+        assert_eq!(first.affected, [ServiceKey::new("ns", "web")]);
+        assert_eq!(state.sync_nodes(&nodes), NodeSync::default());
+        let stats = state.allocator.pool_stats("lan").unwrap_or_default();
+        assert_eq!(stats.ipv4.available, 2);
     }
 
     #[test]

@@ -42,6 +42,18 @@ pub enum AllocationError {
         /// The pool named by `herald.dev/address-pool`.
         pool: String,
     },
+    /// A requested address is a node's own address (InternalIP / ExternalIP): speakers
+    /// never announce it, so it is never given to a Service.
+    #[error(
+        "requested address {address} is the address of node {}; speakers never announce a node's own address, so it is not given to a Service",
+        node_list(.nodes)
+    )]
+    NodeAddress {
+        /// The address requested.
+        address: IpAddr,
+        /// The nodes that have it (sorted).
+        nodes: Vec<String>,
+    },
     /// The address is held by a Service that does not share (or this one does not).
     #[error("address {address} is already in use by {by}")]
     AddressInUse {
@@ -323,4 +335,9 @@ pub enum ExternalIpRefusal {
         /// The sharing error.
         error: Box<AllocationError>,
     },
+}
+
+/// `a`, or `a, b` for the nodes having one address.
+pub(crate) fn node_list(nodes: &[String]) -> String {
+    nodes.join(", ")
 }

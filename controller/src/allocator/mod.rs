@@ -29,6 +29,11 @@
 //!   every reconcile of a Service whose externalIPs Herald judges.
 //!   [`Allocator::restore_external_ips`]`(&request, &recorded)`: on start, after every
 //!   `restore`, re-books the entries recorded as booked (see below).
+//! - [`Allocator::set_node_addresses`]`((node, address) pairs) -> Vec<`[`ServiceKey`]`>`:
+//!   install the nodes' own addresses (InternalIP / ExternalIP; the whole set); returns the
+//!   Services holding an address whose nodes changed. [`Allocator::node_addresses_held`]`(&key)`
+//!   and [`Allocator::node_addresses_in_pool`]`(name)` say which held or pooled addresses
+//!   are also nodes' (for the Service's and the pool's conditions).
 //! - [`Allocator::assignment`]`(&key)`, [`Allocator::external_ips`]`(&key)`,
 //!   [`Allocator::pool_stats`]`(name)`, [`Allocator::services_using_pool`]`(name)` (for the
 //!   pool finalizer), [`Allocator::addresses_outside_every_pool`], [`Allocator::overlaps`],
@@ -60,6 +65,16 @@
 //!   refused because the address is taken is not queued: it is judged again at the Service's
 //!   next `book_external_ips`. Booked externalIPs do not hold a pool's finalizer (they are
 //!   released instead when the pool goes) but count as assigned in [`PoolStats`].
+//! - **A node's own address is never handed out.** Every node InternalIP / ExternalIP is
+//!   reserved: out of the free set of every pool containing it (like a booking held by no
+//!   Service, so it counts as assigned in [`PoolStats`]), whether or not a Service holds it;
+//!   a Service releasing it does not free it, only the node giving it up does (then it goes
+//!   back unless a Service holds it). A requested node address is refused
+//!   ([`AllocationError::NodeAddress`], naming the nodes); a shared address that became a
+//!   node address is not given to new sharers. A Service that already holds a node address
+//!   (restored from status, or a node took the address later) keeps it — addresses never
+//!   move — and is reported by [`Allocator::node_addresses_held`] (speakers will not announce
+//!   it). Restore refuses nothing because of node addresses.
 //! - Restart: a rebuilt allocator first restores every load-balancer address from status,
 //!   then re-books the externalIPs recorded as booked, then books new claims. **A
 //!   load-balancer address recorded in status wins over an externalIP claim** in either
@@ -71,7 +86,9 @@
 //! Costs: allocation, release, booking and membership are O(log n) in the number of addresses
 //! handed out (pools are never enumerated), times the number of pools for overlap bookkeeping
 //! (per externalIPs entry for `book_external_ips`). `set_pools` re-judges every booked
-//! externalIP against the new pools (O(bookings × pools)).
+//! externalIP against the new pools (O(bookings × pools)). `set_node_addresses` is
+//! O(changed addresses × (pools + log n)); a new or changed pool's free set also takes out
+//! the node addresses in its range (O(those × log n)).
 
 mod error;
 mod model;
@@ -162,6 +179,9 @@ pub struct Allocator {
     /// Addresses held by Services with each sharing key.
     shared_by_key: BTreeMap<String, BTreeSet<IpAddr>>,
     overlaps: Vec<Overlap>,
+    /// Nodes' own addresses (InternalIP / ExternalIP), with the nodes having each: reserved,
+    /// out of every pool's free set whether or not a Service holds them.
+    node_addresses: BTreeMap<IpAddr, BTreeSet<String>>,
 }
 
 /// The families a request gets, and its requested address per family.
@@ -304,15 +324,20 @@ impl Allocator {
         reports
     }
 
-    /// A free set for `spec` with every address currently in use taken out.
+    /// A free set for `spec` with every address currently in use, and every node address,
+    /// taken out.
     fn fresh_free_set(&self, spec: &PoolSpec) -> FreeAddresses {
         let mut free = FreeAddresses::new(&spec.addresses, spec.avoid_buggy_ips);
         for range in &spec.addresses {
-            for address in self
+            let held = self
                 .holdings
                 .range(range.first()..=range.last())
-                .map(|(a, _)| *a)
-            {
+                .map(|(a, _)| *a);
+            let nodes = self
+                .node_addresses
+                .range(range.first()..=range.last())
+                .map(|(a, _)| *a);
+            for address in held.chain(nodes) {
                 // Overlapping entries visit an address twice; buggy ones are not in the pool.
                 let _already_taken_or_avoided = free.take(address);
             }
@@ -578,6 +603,12 @@ impl Allocator {
         address: IpAddr,
         profile: &SharingProfile,
     ) -> Result<AssignedAddress, AllocationError> {
+        if let Some(nodes) = self.node_addresses.get(&address) {
+            return Err(AllocationError::NodeAddress {
+                address,
+                nodes: nodes.iter().cloned().collect(),
+            });
+        }
         let pool = match &request.pool {
             Some(name) => {
                 let pool = self.usable_pinned_pool(request, name)?;
@@ -680,6 +711,7 @@ impl Allocator {
                 addresses.iter().copied().find(|&a| {
                     Family::of(a) == family
                         && pool.free.contains(a)
+                        && !self.node_addresses.contains_key(&a)
                         && self.check_sharing(a, key, profile).is_ok()
                 })
             });
@@ -752,8 +784,11 @@ impl Allocator {
             .is_some_and(|k| holding.holders.values().any(|p| p.key.as_ref() == Some(k)));
         if holding.holders.is_empty() {
             self.holdings.remove(&address);
-            for pool in self.pools.values_mut() {
-                pool.free.release(address);
+            // A node address stays reserved.
+            if !self.node_addresses.contains_key(&address) {
+                for pool in self.pools.values_mut() {
+                    pool.free.release(address);
+                }
             }
         }
         if let Some(sharing_key) = profile.key
@@ -859,6 +894,94 @@ impl Allocator {
                     .map(move |a| (k.clone(), a.address))
             })
             .collect()
+    }
+
+    /// Installs the nodes' own addresses (the whole set, as (node, address) pairs): each is
+    /// reserved, out of every pool's free set like an address held by no Service, so it is
+    /// never allocated and a request for it is refused ([`AllocationError::NodeAddress`]).
+    /// Nothing is moved: a Service already holding one keeps it (see
+    /// [`Allocator::node_addresses_held`]). An address no node has any more goes back to its
+    /// pools unless a Service holds it. Returns the Services holding an address whose nodes
+    /// changed (their conditions need a refresh). O(changed addresses × (pools + log n)).
+    pub fn set_node_addresses(
+        &mut self,
+        nodes: impl IntoIterator<Item = (String, IpAddr)>,
+    ) -> Vec<ServiceKey> {
+        let mut new: BTreeMap<IpAddr, BTreeSet<String>> = BTreeMap::new();
+        for (node, address) in nodes {
+            new.entry(address).or_default().insert(node);
+        }
+        let old = std::mem::take(&mut self.node_addresses);
+        let mut changed: Vec<IpAddr> = Vec::new();
+        for (address, names) in &old {
+            if new.get(address) != Some(names) {
+                changed.push(*address);
+            }
+        }
+        changed.extend(new.keys().filter(|a| !old.contains_key(a)).copied());
+        for &address in &changed {
+            if self.holdings.contains_key(&address) {
+                continue; // Out of the free sets while held, either way.
+            }
+            match (old.contains_key(&address), new.contains_key(&address)) {
+                (false, true) => {
+                    for pool in self.pools.values_mut() {
+                        // Err only for addresses outside the pool: nothing to take there.
+                        let _outside_this_pool = pool.free.take(address);
+                    }
+                }
+                (true, false) => {
+                    for pool in self.pools.values_mut() {
+                        pool.free.release(address);
+                    }
+                }
+                _ => {}
+            }
+        }
+        self.node_addresses = new;
+        let affected: BTreeSet<ServiceKey> = changed
+            .iter()
+            .filter_map(|a| self.holdings.get(a))
+            .flat_map(|h| h.holders.keys().map(|(key, _)| key.clone()))
+            .collect();
+        affected.into_iter().collect()
+    }
+
+    /// The nodes having `address` as their own (sorted; empty for none).
+    pub fn nodes_having(&self, address: IpAddr) -> Vec<String> {
+        self.node_addresses
+            .get(&address)
+            .map(|n| n.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// The Service's load-balancer addresses that are also nodes' own addresses (kept, never
+    /// moved, but never announced), each with the nodes having it.
+    pub fn node_addresses_held(&self, key: &ServiceKey) -> Vec<(IpAddr, Vec<String>)> {
+        self.services
+            .get(key)
+            .into_iter()
+            .flat_map(|s| s.addresses.iter())
+            .map(|a| (a.address, self.nodes_having(a.address)))
+            .filter(|(_, nodes)| !nodes.is_empty())
+            .collect()
+    }
+
+    /// Node addresses inside pool `name` (for its NodeAddresses condition), each with the
+    /// nodes having it. O(pool entries × log n + found).
+    pub fn node_addresses_in_pool(&self, name: &str) -> Vec<(IpAddr, Vec<String>)> {
+        let Some(pool) = self.pools.get(name) else {
+            return Vec::new();
+        };
+        let found: BTreeMap<IpAddr, Vec<String>> = pool
+            .spec
+            .addresses
+            .iter()
+            .flat_map(|range| self.node_addresses.range(range.first()..=range.last()))
+            .filter(|(address, _)| pool.free.contains(**address))
+            .map(|(address, nodes)| (*address, nodes.iter().cloned().collect()))
+            .collect();
+        found.into_iter().collect()
     }
 
     /// Overlapping entries among the current pools (for the pools' Overlapping condition).

@@ -704,3 +704,93 @@ proptest! {
         check_invariants(&mixed, &pools, &mixed_model)?;
     }
 }
+
+/// One step of the node-address property.
+#[derive(Debug, Clone)]
+enum NodeStep {
+    /// Service `svc-{0}` reconciled (requesting `192.0.2.{1}` if set).
+    Assign(usize, Option<u8>),
+    Release(usize),
+    /// The nodes now have these last octets of `192.0.2.0/29`.
+    Nodes(BTreeSet<u8>),
+}
+
+fn node_step() -> impl Strategy<Value = NodeStep> {
+    prop_oneof![
+        3 => (0usize..6, proptest::option::weighted(0.3, 0u8..8))
+            .prop_map(|(s, r)| NodeStep::Assign(s, r)),
+        1 => (0usize..6).prop_map(NodeStep::Release),
+        1 => proptest::collection::btree_set(0u8..8, 0..4).prop_map(NodeStep::Nodes),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Node addresses: a Service is never newly given one (allocated or requested), one it
+    /// already holds is never moved, and the pool counts every address that is held or a
+    /// node's as assigned; once no node has an address and nobody holds it, it is free.
+    #[test]
+    fn node_addresses_are_never_handed_out_and_held_ones_never_move(
+        steps in proptest::collection::vec(node_step(), 1..40)
+    ) {
+        let octet = |o: u8| IpAddr::from([192, 0, 2, o]);
+        let pools = vec![PoolSpec::new("p", vec!["192.0.2.0/29".parse().expect("range")])];
+        let mut allocator = Allocator::new(pools);
+        let mut node_set: BTreeSet<IpAddr> = BTreeSet::new();
+        for step in steps {
+            match step {
+                NodeStep::Assign(s, requested) => {
+                    let mut request = ServiceRequest::new("ns", format!("svc-{s}"));
+                    request.requested_addresses = requested.map(octet).into_iter().collect();
+                    let before = allocator.assignment(&request.key);
+                    let result = allocator.assign(&request);
+                    let after = allocator.assignment(&request.key);
+                    for address in after.iter().flat_map(Assignment::ips) {
+                        let held_before =
+                            before.as_ref().is_some_and(|b| b.ips().contains(&address));
+                        prop_assert!(
+                            held_before || !node_set.contains(&address),
+                            "{address} newly given although a node has it"
+                        );
+                    }
+                    if let (Some(before), Err(_)) = (&before, &result) {
+                        prop_assert_eq!(Some(before), after.as_ref());
+                    }
+                    if let Some(address) = requested.map(octet)
+                        && node_set.contains(&address)
+                        && !before.as_ref().is_some_and(|b| b.ips().contains(&address))
+                    {
+                        let is_node_address_error =
+                            matches!(result, Err(AllocationError::NodeAddress { .. }));
+                        prop_assert!(is_node_address_error);
+                    }
+                }
+                NodeStep::Release(s) => {
+                    allocator.release(&ServiceKey::new("ns", format!("svc-{s}")));
+                }
+                NodeStep::Nodes(octets) => {
+                    let held: Vec<(ServiceKey, Assignment)> = allocator
+                        .assignments()
+                        .map(|(k, a)| (k.clone(), a))
+                        .collect();
+                    node_set = octets.iter().map(|&o| octet(o)).collect();
+                    allocator.set_node_addresses(
+                        octets.iter().map(|&o| (format!("node-{}", o % 3), octet(o))),
+                    );
+                    for (key, assignment) in held {
+                        prop_assert_eq!(allocator.assignment(&key), Some(assignment));
+                    }
+                }
+            }
+            let in_use: BTreeSet<IpAddr> = allocator
+                .assignments()
+                .flat_map(|(_, a)| a.ips())
+                .chain(node_set.iter().copied())
+                .collect();
+            let stats = allocator.pool_stats("p").expect("pool");
+            prop_assert_eq!(stats.ipv4.assigned, in_use.len() as u128);
+            prop_assert_eq!(stats.ipv4.available, 8 - in_use.len() as u128);
+        }
+    }
+}

@@ -1276,3 +1276,121 @@ fn external_ips_of_a_service_are_booked_against_every_overlapping_pool() {
     };
     assert_eq!(ips(allocator.assign(&pinned)), [ip("192.0.2.1")]);
 }
+
+fn nodes(pairs: &[(&str, &str)]) -> Vec<(String, IpAddr)> {
+    pairs
+        .iter()
+        .map(|(n, a)| ((*n).to_owned(), ip(a)))
+        .collect()
+}
+
+#[test]
+fn node_addresses_are_never_allocated_and_leave_the_free_set() {
+    let mut allocator = Allocator::new(vec![pool("lan", &["192.0.2.10-192.0.2.13"])]);
+    let affected = allocator.set_node_addresses(nodes(&[
+        ("node-a", "192.0.2.10"),
+        ("node-b", "192.0.2.12"),
+        ("node-b", "10.0.0.1"),
+    ]));
+    assert!(affected.is_empty());
+    assert_eq!(ips(allocator.assign(&service("a"))), [ip("192.0.2.11")]);
+    assert_eq!(ips(allocator.assign(&service("b"))), [ip("192.0.2.13")]);
+    assert!(matches!(
+        allocator.assign(&service("c")),
+        Err(AllocationError::PoolExhausted { .. })
+    ));
+    let stats = allocator.pool_stats("lan").expect("stats");
+    assert_eq!((stats.ipv4.assigned, stats.ipv4.available), (4, 0));
+    // Releasing a Service gives back its address, never a node address.
+    allocator.release(&key("a"));
+    assert_eq!(ips(allocator.assign(&service("c"))), [ip("192.0.2.11")]);
+}
+
+#[test]
+fn a_node_address_no_node_has_any_more_goes_back_to_its_pool() {
+    let mut allocator = Allocator::new(vec![pool("lan", &["192.0.2.10/31"])]);
+    allocator.set_node_addresses(nodes(&[("node-a", "192.0.2.10")]));
+    assert_eq!(ips(allocator.assign(&service("a"))), [ip("192.0.2.11")]);
+    allocator.set_node_addresses(Vec::new());
+    assert_eq!(ips(allocator.assign(&service("b"))), [ip("192.0.2.10")]);
+}
+
+#[test]
+fn pools_installed_after_the_nodes_leave_node_addresses_out_too() {
+    let mut allocator = Allocator::new(Vec::new());
+    allocator.set_node_addresses(nodes(&[("node-a", "192.0.2.10")]));
+    allocator.set_pools(vec![pool("lan", &["192.0.2.10/31"])]);
+    assert_eq!(ips(allocator.assign(&service("a"))), [ip("192.0.2.11")]);
+    assert_eq!(
+        allocator.node_addresses_in_pool("lan"),
+        [(ip("192.0.2.10"), vec!["node-a".to_owned()])]
+    );
+    assert!(allocator.node_addresses_in_pool("unknown").is_empty());
+}
+
+#[test]
+fn a_requested_node_address_is_refused_naming_the_node() {
+    let mut allocator = Allocator::new(vec![pool("lan", &["192.0.2.0/28"])]);
+    allocator.set_node_addresses(nodes(&[("node-a", "192.0.2.11"), ("node-b", "192.0.2.11")]));
+    let error = allocator
+        .assign(&requesting("a", &["192.0.2.11"]))
+        .expect_err("node address");
+    assert_eq!(
+        error,
+        AllocationError::NodeAddress {
+            address: ip("192.0.2.11"),
+            nodes: vec!["node-a".to_owned(), "node-b".to_owned()],
+        }
+    );
+    assert!(error.to_string().contains("node node-a, node-b"));
+    assert!(allocator.assignment(&key("a")).is_none());
+}
+
+#[test]
+fn a_service_holding_an_address_a_node_takes_later_keeps_it_and_is_reported() {
+    let mut allocator = Allocator::new(vec![pool("lan", &["192.0.2.0/28"])]);
+    assert_eq!(ips(allocator.assign(&service("a"))), [ip("192.0.2.0")]);
+    let affected = allocator.set_node_addresses(nodes(&[("node-a", "192.0.2.0")]));
+    assert_eq!(affected, [key("a")]);
+    // Never moved, also on the next assign.
+    assert_eq!(ips(allocator.assign(&service("a"))), [ip("192.0.2.0")]);
+    assert_eq!(
+        allocator.node_addresses_held(&key("a")),
+        [(ip("192.0.2.0"), vec!["node-a".to_owned()])]
+    );
+    // Once released, the address stays reserved for the node.
+    allocator.release(&key("a"));
+    assert_eq!(ips(allocator.assign(&service("b"))), [ip("192.0.2.1")]);
+    // The node gives it up: nobody is affected, the address is free again.
+    assert!(allocator.set_node_addresses(Vec::new()).is_empty());
+    assert_eq!(ips(allocator.assign(&service("c"))), [ip("192.0.2.0")]);
+}
+
+#[test]
+fn a_restored_node_address_is_kept_and_reported() {
+    let mut allocator = Allocator::new(vec![pool("lan", &["192.0.2.0/28"])]);
+    allocator.set_node_addresses(nodes(&[("node-a", "192.0.2.5")]));
+    let outcome = allocator.restore(&service("a"), &[ip("192.0.2.5")], &[]);
+    assert!(outcome.problems.is_empty());
+    assert_eq!(ips(allocator.assign(&service("a"))), [ip("192.0.2.5")]);
+    assert_eq!(allocator.node_addresses_held(&key("a")).len(), 1);
+    assert!(allocator.node_addresses_held(&key("b")).is_empty());
+}
+
+#[test]
+fn a_shared_address_that_became_a_node_address_is_not_given_to_new_sharers() {
+    let mut allocator = Allocator::new(vec![pool("lan", &["192.0.2.0/30"])]);
+    assert_eq!(
+        ips(allocator.assign(&shared("a", "k", &[80]))),
+        [ip("192.0.2.0")]
+    );
+    allocator.set_node_addresses(nodes(&[("node-a", "192.0.2.0")]));
+    assert_eq!(
+        ips(allocator.assign(&shared("b", "k", &[443]))),
+        [ip("192.0.2.1")]
+    );
+    assert_eq!(
+        ips(allocator.assign(&shared("a", "k", &[80]))),
+        [ip("192.0.2.0")]
+    );
+}

@@ -338,3 +338,41 @@ fn a_pool_being_deleted_serves_no_new_allocation() {
     assert!(pool_spec(&deleting).spec.deleting);
     assert!(!pool_spec(&pool(&["192.0.2.0/30"], None)).spec.deleting);
 }
+
+#[test]
+fn node_addresses_are_the_internal_and_external_ips_of_named_nodes() {
+    use k8s_openapi::api::core::v1::{NodeAddress, NodeStatus};
+    let address = |type_: &str, address: &str| NodeAddress {
+        type_: type_.into(),
+        address: address.into(),
+    };
+    let node = Node {
+        metadata: ObjectMeta {
+            name: Some("node-1".into()),
+            ..ObjectMeta::default()
+        },
+        spec: None,
+        status: Some(NodeStatus {
+            addresses: Some(vec![
+                address("InternalIP", "192.0.2.11"),
+                address("ExternalIP", "2001:db8::11"),
+                address("Hostname", "node-1"),
+                address("InternalDNS", "10.0.0.1"),
+                address("InternalIP", "not-an-address"),
+            ]),
+            ..NodeStatus::default()
+        }),
+    };
+    assert_eq!(
+        node_addresses(&node),
+        [
+            ("node-1".to_owned(), ip("192.0.2.11")),
+            ("node-1".to_owned(), ip("2001:db8::11")),
+        ]
+    );
+    let unnamed = Node {
+        metadata: ObjectMeta::default(),
+        ..node
+    };
+    assert!(node_addresses(&unnamed).is_empty());
+}

@@ -737,3 +737,64 @@ fn the_record_annotation_reads_back_what_was_written() {
     );
     assert!(recorded_external_ips(&Svc::lb("none").0).is_empty());
 }
+
+#[test]
+fn a_requested_node_address_is_refused_with_a_warning_naming_the_node() {
+    let mut allocator = Allocator::new(vec![pool("a", &["192.0.2.0/28"])]);
+    allocator.set_node_addresses([("node-1".to_owned(), ip("192.0.2.11"))]);
+    let svc = Svc::lb("web")
+        .annotate(names::ANNOTATION_LOAD_BALANCER_IPS, "192.0.2.11")
+        .0;
+    let plan = plan(&mut allocator, &svc);
+    assert_eq!(
+        plan.outcome,
+        Outcome::Failed {
+            reason: "NodeAddress",
+            changed: false
+        }
+    );
+    assert_eq!(reasons(&plan), vec!["AllocationFailed"]);
+    assert!(plan.events[0].message.contains("node node-1"));
+    let assigned = condition(&plan, CONDITION_ADDRESS_ASSIGNED);
+    assert_eq!(assigned.map(|c| c.reason.as_str()), Some("NodeAddress"));
+    assert!(condition(&plan, CONDITION_NODE_ADDRESS).is_none());
+}
+
+#[test]
+fn a_held_address_that_is_a_node_address_is_kept_with_a_warning_and_a_condition() {
+    let mut allocator = Allocator::new(vec![pool("a", &["192.0.2.0/28"])]);
+    let svc = Svc::lb("web").0;
+    let first = plan(&mut allocator, &svc);
+    let after = written(&svc, &first);
+    allocator.set_node_addresses([("node-1".to_owned(), ip("192.0.2.0"))]);
+    let second = plan(&mut allocator, &after);
+    assert_eq!(second.outcome, Outcome::Assigned { changed: false });
+    assert_eq!(reasons(&second), vec![REASON_NODE_ADDRESS]);
+    let node = condition(&second, CONDITION_NODE_ADDRESS);
+    assert_eq!(node.map(|c| c.status.as_str()), Some("True"));
+    let message = node.map(|c| c.message.clone()).unwrap_or_default();
+    assert!(message.contains("192.0.2.0 is also the address of node node-1"));
+    assert!(message.contains("will not be announced"));
+    assert_eq!(
+        second.status.as_ref().and_then(|s| s.ingress.clone()),
+        Some(vec![ip("192.0.2.0")])
+    );
+    // The node gives the address up: the condition goes.
+    let after = written(&after, &second);
+    allocator.set_node_addresses(Vec::new());
+    let third = plan(&mut allocator, &after);
+    assert!(condition(&third, CONDITION_NODE_ADDRESS).is_none());
+    assert!(third.status.is_some());
+    assert_eq!(third.events, vec![]);
+}
+
+#[test]
+fn a_restored_node_address_is_kept_and_reported() {
+    let mut allocator = Allocator::new(vec![pool("a", &["192.0.2.0/28"])]);
+    allocator.set_node_addresses([("node-2".to_owned(), ip("192.0.2.12"))]);
+    let svc = Svc::lb("web").status_ips(&["192.0.2.12"], "a").0;
+    let plan = plan(&mut allocator, &svc);
+    assert_eq!(plan.outcome, Outcome::Assigned { changed: true });
+    assert_eq!(reasons(&plan), vec![REASON_NODE_ADDRESS]);
+    assert!(condition(&plan, CONDITION_NODE_ADDRESS).is_some());
+}
