@@ -909,3 +909,78 @@ fn a_pool_change_rebooks_or_reports_addresses_and_never_moves_them() -> Result<(
     drop(controller);
     Ok(())
 }
+
+#[test]
+fn node_addresses_inside_a_pool_are_never_handed_out_and_a_request_for_one_gets_an_event()
+-> Result<()> {
+    let _serial = serial();
+    let lab = Lab::new("ctl-node")?;
+    // A pool overlapping the node network: one of its addresses is this Node's InternalIP.
+    let node = format!("{}-node", lab.install.name());
+    let _node = lab.kubectl.create_node(
+        &herald_lab::kube::NodeSpec::new(&node)
+            .address(std::net::IpAddr::from([203, 0, 113, 33])),
+    )?;
+    lab.pool("overlap", &["203.0.113.32/29"], json!({}))?;
+    let controller = ControllerProcess::start_admin(&lab, "c1")?;
+    controller.wait_leading(LEAD_TIMEOUT)?;
+
+    // Allocation skips the node's address.
+    lab.apply_service(&lab.service("first", 80), |_| {})?;
+    assert_eq!(lab.wait_ingress("first", 1)?, vec!["203.0.113.32"]);
+    lab.apply_service(&lab.service("second", 80), |_| {})?;
+    assert_eq!(lab.wait_ingress("second", 1)?, vec!["203.0.113.34"]);
+
+    // Requesting it is refused, naming the node.
+    lab.apply_service(
+        &lab.service("wants-node", 80)
+            .annotation("herald.dev/loadBalancerIPs", "203.0.113.33"),
+        |_| {},
+    )?;
+    let (reason, message) = lab.wait_condition("wants-node", ASSIGNED, "False")?;
+    assert_eq!(reason, "NodeAddress");
+    assert!(message.contains(&node), "{message}");
+    let event = lab.wait_event(lab.apps.name(), "wants-node", "AllocationFailed")?;
+    assert!(
+        event.contains("203.0.113.33") && event.contains(&node),
+        "{event}"
+    );
+    assert!(lab.ingress("wants-node")?.is_empty());
+
+    // The pool says which node addresses it contains.
+    let pool = poll_until(
+        "pool condition NodeAddresses",
+        LEAD_TIMEOUT,
+        POLL,
+        || {
+            let pool = lab
+                .install
+                .get("ipaddresspool", "overlap")?
+                .ok_or_else(|| LabError::Invalid("pool overlap missing".into()))?;
+            Ok(match condition_of(&pool, "NodeAddresses") {
+                Some(c) if c["status"] == "True" => Poll::Ready(c["message"].clone()),
+                other => Poll::Pending(format!("{other:?}")),
+            })
+        },
+    )?;
+    let pool = pool.as_str().unwrap_or_default().to_owned();
+    assert!(pool.contains("203.0.113.33") && pool.contains(&node), "{pool}");
+
+    // A node that later takes an address in use: the Service keeps it (never moved) and is
+    // told it will not be announced.
+    let late = format!("{}-late", lab.install.name());
+    let _late = lab.kubectl.create_node(
+        &herald_lab::kube::NodeSpec::new(&late)
+            .address(std::net::IpAddr::from([203, 0, 113, 32])),
+    )?;
+    let (reason, message) =
+        lab.wait_condition("first", "herald.dev/NodeAddressConflict", "True")?;
+    assert_eq!(reason, "NodeAddress");
+    assert!(
+        message.contains("203.0.113.32") && message.contains(&late),
+        "{message}"
+    );
+    lab.wait_event(lab.apps.name(), "first", "NodeAddressConflict")?;
+    assert_eq!(lab.ingress("first")?, vec!["203.0.113.32"]);
+    Ok(())
+}
