@@ -918,8 +918,7 @@ fn node_addresses_inside_a_pool_are_never_handed_out_and_a_request_for_one_gets_
     // A pool overlapping the node network: one of its addresses is this Node's InternalIP.
     let node = format!("{}-node", lab.install.name());
     let _node = lab.kubectl.create_node(
-        &herald_lab::kube::NodeSpec::new(&node)
-            .address(std::net::IpAddr::from([203, 0, 113, 33])),
+        &herald_lab::kube::NodeSpec::new(&node).address(std::net::IpAddr::from([203, 0, 113, 33])),
     )?;
     lab.pool("overlap", &["203.0.113.32/29"], json!({}))?;
     let controller = ControllerProcess::start_admin(&lab, "c1")?;
@@ -948,30 +947,27 @@ fn node_addresses_inside_a_pool_are_never_handed_out_and_a_request_for_one_gets_
     assert!(lab.ingress("wants-node")?.is_empty());
 
     // The pool says which node addresses it contains.
-    let pool = poll_until(
-        "pool condition NodeAddresses",
-        LEAD_TIMEOUT,
-        POLL,
-        || {
-            let pool = lab
-                .install
-                .get("ipaddresspool", "overlap")?
-                .ok_or_else(|| LabError::Invalid("pool overlap missing".into()))?;
-            Ok(match condition_of(&pool, "NodeAddresses") {
-                Some(c) if c["status"] == "True" => Poll::Ready(c["message"].clone()),
-                other => Poll::Pending(format!("{other:?}")),
-            })
-        },
-    )?;
+    let pool = poll_until("pool condition NodeAddresses", LEAD_TIMEOUT, POLL, || {
+        let pool = lab
+            .install
+            .get("ipaddresspool", "overlap")?
+            .ok_or_else(|| LabError::Invalid("pool overlap missing".into()))?;
+        Ok(match condition_of(&pool, "NodeAddresses") {
+            Some(c) if c["status"] == "True" => Poll::Ready(c["message"].clone()),
+            other => Poll::Pending(format!("{other:?}")),
+        })
+    })?;
     let pool = pool.as_str().unwrap_or_default().to_owned();
-    assert!(pool.contains("203.0.113.33") && pool.contains(&node), "{pool}");
+    assert!(
+        pool.contains("203.0.113.33") && pool.contains(&node),
+        "{pool}"
+    );
 
     // A node that later takes an address in use: the Service keeps it (never moved) and is
     // told it will not be announced.
     let late = format!("{}-late", lab.install.name());
     let _late = lab.kubectl.create_node(
-        &herald_lab::kube::NodeSpec::new(&late)
-            .address(std::net::IpAddr::from([203, 0, 113, 32])),
+        &herald_lab::kube::NodeSpec::new(&late).address(std::net::IpAddr::from([203, 0, 113, 32])),
     )?;
     let (reason, message) =
         lab.wait_condition("first", "herald.dev/NodeAddressConflict", "True")?;
