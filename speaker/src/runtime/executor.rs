@@ -14,10 +14,18 @@
 //! and [`Executors::bgp`] by implementing [`Executor`]; an empty slot's part of the plan is
 //! simply not acted on.
 //!
+//! Besides the plan, every pass hands each executor what the watches show
+//! ([`Executor::observe`]: the snapshot and the live speakers), for executors that also
+//! tidy up after other nodes — the BGP executor removes BGPPeer status entries of deleted
+//! Nodes.
+//!
 //! I/O happens only inside the executors' futures.
+
+use std::collections::BTreeSet;
 
 use futures::future::BoxFuture;
 
+use super::watches::Snapshot;
 use crate::forwarding::{ApplyOutcome, DEFAULT_MASQUERADE_MARK, Forwarder, NftCommand, Ruleset};
 use crate::planner::NodePlan;
 
@@ -91,6 +99,15 @@ pub trait Executor: Send {
     }
 
     fn shutdown(&mut self) -> BoxFuture<'_, Result<(), ExecutorError>>;
+
+    /// What the watches show, on every pass before the plan is applied: the snapshot the
+    /// plan is computed from (complete lists: passes start only after the first lists
+    /// completed) and the live speakers (this node included). For executors that act on
+    /// the cluster beyond this node's plan; must return at once (no I/O: hand the data to a
+    /// task of the executor's own). By default ignored.
+    fn observe(&mut self, snapshot: &Snapshot, live_speakers: &BTreeSet<String>) {
+        let _ = (snapshot, live_speakers);
+    }
 }
 
 /// The executors of this speaker, in their fixed order.
@@ -132,6 +149,13 @@ impl Executors {
             .flatten()
             .map(|e| e.name())
             .collect()
+    }
+
+    /// Hands the snapshot and the live speakers to every executor ([`Executor::observe`]).
+    pub fn observe(&mut self, snapshot: &Snapshot, live_speakers: &BTreeSet<String>) {
+        for executor in self.in_apply_order() {
+            executor.observe(snapshot, live_speakers);
+        }
     }
 
     /// Applies the plan with every executor in order. A failing executor does not stop the
@@ -350,6 +374,14 @@ mod tests {
                 Ok(())
             })
         }
+
+        fn observe(&mut self, snapshot: &Snapshot, live_speakers: &BTreeSet<String>) {
+            self.note(&format!(
+                "observe {} nodes, {} live",
+                snapshot.nodes.len(),
+                live_speakers.len()
+            ));
+        }
     }
 
     fn journal_of(journal: &Arc<Mutex<Vec<String>>>) -> Vec<String> {
@@ -380,6 +412,28 @@ mod tests {
                 "shutdown bgp",
                 "shutdown l2",
                 "shutdown forwarding",
+            ]
+        );
+    }
+
+    #[test]
+    fn every_executor_observes_the_snapshot_and_the_live_speakers() {
+        let journal = Arc::new(Mutex::new(Vec::new()));
+        let mut executors = Executors {
+            bgp: Recording::boxed("bgp", &journal, false),
+            l2: None,
+            forwarding: Recording::boxed("forwarding", &journal, false),
+        };
+        let snapshot = Snapshot {
+            nodes: vec![Default::default(); 3],
+            ..Default::default()
+        };
+        executors.observe(&snapshot, &["n1".to_string()].into());
+        assert_eq!(
+            journal_of(&journal),
+            [
+                "observe 3 nodes, 1 live bgp",
+                "observe 3 nodes, 1 live forwarding"
             ]
         );
     }

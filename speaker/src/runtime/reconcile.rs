@@ -139,6 +139,7 @@ impl Reconciler {
         let started = Instant::now();
         self.sync_membership(snapshot).await;
         let live = self.live_speakers();
+        self.executors.observe(snapshot, &live);
         let Pass { plan, problems } = compute_pass(snapshot, &self.config, &live);
         self.report_problems(&problems, &plan);
         self.metrics.observe_plan(&plan);

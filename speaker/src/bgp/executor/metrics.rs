@@ -50,6 +50,8 @@ pub struct BgpMetrics {
     pub peers_held_back: Gauge,
     /// Status and annotation writes, by result.
     pub api_writes: Family<ResultLabel, Counter>,
+    /// Entries of deleted Nodes this speaker removed from BGPPeer statuses.
+    pub status_entries_pruned: Counter,
 }
 
 /// Label: a result (`ok`, `error`).
@@ -97,6 +99,11 @@ impl BgpMetrics {
             "api_writes",
             "BGPPeer status and Service annotation writes, by result",
             metrics.api_writes.clone(),
+        );
+        bgp.register(
+            "status_entries_pruned",
+            "Entries of deleted Nodes this speaker removed from BGPPeer statuses",
+            metrics.status_entries_pruned.clone(),
         );
         metrics
     }

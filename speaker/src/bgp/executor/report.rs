@@ -11,6 +11,9 @@
 //!   object per interval, retrying failed writes, and removing what this node wrote earlier
 //!   but no longer means (also across restarts: the books are seeded from what the API holds).
 //!
+//! Only this node's entries are written here; entries of nodes that were deleted while their
+//! speaker was dead are removed by one live speaker ([`super::prune`]).
+//!
 //! # Why an annotation per node for the Service
 //!
 //! The controller owns `status` of a Service and rewrites its conditions from its own cache,
