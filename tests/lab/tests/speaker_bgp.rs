@@ -23,6 +23,7 @@ use bgp_support::{
 };
 use common::{CLIENT_V4, SERVICE_PORT, World, parse_ip, pods_of};
 use herald_lab::frr::{BgpNeighbor, RemoteAs, RouterConfig};
+use herald_lab::wait::{Poll, poll_until};
 use herald_lab::{Family, Result};
 use serde_json::{Value, json};
 
@@ -362,6 +363,78 @@ fn a_killed_speaker_is_dropped_at_once_a_frozen_one_after_the_hold_time_and_a_te
         state_of(world.session_entry("router", 1)?.as_ref()),
         Some("Established")
     );
+    Ok(())
+}
+
+#[test]
+fn the_status_entry_of_a_deleted_node_whose_speaker_was_killed_is_pruned_by_a_live_speaker()
+-> Result<()> {
+    let mut world = two_node_cluster_service("bgp-prune", json!({}), |_| Ok(()))?;
+    for node in 1..=2 {
+        world.wait_session_entry("router", node, "Established", |e| {
+            state_of(e) == Some("Established")
+        })?;
+    }
+
+    // SIGKILL: nobody removes node 2's entry, and while its Node exists nobody may (it says
+    // that the node's session is not being kept up).
+    world.speaker_mut(2)?.kill()?;
+    let lan1 = world.lan_v4(1)?;
+    world.wait_gateways(
+        "203.0.113.10/32",
+        std::slice::from_ref(&lan1),
+        CHANGE_DEADLINE,
+    )?;
+    std::thread::sleep(Duration::from_secs(5));
+    assert!(
+        world.session_entry("router", 2)?.is_some(),
+        "a killed speaker's entry stays while its Node exists"
+    );
+
+    // The Node is deleted for good: node 1's speaker (the only live one) removes the entry
+    // once the Node has been gone for the grace (30 s), not before.
+    let node2 = world.node_name(2)?;
+    world.kubectl.delete("node", &node2, None)?;
+    let deleted = Instant::now();
+    let within_grace = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < within_grace {
+        assert!(
+            world.session_entry("router", 2)?.is_some(),
+            "node 2's entry was removed {:?} after its Node was deleted, within the grace",
+            deleted.elapsed()
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let pruned = poll_until(
+        "node 2's entry to be removed from BGPPeer router's status",
+        Duration::from_secs(120),
+        Duration::from_millis(500),
+        || {
+            Ok(match world.session_entry("router", 2)? {
+                None => Poll::Ready(deleted.elapsed()),
+                Some(entry) => Poll::Pending(entry.to_string()),
+            })
+        },
+    );
+    let pruned = match pruned {
+        Ok(pruned) => pruned,
+        Err(error) => panic!("{error}\nspeaker logs:\n{}", world.speaker_logs()),
+    };
+    println!("node 2's status entry removed {pruned:?} after its Node was deleted (grace 30 s)");
+    assert_eq!(
+        state_of(world.session_entry("router", 1)?.as_ref()),
+        Some("Established"),
+        "node 1's own entry stays"
+    );
+    assert_eq!(
+        world.metric(1, "herald_speaker_bgp_status_entries_pruned_total")?,
+        1.0,
+        "node 1's speaker removed the entry"
+    );
+    let reply = world
+        .lab
+        .client_get(parse_ip("203.0.113.10")?, SERVICE_PORT)?;
+    assert!(reply.pod.starts_with("web-"), "{reply:?}");
     Ok(())
 }
 
