@@ -192,18 +192,7 @@ fn the_client_reaches_an_l2_address_over_ipv4_and_ipv6_through_the_owner_whose_m
 
     for address in [v4, v6] {
         // The record and the router agree on one owner, and that owner's MAC answered.
-        let recorded = poll_until(
-            &format!("a record for {address}"),
-            FAILOVER_DEADLINE,
-            Duration::from_millis(100),
-            || {
-                Ok(match world.recorded_owner("web", address)? {
-                    Some(node) => Poll::Ready(node),
-                    None => Poll::Pending("no record".into()),
-                })
-            },
-        )?;
-        let recorded = world.node_index(&recorded)?;
+        let recorded = world.wait_any_record("web", address)?;
         assert_eq!(world.router_owner(address)?, Some(recorded), "{address}");
         let mac = world.router_mac_for(address)?;
         eprintln!("speaker_l2: {address} is announced by node {recorded} ({mac:?})");
@@ -332,14 +321,9 @@ fn sigkill_of_the_owning_speaker_moves_the_address_to_another_node_and_its_retur
     let mut world = world_with_a_pod_per_node("l2-kill", "192.0.2.140", "2001:db8:1::140")?;
     let owner = owner_of(&world, v4)?;
     let owner_v6 = owner_of(&world, v6)?;
-    let owner_name = world.node_name(owner)?;
 
-    let killed = Instant::now();
-    world.kill_speaker(owner)?;
-    let (reply, failover) = world.probe_until(v4, killed, PROBE_INTERVAL, PROBE_TIMEOUT, |r| {
-        r.node != owner_name
-    })?;
-    let successor = world.node_index(&reply.node)?;
+    let (successor, failover, killed) =
+        world.kill_owner_until_another_answers(owner, v4, PROBE_INTERVAL, PROBE_TIMEOUT)?;
     let router_moved = poll_until(
         "the router's neighbour entry to follow",
         FAILOVER_DEADLINE,
@@ -551,14 +535,9 @@ fn a_speaker_restarted_right_after_a_failover_leaves_the_address_with_the_new_ow
     let v4 = parse_ip("192.0.2.142")?;
     let mut world = world_with_a_pod_per_node("l2-bounce", "192.0.2.142", "2001:db8:1::142")?;
     let owner = owner_of(&world, v4)?;
-    let owner_name = world.node_name(owner)?;
 
-    let killed = Instant::now();
-    world.kill_speaker(owner)?;
-    let (reply, failover) = world.probe_until(v4, killed, PROBE_INTERVAL, PROBE_TIMEOUT, |r| {
-        r.node != owner_name
-    })?;
-    let successor = world.node_index(&reply.node)?;
+    let (successor, failover, killed) =
+        world.kill_owner_until_another_answers(owner, v4, PROBE_INTERVAL, PROBE_TIMEOUT)?;
     // At once: the record most likely still names the old owner.
     world.start_speaker(owner)?;
     eprintln!(

@@ -184,18 +184,7 @@ fn another_mac_claiming_an_owned_address_is_defended_and_reported() -> Result<()
     world.apply_service(&world.service("svc", "web", "Cluster"), &["192.0.2.151"])?;
     world.wait_ready_endpoints("svc", 2)?;
     world.wait_get(address)?;
-    let owner = poll_until(
-        "the record for 192.0.2.151",
-        FAILOVER_DEADLINE,
-        Duration::from_millis(100),
-        || {
-            Ok(match world.recorded_owner("svc", address)? {
-                Some(node) => Poll::Ready(node),
-                None => Poll::Pending("no record".into()),
-            })
-        },
-    )?;
-    let owner = world.node_index(&owner)?;
+    let owner = world.wait_any_record("svc", address)?;
     let defences_before = world.metric_sum(owner, "herald_speaker_l2_defences_sent_total")?;
 
     // The other host claims it: sending from the address, its ARP requests carry the

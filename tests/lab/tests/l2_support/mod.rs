@@ -75,6 +75,43 @@ impl World {
             .and_then(record_node))
     }
 
+    /// Waits until some node's record for `address` is on Service `service`; returns that
+    /// node (1-based).
+    pub fn wait_any_record(&self, service: &str, address: IpAddr) -> Result<usize> {
+        let recorded = poll_until(
+            &format!("a record for {address}"),
+            FAILOVER_DEADLINE,
+            Duration::from_millis(100),
+            || {
+                Ok(match self.recorded_owner(service, address)? {
+                    Some(node) => Poll::Ready(node),
+                    None => Poll::Pending("no record".into()),
+                })
+            },
+        )?;
+        self.node_index(&recorded)
+    }
+
+    /// SIGKILL of node `owner`'s speaker, then requests to `address` until one is answered
+    /// through another node; returns that node, the time from the kill, and the kill's
+    /// instant.
+    pub fn kill_owner_until_another_answers(
+        &mut self,
+        owner: usize,
+        address: IpAddr,
+        interval: Duration,
+        request_timeout: Duration,
+    ) -> Result<(usize, Duration, Instant)> {
+        let owner_name = self.node_name(owner)?;
+        let killed = Instant::now();
+        self.kill_speaker(owner)?;
+        let (reply, failover) =
+            self.probe_until(address, killed, interval, request_timeout, |r| {
+                r.node != owner_name
+            })?;
+        Ok((self.node_index(&reply.node)?, failover, killed))
+    }
+
     /// Waits until the record for `address` names `node` (1-based); returns how long it took.
     pub fn wait_record(&self, service: &str, address: IpAddr, node: usize) -> Result<Duration> {
         let started = Instant::now();
