@@ -96,7 +96,7 @@ pub struct PassInput<'a> {
     /// Addresses whose record another node wrote while this node announced them (see
     /// [`taken_away`] and [`still_taken_away`]), with that node: this node does not write
     /// its record over that node's.
-    pub lost_to: &'a BTreeMap<IpAddr, String>,
+    pub lost_to: &'a BTreeMap<IpAddr, TakenAway>,
     /// The start-up hold is in effect.
     pub holding: bool,
     /// Nodes known to run a speaker (see [`known_speakers`]), for [`sees_at_least_half`].
@@ -238,7 +238,8 @@ pub fn decide(input: &PassInput<'_>) -> Pass {
                         Some(record) => {
                             acquiring
                                 && in_sight
-                                && input.lost_to.get(&address) != Some(&record.node)
+                                && input.lost_to.get(&address).map(|taken| &taken.by)
+                                    != Some(&record.node)
                         }
                     };
                     if write {
@@ -579,11 +580,7 @@ mod tests {
                 assigned: &self.assigned,
                 announced: &self.announced,
                 acquiring: &self.acquiring,
-                lost_to: &self
-                    .lost_to
-                    .iter()
-                    .map(|(address, taken)| (*address, taken.by.clone()))
-                    .collect(),
+                lost_to: &self.lost_to,
                 holding: self.holding,
                 known_speakers: &known,
             });

@@ -261,11 +261,6 @@ impl Engine {
             self.records.as_ref().unwrap_or(&empty),
             now,
         );
-        let lost_to: BTreeMap<IpAddr, String> = self
-            .lost_to
-            .iter()
-            .map(|(address, taken)| (*address, taken.by.clone()))
-            .collect();
         self.speakers_seen_live.extend(
             plan.values()
                 .flat_map(|announcement| announcement.candidates.iter().cloned()),
@@ -284,7 +279,7 @@ impl Engine {
             assigned: &self.assigned,
             announced: &announced,
             acquiring: &acquiring,
-            lost_to: &lost_to,
+            lost_to: &self.lost_to,
             holding,
             known_speakers: &known_speakers,
         });
@@ -484,7 +479,6 @@ impl Engine {
         false
     }
 
-    /// Clears conflict conditions that went quiet.
     /// Addresses an announcer reports as announced (probing over, frames sent).
     fn announced_addresses(&self) -> BTreeSet<IpAddr> {
         self.announcers
@@ -495,6 +489,7 @@ impl Engine {
             .collect()
     }
 
+    /// Clears conflict conditions that went quiet or whose conflict is over.
     pub fn expire_conflicts(&mut self, now: Instant) {
         let owned = self.owned();
         let announced = self.announced_addresses();
