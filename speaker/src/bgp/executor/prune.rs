@@ -68,8 +68,14 @@ pub struct EntryView {
 }
 
 impl ClusterView {
-    /// The view of a snapshot with the live speakers.
+    /// The view of a snapshot with the live speakers. Without any status entry (no BGP in
+    /// use) there is nothing to prune and the Node names are not copied: this runs on every
+    /// reconcile pass.
     pub fn new(snapshot: &Snapshot, live_speakers: &BTreeSet<String>) -> Self {
+        let peers: Vec<PeerEntries> = snapshot.peers.iter().filter_map(peer_entries).collect();
+        if peers.iter().all(|peer| peer.entries.is_empty()) {
+            return Self::default();
+        }
         Self {
             nodes: snapshot
                 .nodes
@@ -77,7 +83,7 @@ impl ClusterView {
                 .filter_map(|node| node.metadata.name.clone())
                 .collect(),
             live_speakers: live_speakers.clone(),
-            peers: snapshot.peers.iter().filter_map(peer_entries).collect(),
+            peers,
         }
     }
 }
@@ -407,6 +413,16 @@ mod tests {
                     last_transition_time: Some(json!("2026-01-02T03:04:05Z")),
                 }],
             }]
+        );
+        // No status entry anywhere (BGP not in use): nothing is copied.
+        let unused = Snapshot {
+            nodes: vec![node("n1")],
+            peers: vec![BGPPeer::new("new", spec())],
+            ..Default::default()
+        };
+        assert_eq!(
+            ClusterView::new(&unused, &names(&["n1"])),
+            ClusterView::default()
         );
     }
 }
