@@ -36,7 +36,7 @@ fn main() {
     ] {
         let ours = virtual_detection(members, runs, MembershipConfig::default());
         report("virtual, herald defaults", members, &ours);
-        let reference = virtual_detection(members, runs, memberlist_lan_defaults());
+        let reference = virtual_detection(members, runs, MembershipConfig::memberlist_lan());
         report("virtual, memberlist LAN", members, &reference);
         if let (Some(ours), Some(reference)) = (percentile(&ours, 50), percentile(&reference, 50)) {
             println!(
@@ -52,19 +52,6 @@ fn main() {
         }
     } else {
         println!("real UDP in namespaces skipped: needs root and iproute2");
-    }
-}
-
-/// memberlist's DefaultLANConfig timings, expressed in our knobs.
-fn memberlist_lan_defaults() -> MembershipConfig {
-    MembershipConfig {
-        probe_period: Duration::from_secs(1),
-        probe_timeout: Duration::from_millis(500),
-        suspicion_multiplier: 4,
-        suspicion_min: Duration::from_millis(1),
-        suspicion_max: Duration::from_secs(60),
-        gossip_interval: Duration::from_millis(200),
-        ..MembershipConfig::default()
     }
 }
 

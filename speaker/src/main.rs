@@ -50,15 +50,7 @@ impl MembershipTiming {
     fn config(self) -> MembershipConfig {
         match self {
             MembershipTiming::Herald => MembershipConfig::default(),
-            MembershipTiming::MemberlistLan => MembershipConfig {
-                probe_period: Duration::from_secs(1),
-                probe_timeout: Duration::from_millis(500),
-                suspicion_multiplier: 4,
-                suspicion_min: Duration::from_millis(1),
-                suspicion_max: Duration::from_secs(60),
-                gossip_interval: Duration::from_millis(200),
-                ..MembershipConfig::default()
-            },
+            MembershipTiming::MemberlistLan => MembershipConfig::memberlist_lan(),
         }
     }
 }

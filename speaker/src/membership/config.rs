@@ -105,6 +105,21 @@ impl Default for MembershipConfig {
 }
 
 impl MembershipConfig {
+    /// hashicorp/memberlist's `DefaultLANConfig` timings in these knobs (probe every 1 s,
+    /// 500 ms probe timeout, suspicion ×4, gossip every 200 ms) — what MetalLB ships. The
+    /// reference the benchmarks measure Herald's defaults against.
+    pub fn memberlist_lan() -> Self {
+        Self {
+            probe_period: Duration::from_secs(1),
+            probe_timeout: Duration::from_millis(500),
+            suspicion_multiplier: 4,
+            suspicion_min: Duration::from_millis(1),
+            suspicion_max: Duration::from_secs(60),
+            gossip_interval: Duration::from_millis(200),
+            ..Self::default()
+        }
+    }
+
     /// Checks that the knobs fit together; every constructor of the protocol calls this.
     pub fn validate(&self) -> Result<(), MembershipError> {
         let invalid = |reason: &str| Err(MembershipError::InvalidConfig(reason.to_owned()));
@@ -179,6 +194,7 @@ mod tests {
     #[test]
     fn default_config_is_valid() {
         assert!(MembershipConfig::default().validate().is_ok());
+        assert!(MembershipConfig::memberlist_lan().validate().is_ok());
     }
 
     #[test]
