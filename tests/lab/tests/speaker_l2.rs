@@ -567,6 +567,11 @@ fn a_terminated_owner_leaves_and_the_next_owner_takes_the_address_at_once() -> R
     let mut world = world_with_a_pod_per_node("l2-term", "192.0.2.143", "2001:db8:1::143")?;
     let owner = owner_of(&world, v4)?;
     let owner_name = world.node_name(owner)?;
+    let others: Vec<usize> = (1..=3).filter(|n| *n != owner).collect();
+    let log_lengths: Vec<usize> = others
+        .iter()
+        .map(|node| Ok(world.speaker_mut(*node)?.log().len()))
+        .collect::<Result<_>>()?;
 
     let terminated = Instant::now();
     let status = world
@@ -581,9 +586,24 @@ fn a_terminated_owner_leaves_and_the_next_owner_takes_the_address_at_once() -> R
         r.node != owner_name
     })?;
     let successor = world.node_index(&reply.node)?;
-    let others: Vec<usize> = (1..=3).filter(|n| *n != owner).collect();
     world.wait_membership(&others, 2)?;
     world.wait_record("svc", v4, successor)?;
+    // It left: the others dropped it without suspecting it first (failure detection would).
+    let about_owner = format!("node={owner_name}");
+    for (node, length) in others.iter().zip(log_lengths) {
+        let log = world.speaker_mut(*node)?.log();
+        let since = log.get(length..).unwrap_or_default();
+        let mentions = |what: &str| {
+            since
+                .lines()
+                .any(|line| line.contains(what) && line.contains(&about_owner))
+        };
+        assert!(mentions("speaker down"), "node {node} saw node {owner} go");
+        assert!(
+            !mentions("speaker suspected"),
+            "node {node} had to detect node {owner}'s stop instead of hearing it leave:\n{since}"
+        );
+    }
     eprintln!(
         "speaker_l2: SIGTERM of node {owner}'s speaker -> exited after {} ms, first reply through node {successor} after {} ms",
         ms(exited),
