@@ -263,6 +263,47 @@ fn requested_addresses(
     }
 }
 
+/// MetalLB's Service annotations that Herald reads when the controller runs with
+/// `--metallb-annotations` (chart value `compat.metallbAnnotations`), each with the Herald
+/// annotation it stands for. Both MetalLB prefixes are read: `metallb.io/` and the older
+/// `metallb.universe.tf/`.
+pub const METALLB_ANNOTATIONS: [(&str, &str); 3] = [
+    ("address-pool", names::ANNOTATION_ADDRESS_POOL),
+    ("loadBalancerIPs", names::ANNOTATION_LOAD_BALANCER_IPS),
+    ("allow-shared-ip", names::ANNOTATION_ALLOW_SHARED_IP),
+];
+
+/// MetalLB's current and older annotation prefixes, in order of precedence.
+pub const METALLB_ANNOTATION_PREFIXES: [&str; 2] = ["metallb.io/", "metallb.universe.tf/"];
+
+/// Reads MetalLB's Service annotations as Herald's, in the controller's own view of the
+/// Service (the object in the API is not changed). Precedence, per annotation: a
+/// `herald.dev/` annotation wins; otherwise `metallb.io/`; otherwise `metallb.universe.tf/`.
+/// `metallb.io/ip-allocated-from-pool` is not read: it is MetalLB's output, and a restarted
+/// controller finds the pool of an address in status by the address itself.
+///
+/// Returns whether the view changed.
+pub fn adopt_metallb_annotations(service: &mut Service) -> bool {
+    let Some(annotations) = service.metadata.annotations.as_mut() else {
+        return false;
+    };
+    let mut changed = false;
+    for (name, herald) in METALLB_ANNOTATIONS {
+        if annotations.contains_key(herald) {
+            continue;
+        }
+        let found = METALLB_ANNOTATION_PREFIXES
+            .iter()
+            .find_map(|prefix| annotations.get(&format!("{prefix}{name}")))
+            .cloned();
+        if let Some(value) = found {
+            annotations.insert(herald.to_owned(), value);
+            changed = true;
+        }
+    }
+    changed
+}
+
 /// The addresses a Service's `status.loadBalancer.ingress` lists (unparseable entries and
 /// hostnames are skipped: Herald never writes them).
 pub fn status_addresses(service: &Service) -> Vec<IpAddr> {

@@ -48,6 +48,13 @@ struct Args {
     #[arg(long)]
     ignore_classless: bool,
 
+    /// Also read MetalLB's Service annotations (metallb.io/address-pool, loadBalancerIPs,
+    /// allow-shared-ip, and their metallb.universe.tf/ forms) so Services need no edit while
+    /// switching from MetalLB. A herald.dev/ annotation wins over MetalLB's; metallb.io/ wins
+    /// over metallb.universe.tf/.
+    #[arg(long)]
+    metallb_annotations: bool,
+
     /// The spec.loadBalancerClass this instance serves.
     #[arg(long, default_value = herald_crds::names::LOAD_BALANCER_CLASS)]
     load_balancer_class: String,
@@ -187,6 +194,7 @@ async fn main() -> anyhow::Result<()> {
             class: args.load_balancer_class.clone(),
             ignore_classless: args.ignore_classless,
         },
+        metallb_annotations: args.metallb_annotations,
         identity: identity.clone(),
         event_window: Duration::from_secs(args.event_window_seconds),
         concurrency: args.concurrency.max(1),
@@ -195,6 +203,7 @@ async fn main() -> anyhow::Result<()> {
         %identity,
         namespace = %args.namespace,
         ignore_classless = args.ignore_classless,
+        metallb_annotations = args.metallb_annotations,
         class = %args.load_balancer_class,
         leader_elect = args.leader_elect,
         metrics_addr = %args.metrics_addr,

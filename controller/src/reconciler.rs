@@ -63,6 +63,9 @@ pub struct Settings {
     pub namespace: String,
     /// Which Services Herald serves.
     pub filter: ClassFilter,
+    /// Read MetalLB's Service annotations as Herald's (see
+    /// [`convert::adopt_metallb_annotations`]).
+    pub metallb_annotations: bool,
     /// Reporting instance of Events (the pod name).
     pub identity: String,
     /// At most one identical Event per object per this window.
@@ -216,9 +219,16 @@ pub async fn run_term(
     let mut tasks = Tasks(Vec::new());
     {
         let ctx = Arc::clone(&ctx);
+        let metallb_annotations = ctx.settings.metallb_annotations;
         let stream = reflector::reflector(
             service_writer,
-            watcher(service_api, watcher::Config::default()).default_backoff(),
+            watcher(service_api, watcher::Config::default())
+                .default_backoff()
+                .modify(move |service| {
+                    if metallb_annotations {
+                        convert::adopt_metallb_annotations(service);
+                    }
+                }),
         );
         tasks.0.push(tokio::spawn(stream.for_each(move |event| {
             ctx.on_service_event(event);

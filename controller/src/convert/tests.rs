@@ -376,3 +376,59 @@ fn node_addresses_are_the_internal_and_external_ips_of_named_nodes() {
     };
     assert!(node_addresses(&unnamed).is_empty());
 }
+
+#[test]
+fn metallb_annotations_are_read_as_herald_ones_when_adopted() {
+    let mut svc = service(
+        &[
+            ("metallb.io/address-pool", "lan"),
+            ("metallb.universe.tf/loadBalancerIPs", "192.0.2.130"),
+            ("metallb.io/allow-shared-ip", "web-and-dns"),
+            ("metallb.io/ip-allocated-from-pool", "lan"),
+        ],
+        lb_spec(),
+    );
+    let before = service_request(&svc, &Labels::new()).request;
+    assert_eq!(before.pool, None, "not read without adoption");
+    assert!(adopt_metallb_annotations(&mut svc));
+    let converted = service_request(&svc, &Labels::new());
+    assert!(converted.errors.is_empty(), "{:?}", converted.errors);
+    assert_eq!(converted.request.pool.as_deref(), Some("lan"));
+    assert_eq!(converted.request.requested_addresses, [ip("192.0.2.130")]);
+    assert_eq!(
+        converted.request.sharing_key.as_deref(),
+        Some("web-and-dns")
+    );
+    assert!(
+        allocated_from(&svc).is_empty(),
+        "MetalLB's own output annotation is not adopted"
+    );
+}
+
+#[test]
+fn herald_annotations_win_over_metallb_io_which_wins_over_the_legacy_form() {
+    let mut svc = service(
+        &[
+            ("herald.dev/address-pool", "herald-pool"),
+            ("metallb.io/address-pool", "metallb-pool"),
+            ("metallb.io/allow-shared-ip", "new-key"),
+            ("metallb.universe.tf/allow-shared-ip", "old-key"),
+        ],
+        lb_spec(),
+    );
+    adopt_metallb_annotations(&mut svc);
+    let request = service_request(&svc, &Labels::new()).request;
+    assert_eq!(request.pool.as_deref(), Some("herald-pool"));
+    assert_eq!(request.sharing_key.as_deref(), Some("new-key"));
+}
+
+#[test]
+fn a_service_without_metallb_annotations_is_left_as_it_is() {
+    let mut svc = service(&[("herald.dev/address-pool", "p")], lb_spec());
+    let before = svc.clone();
+    assert!(!adopt_metallb_annotations(&mut svc));
+    assert_eq!(svc, before);
+    let mut bare = service(&[], lb_spec());
+    bare.metadata.annotations = None;
+    assert!(!adopt_metallb_annotations(&mut bare));
+}
