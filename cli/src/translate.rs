@@ -9,6 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::time::Duration;
 
 use herald_crds::address::{self, AddressRange};
 use herald_crds::api::{
@@ -461,12 +462,14 @@ impl Run<'_> {
     }
 
     /// A MetalLB duration (Go syntax) as Herald's whole-second text, or an error at `field`.
+    /// A MetalLB duration (Go syntax) in whole seconds (a fraction is rounded up and
+    /// reported), or an error at `field`.
     fn duration(
         &mut self,
         ctx: &Ctx<'_>,
         field: &str,
         text: Option<&str>,
-    ) -> Result<Option<String>, InputError> {
+    ) -> Result<Option<u64>, InputError> {
         let Some(text) = text else {
             return Ok(None);
         };
@@ -476,25 +479,64 @@ impl Run<'_> {
                 format!("{}: spec.{field}: {error}", ctx.object),
             )
         })?;
-        let seconds = nanos / 1_000_000_000;
+        let mut seconds = u64::try_from(nanos / 1_000_000_000).unwrap_or(u64::MAX);
         if nanos % 1_000_000_000 != 0 {
-            let rounded = seconds + 1;
+            seconds = seconds.saturating_add(1);
             self.finding(
                 ctx,
                 &["spec", field],
                 Severity::Action,
                 format!("{field} {text}"),
                 format!(
-                    "BGP carries timers in whole seconds (RFC 4271 §4.2); Herald takes whole seconds only: written as {rounded}s"
+                    "BGP carries timers in whole seconds (RFC 4271 §4.2); Herald takes whole seconds only: written as {seconds}s"
                 ),
             );
-            return Ok(Some(format_duration(std::time::Duration::from_secs(
-                u64::try_from(rounded).unwrap_or(u64::MAX),
-            ))));
         }
-        Ok(Some(format_duration(std::time::Duration::from_secs(
-            u64::try_from(seconds).unwrap_or(u64::MAX),
-        ))))
+        Ok(Some(seconds))
+    }
+
+    /// Checks the BGP timers against RFC 4271 §4.2 / §10 as Herald's schema does, so a
+    /// translation the apiserver would refuse is an error here, at the MetalLB field.
+    fn check_timers(
+        &self,
+        ctx: &Ctx<'_>,
+        hold: Option<u64>,
+        keepalive: Option<u64>,
+        connect: Option<u64>,
+    ) -> Result<(), InputError> {
+        let error = |field: &str, message: String| {
+            Err(ctx.doc.error_at(
+                &["spec", field],
+                format!("{}: spec.{field}: {message}", ctx.object),
+            ))
+        };
+        if let Some(hold) = hold
+            && hold != 0
+            && !(3..=65535).contains(&hold)
+        {
+            return error(
+                "holdTime",
+                format!("{hold}s: a hold time is 0s or 3s..65535s (RFC 4271 §4.2)"),
+            );
+        }
+        if let Some(keepalive) = keepalive {
+            let hold = hold.unwrap_or(90);
+            if (hold == 0 && keepalive != 0) || (hold != 0 && (keepalive == 0 || keepalive >= hold))
+            {
+                return error(
+                    "keepaliveTime",
+                    format!(
+                        "{keepalive}s: the keepalive interval must be above 0s and below the hold time ({hold}s), or 0s with a hold time of 0s (RFC 4271 §10)"
+                    ),
+                );
+            }
+        }
+        if let Some(connect) = connect
+            && !(1..=65535).contains(&connect)
+        {
+            return error("connectTime", format!("{connect}s: must be 1s..65535s"));
+        }
+        Ok(())
     }
 
     fn peer(&mut self, ctx: &Ctx<'_>) -> Result<(), InputError> {
@@ -587,6 +629,10 @@ impl Run<'_> {
         let hold_time = self.duration(ctx, "holdTime", spec.hold_time.as_deref())?;
         let keepalive_time = self.duration(ctx, "keepaliveTime", spec.keepalive_time.as_deref())?;
         let connect_time = self.duration(ctx, "connectTime", spec.connect_time.as_deref())?;
+        self.check_timers(ctx, hold_time, keepalive_time, connect_time)?;
+        let text = |seconds: Option<u64>| seconds.map(|s| format_duration(Duration::from_secs(s)));
+        let (hold_time, keepalive_time, connect_time) =
+            (text(hold_time), text(keepalive_time), text(connect_time));
 
         let mut herald = BGPPeerSpec::new(spec.my_asn, peer_asn, spec.peer_address.trim());
         if let Some(port) = spec.peer_port.filter(|p| *p != 0) {

@@ -350,7 +350,7 @@ fn every_untranslatable_field_is_reported_with_meaning_and_advice() {
     let hold = finding(&m, "frr-only", "spec.holdTime");
     assert_eq!(hold.severity, Severity::Action);
     let peer: BGPPeer = typed(&m, "BGPPeer", "frr-only");
-    assert_eq!(peer.spec.hold_time.as_deref(), Some("2s"));
+    assert_eq!(peer.spec.hold_time.as_deref(), Some("4s"));
     // A peer without a fixed ASN cannot be written; an alias Herald cannot name is dropped.
     assert!(
         !m.objects
@@ -494,8 +494,13 @@ mod translate_error {
 
 #[test]
 fn bad_input_is_named_with_file_and_line() {
-    let cases: [(&str, usize, &str); 5] = [
+    let cases: [(&str, usize, &str); 6] = [
         ("invalid/not-yaml.yaml", 7, "not valid YAML"),
+        (
+            "invalid/bad-keepalive.yaml",
+            10,
+            "keepalive interval must be above 0s and below the hold time",
+        ),
         (
             "invalid/unknown-kind.yaml",
             10,
