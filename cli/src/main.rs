@@ -72,6 +72,10 @@ struct MigrateArgs {
     /// Read the MetalLB objects and LoadBalancer Services from the cluster of the kubeconfig.
     #[arg(long)]
     from_cluster: bool,
+    /// With --from-cluster: read Services from this namespace only (repeatable). Default:
+    /// every namespace.
+    #[arg(long = "service-namespace", value_name = "NAMESPACE")]
+    service_namespaces: Vec<String>,
     /// Write the manifests to this file instead of stdout.
     #[arg(short = 'o', long)]
     output: Option<PathBuf>,
@@ -236,7 +240,7 @@ fn collect_files(path: &Path, files: &mut Vec<PathBuf>) -> Result<()> {
 }
 
 /// The MetalLB objects and LoadBalancer Services of the cluster, as documents.
-async fn read_cluster(client: &Client) -> Result<Vec<Document>> {
+async fn read_cluster(client: &Client, service_namespaces: &[String]) -> Result<Vec<Document>> {
     let mut documents = Vec::new();
     for kind in Kind::ALL {
         for version in kind.versions() {
@@ -267,12 +271,26 @@ async fn read_cluster(client: &Client) -> Result<Vec<Document>> {
             }
         }
     }
-    let services: Api<Service> = Api::all(client.clone());
-    for service in services
-        .list(&ListParams::default())
-        .await
-        .context("listing Services")?
-    {
+    let mut services = Vec::new();
+    if service_namespaces.is_empty() {
+        services.extend(
+            Api::<Service>::all(client.clone())
+                .list(&ListParams::default())
+                .await
+                .context("listing Services")?
+                .items,
+        );
+    }
+    for namespace in service_namespaces {
+        services.extend(
+            Api::<Service>::namespaced(client.clone(), namespace)
+                .list(&ListParams::default())
+                .await
+                .with_context(|| format!("listing Services in {namespace}"))?
+                .items,
+        );
+    }
+    for service in services {
         let mut value = serde_json::to_value(&service)?;
         if let Some(object) = value.as_object_mut() {
             object.insert("apiVersion".to_owned(), "v1".into());
@@ -286,7 +304,7 @@ async fn read_cluster(client: &Client) -> Result<Vec<Document>> {
 async fn migrate(cli: &Cli, args: &MigrateArgs) -> Result<ExitCode> {
     let mut documents = Vec::new();
     if args.from_cluster {
-        documents.extend(read_cluster(&client(cli).await?).await?);
+        documents.extend(read_cluster(&client(cli).await?, &args.service_namespaces).await?);
     }
     if !args.inputs.is_empty() || !args.from_cluster {
         match read_inputs(&args.inputs) {

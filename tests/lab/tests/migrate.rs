@@ -218,6 +218,24 @@ fn metallb_service(world: &World, name: &str, annotations: Value, address: &str)
     world.apply_service(&spec, &[address])
 }
 
+/// Runs the `herald` binary (built by `cargo build --workspace`, as tests/run.sh does)
+/// against the lab's control plane.
+fn herald_command(args: &[&str]) -> Result<herald_lab::cmd::CmdOutput> {
+    let binary = paths::target_dir().join("debug/herald");
+    if !binary.is_file() {
+        return Err(LabError::Invalid(format!(
+            "{} is not built: run cargo build -p herald-cli",
+            binary.display()
+        )));
+    }
+    let mut command = std::process::Command::new(binary);
+    command
+        .arg("--kubeconfig")
+        .arg(paths::kubeconfig_path())
+        .args(args);
+    herald_lab::cmd::run(&mut command, None, Duration::from_secs(60))
+}
+
 fn service_object(world: &World, name: &str) -> Result<Value> {
     world
         .apps
@@ -260,20 +278,34 @@ fn switching_from_metallb_moves_no_address_and_status_shows_the_announcers() -> 
     }
     world.wait_ready_endpoints("web", 2)?;
 
-    // herald migrate: the MetalLB configuration from a file, the Services from the cluster.
-    let mut documents = source::split_documents("metallb.yaml", METALLB_CONFIG)
-        .map_err(|e| LabError::Invalid(e.to_string()))?;
-    for (name, _, _) in &before {
-        let mut object = service_object(&world, name)?;
-        object["apiVersion"] = json!("v1");
-        object["kind"] = json!("Service");
-        documents.push(Document::from_cluster(object));
-    }
-    let migration = migrate(&documents, world.install.name())?;
-    let manifests = migration
-        .to_yaml()
-        .map_err(|e| LabError::parse("migration output", e))?;
+    // `herald migrate`: the MetalLB configuration from a file, the Services from the cluster.
+    let dir = paths::target_dir().join("tmp").join(world.apps.name());
+    std::fs::create_dir_all(&dir).map_err(|e| LabError::io("creating the work directory", e))?;
+    let config = dir.join("metallb.yaml");
+    std::fs::write(&config, METALLB_CONFIG).map_err(|e| LabError::io("writing metallb.yaml", e))?;
+    let output = dir.join("herald.yaml");
+    let migrated = herald_command(&[
+        "migrate",
+        "--from-cluster",
+        "--service-namespace",
+        world.apps.name(),
+        "--namespace",
+        world.install.name(),
+        "-o",
+        &output.to_string_lossy(),
+        &config.to_string_lossy(),
+    ])?;
+    assert!(migrated.success(), "herald migrate: {}", migrated.stderr);
+    // The lab's Services have the lab's class: reported as an action, nothing untranslated.
+    assert!(
+        migrated.stderr.contains("0 field(s) not translated"),
+        "{}",
+        migrated.stderr
+    );
+    let manifests =
+        std::fs::read_to_string(&output).map_err(|e| LabError::io("reading herald.yaml", e))?;
     world.kubectl.apply(&manifests)?;
+    let _ = std::fs::remove_dir_all(&dir);
     for (name, _, address) in &before {
         let object = service_object(&world, name)?;
         assert_eq!(
@@ -375,6 +407,106 @@ fn switching_from_metallb_moves_no_address_and_status_shows_the_announcers() -> 
             "{name}"
         );
     }
+
+    // The `herald status` command shows the same, as JSON, with the pools' usage.
+    // (The pool's usage is written by the controller shortly after it adopts the Services.)
+    let shown = poll_until(
+        "herald status to count the pool's addresses",
+        ADOPT_TIMEOUT,
+        POLL,
+        || {
+            let shown = herald_command(&[
+                "status",
+                "--namespace",
+                world.install.name(),
+                "--service-namespace",
+                world.apps.name(),
+                "web",
+                "-o",
+                "json",
+            ])?;
+            if !shown.success() {
+                return Err(LabError::Invalid(format!(
+                    "herald status: {}",
+                    shown.stderr
+                )));
+            }
+            let shown: Value = serde_json::from_str(&shown.stdout)
+                .map_err(|e| LabError::parse("herald status", e))?;
+            let lan = shown["pools"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|p| p["name"] == "lan")
+                .cloned()
+                .unwrap_or_default();
+            // web and api hold addresses of lan.
+            Ok(if lan["assignedIPv4"] == 2 {
+                Poll::Ready(shown)
+            } else {
+                Poll::Pending(lan.to_string())
+            })
+        },
+    )?;
+    let web_ip: IpAddr = "192.0.2.140"
+        .parse()
+        .map_err(|e| LabError::parse("address", e))?;
+    let web_owner = world.node_name(world.wait_any_record("web", web_ip)?)?;
+    assert_eq!(shown["services"][0]["name"], "web", "{shown}");
+    assert_eq!(
+        shown["services"][0]["addresses"],
+        json!(["192.0.2.140"]),
+        "{shown}"
+    );
+    assert_eq!(shown["services"][0]["pool"], "lan", "{shown}");
+    assert_eq!(
+        shown["services"][0]["layer2"][0]["node"],
+        json!(web_owner),
+        "{shown}"
+    );
+
+    // `herald check` finds nothing wrong, then names an overlapping pool.
+    let check_args = [
+        "check",
+        "--namespace",
+        world.install.name(),
+        "--load-balancer-class",
+        world.class.as_str(),
+        "--ignore-classless",
+    ];
+    let clean = herald_command(&check_args)?;
+    assert!(
+        clean.success(),
+        "herald check: {}{}",
+        clean.stdout,
+        clean.stderr
+    );
+    assert!(
+        clean.stdout.contains("No problems found."),
+        "{}",
+        clean.stdout
+    );
+    world.install_object(
+        "IPAddressPool",
+        "overlapping",
+        json!({"addresses": ["192.0.2.180-192.0.2.190"], "autoAssign": false}),
+    )?;
+    let found = herald_command(&check_args)?;
+    assert_eq!(
+        found.status.code(),
+        Some(1),
+        "{}{}",
+        found.stdout,
+        found.stderr
+    );
+    assert!(
+        found.stdout.contains("[overlapping-pools]") && found.stdout.contains("overlapping"),
+        "{}",
+        found.stdout
+    );
+    world
+        .kubectl
+        .delete("ipaddresspool", "overlapping", Some(world.install.name()))?;
 
     // A Service created after the switch with only MetalLB's pool annotation: the controller
     // reads it (--metallb-annotations) and allocates from the named, non-auto-assign pool.
