@@ -6,7 +6,10 @@
 //!    lacks) and read back with the meaning kept. BFDProfile manifests and
 //!    `BGPPeer.spec.bfdProfile` are applied only when the CRDs in `charts/herald/crds/` know
 //!    them.
-//! 2. The switch (layer-2 mode): Services carry MetalLB annotations and the addresses MetalLB
+//! 2. `herald migrate --from-cluster` reads MetalLB objects stored in the apiserver (under
+//!    stand-in metallb.io CRDs; BGPPeer served as v1beta1 and v1beta2) and writes exactly
+//!    what the same objects give from files.
+//! 3. The switch (layer-2 mode): Services carry MetalLB annotations and the addresses MetalLB
 //!    gave them (written into status, as MetalLB does); `herald migrate` reads the MetalLB
 //!    pool and advertisement from files and the Services from the cluster; its output is
 //!    applied and the real `herald-controller` (with `--metallb-annotations`) and a
@@ -157,6 +160,130 @@ fn translated_corpus_manifests_are_accepted_by_the_apiserver() -> Result<()> {
         web["metadata"]["annotations"]["herald.dev/loadBalancerIPs"],
         "192.0.2.130"
     );
+    Ok(())
+}
+
+/// A stand-in CRD for a MetalLB kind (group metallb.io, any content), so MetalLB objects can
+/// be stored and listed without MetalLB. BGPPeer is served as v1beta1 and v1beta2, stored
+/// as v1beta2, as MetalLB serves it.
+fn metallb_crd(kind: &str, plural: &str) -> Value {
+    let schema = json!({"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}});
+    let versions: Vec<Value> = if kind == "BGPPeer" {
+        vec![
+            json!({"name": "v1beta2", "served": true, "storage": true, "schema": schema}),
+            json!({"name": "v1beta1", "served": true, "storage": false, "schema": schema}),
+        ]
+    } else {
+        vec![json!({"name": "v1beta1", "served": true, "storage": true, "schema": schema})]
+    };
+    json!({
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": format!("{plural}.metallb.io")},
+        "spec": {
+            "group": "metallb.io",
+            "scope": "Namespaced",
+            "names": {"kind": kind, "plural": plural, "singular": kind.to_lowercase(), "listKind": format!("{kind}List")},
+            "versions": versions,
+        },
+    })
+}
+
+#[test]
+fn migrate_from_the_cluster_reads_what_the_files_say() -> Result<()> {
+    let kubectl = kubectl_with_crds()?;
+    let ns = kubectl.test_namespace("migrate-live")?;
+    let kinds = [
+        ("IPAddressPool", "ipaddresspools"),
+        ("L2Advertisement", "l2advertisements"),
+        ("BGPAdvertisement", "bgpadvertisements"),
+        ("BGPPeer", "bgppeers"),
+        ("BFDProfile", "bfdprofiles"),
+        ("Community", "communities"),
+    ];
+    let mut guards = Vec::new();
+    for (kind, plural) in kinds {
+        let name = format!("{plural}.metallb.io");
+        guards.push(herald_lab::kube::ObjectGuard::apply(
+            &kubectl,
+            &metallb_crd(kind, plural).to_string(),
+            "crd",
+            &name,
+            None,
+        )?);
+    }
+    poll_until_ok(
+        "the metallb.io kinds to be served",
+        Duration::from_secs(60),
+        POLL,
+        || {
+            for (_, plural) in kinds {
+                kubectl.run(&["get", &format!("{plural}.metallb.io"), "-n", ns.name()])?;
+            }
+            Ok(Poll::Ready(()))
+        },
+    )?;
+
+    // The corpus, stored in the cluster (in the test namespace instead of metallb-system).
+    let mut from_files = Vec::new();
+    for file in ["layer2.yaml", "bgp.yaml"] {
+        let text = std::fs::read_to_string(corpus_dir().join(file))
+            .map_err(|e| LabError::io(format!("reading {file}"), e))?
+            .replace(
+                "namespace: metallb-system",
+                &format!("namespace: {}", ns.name()),
+            );
+        kubectl.apply(&text)?;
+        from_files.extend(
+            source::split_documents(file, &text).map_err(|e| LabError::Invalid(e.to_string()))?,
+        );
+    }
+    let expected = migrate(&from_files, "herald-target")?;
+
+    let dir = paths::target_dir().join("tmp").join(ns.name());
+    std::fs::create_dir_all(&dir).map_err(|e| LabError::io("creating the work directory", e))?;
+    let output = dir.join("herald.yaml");
+    let run = herald_command(&[
+        "migrate",
+        "--from-cluster",
+        "--service-namespace",
+        ns.name(),
+        "--namespace",
+        "herald-target",
+        "-o",
+        &output.to_string_lossy(),
+    ])?;
+    assert!(
+        run.success(),
+        "herald migrate --from-cluster: {}",
+        run.stderr
+    );
+    let written =
+        std::fs::read_to_string(&output).map_err(|e| LabError::io("reading herald.yaml", e))?;
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut got: Vec<Value> = Vec::new();
+    for document in serde_yaml::Deserializer::from_str(&written) {
+        let value = <serde_json::Value as serde::Deserialize>::deserialize(document)
+            .map_err(|e| LabError::parse("herald migrate output", e))?;
+        got.push(value);
+    }
+    let key = |v: &Value| format!("{}/{}", v["kind"], v["metadata"]["name"]);
+    let mut expected = expected.objects;
+    expected.sort_by_key(key);
+    got.sort_by_key(key);
+    assert_eq!(
+        got.iter().map(key).collect::<Vec<_>>(),
+        expected.iter().map(key).collect::<Vec<_>>()
+    );
+    for (got, expected) in got.iter().zip(&expected) {
+        assert_eq!(got, expected, "{}", key(expected));
+    }
+    // Both BGPPeer versions came back (the v1beta1 one through the v1beta2 listing).
+    assert!(
+        got.iter()
+            .any(|v| v["kind"] == "BGPPeer" && v["metadata"]["name"] == "legacy")
+    );
+    drop(guards);
     Ok(())
 }
 
