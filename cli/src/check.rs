@@ -362,6 +362,68 @@ mod tests {
     }
 
     #[test]
+    fn the_reason_a_service_has_no_address_and_layer2_conflicts_are_given() {
+        use k8s_openapi::api::core::v1::ServiceStatus;
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+        let condition = |type_: &str, status: &str, message: &str| Condition {
+            type_: type_.to_owned(),
+            status: status.to_owned(),
+            reason: "Test".to_owned(),
+            message: message.to_owned(),
+            last_transition_time: Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH),
+            observed_generation: None,
+        };
+        let service = |name: &str, conditions: Vec<Condition>| Service {
+            metadata: ObjectMeta {
+                name: Some(name.to_owned()),
+                namespace: Some("demo".to_owned()),
+                ..ObjectMeta::default()
+            },
+            spec: Some(ServiceSpec {
+                type_: Some("LoadBalancer".to_owned()),
+                ..ServiceSpec::default()
+            }),
+            status: Some(ServiceStatus {
+                conditions: Some(conditions),
+                load_balancer: None,
+            }),
+        };
+        let services = [
+            service(
+                "full",
+                vec![condition(
+                    "herald.dev/AddressAssigned",
+                    "False",
+                    "pool lan is full",
+                )],
+            ),
+            service(
+                "claimed",
+                vec![
+                    condition("herald.dev/AddressAssigned", "True", "ok"),
+                    condition(
+                        CONDITION_L2_CONFLICT,
+                        "True",
+                        "02:00:00:00:00:99 answers for 192.0.2.130",
+                    ),
+                ],
+            ),
+        ];
+        let problems = run(&cluster(&[], &[], &services, &[]));
+        assert!(
+            problems.iter().any(|p| p.subject == "Service demo/full"
+                && p.message.contains("pool lan is full")),
+            "{problems:?}"
+        );
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.check == "layer2-conflict" && p.message.contains("02:00:00:00:00:99")),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
     fn sessions_not_established_are_reported_per_node() {
         let mut peer = BGPPeer::new("upstream", BGPPeerSpec::new(64500, 64501, "192.0.2.1"));
         peer.status = Some(BGPPeerStatus {

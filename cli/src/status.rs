@@ -554,6 +554,39 @@ mod tests {
         );
     }
 
+    fn event(service: &str, reason: &str, second: i64) -> Event {
+        use k8s_openapi::api::core::v1::ObjectReference;
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+        Event {
+            involved_object: ObjectReference {
+                kind: Some("Service".to_owned()),
+                name: Some(service.to_owned()),
+                namespace: Some("demo".to_owned()),
+                ..ObjectReference::default()
+            },
+            reason: Some(reason.to_owned()),
+            type_: Some("Normal".to_owned()),
+            last_timestamp: Some(Time(
+                k8s_openapi::jiff::Timestamp::from_second(1_800_000_000 + second)
+                    .unwrap_or(k8s_openapi::jiff::Timestamp::UNIX_EPOCH),
+            )),
+            ..Event::default()
+        }
+    }
+
+    #[test]
+    fn only_the_services_own_last_events_are_shown_oldest_first() {
+        let events = [
+            event("web", "Third", 3),
+            event("other", "NotMine", 4),
+            event("web", "First", 1),
+            event("web", "Second", 2),
+        ];
+        let view = service_view(&service(&[], &[]), &events, 2);
+        let reasons: Vec<&str> = view.events.iter().map(|e| e.reason.as_str()).collect();
+        assert_eq!(reasons, ["Second", "Third"]);
+    }
+
     #[test]
     fn a_service_nobody_announces_says_so() {
         let view = service_view(&service(&[], &[]), &[], 5);
