@@ -275,21 +275,37 @@ impl Run<'_> {
 
     fn unknown_fields(&mut self, ctx: &Ctx<'_>, kind: Kind, version: &str) {
         let known = metallb::known_spec_fields(kind, version);
+        let newest = kind.versions()[0];
+        let in_newest = metallb::known_spec_fields(kind, newest);
         let Some(spec) = ctx.doc.value.get("spec").and_then(Value::as_object) else {
             return;
         };
         for key in spec.keys() {
-            if !known.contains(&key.as_str()) {
-                self.untranslated(
+            if known.contains(&key.as_str()) {
+                continue;
+            }
+            if in_newest.contains(&key.as_str()) {
+                self.finding(
                     ctx,
                     &["spec", key],
+                    Severity::Note,
                     format!(
-                        "a field MetalLB's {} {version} does not define",
+                        "a field of {} {newest}, written in a {version} object",
                         kind.name()
                     ),
-                    "dropped; check the spelling, or whether it belongs to another MetalLB release",
+                    format!("translated as in {newest}"),
                 );
+                continue;
             }
+            self.untranslated(
+                ctx,
+                &["spec", key],
+                format!(
+                    "a field MetalLB's {} {version} does not define",
+                    kind.name()
+                ),
+                "dropped; check the spelling, or whether it belongs to another MetalLB release",
+            );
         }
     }
 

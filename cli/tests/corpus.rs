@@ -529,6 +529,18 @@ fn bad_input_is_named_with_file_and_line() {
 }
 
 #[test]
+fn a_v1beta2_field_in_a_v1beta1_peer_is_translated_and_noted() {
+    let text = "apiVersion: metallb.io/v1beta1\nkind: BGPPeer\nmetadata:\n  name: p\nspec:\n  myASN: 64500\n  peerASN: 64501\n  peerAddress: 192.0.2.1\n  connectTime: 7s\n";
+    let documents = source::split_documents("peer.yaml", text).expect("yaml");
+    let m = translate::translate(&documents, &Options::default()).expect("translated");
+    let peer: BGPPeer = typed(&m, "BGPPeer", "p");
+    assert_eq!(peer.spec.connect_time.as_deref(), Some("7s"));
+    let note = finding(&m, "p", "spec.connectTime");
+    assert_eq!(note.severity, Severity::Note);
+    assert_eq!(note.location.line, Some(9));
+}
+
+#[test]
 fn other_objects_fail_unless_skipped() {
     let text = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: x\n";
     let documents = source::split_documents("mixed.yaml", text).expect("yaml");
