@@ -33,6 +33,8 @@ pub const MAX_DUMP_ENTRIES: usize = 2_000_000;
 /// Longest wait for one datagram from the kernel.
 const RECV_TIMEOUT: Duration = Duration::from_secs(5);
 const RECV_BUFFER: usize = 1 << 16;
+/// Delete requests sent in one datagram (each ~80 bytes; the kernel acknowledges each).
+const DELETE_BATCH: usize = 256;
 /// `ENOENT`: the entry expired or was deleted by someone else meanwhile; nothing to do.
 const ENOENT: i32 = 2;
 
@@ -79,11 +81,8 @@ pub fn flush(stale: &BTreeSet<StaleFlow>) -> Result<FlushReport, ConntrackError>
             NetfilterProtoFamily::IPv6
         };
         let doomed = dump_matching(&socket, family, stale, &mut sequence, &mut report)?;
-        for original in doomed {
-            sequence += 1;
-            if delete(&socket, family, original, sequence)? {
-                report.deleted += 1;
-            }
+        for batch in doomed.chunks(DELETE_BATCH) {
+            report.deleted += delete_batch(&socket, family, batch, &mut sequence)?;
         }
     }
     Ok(report)
@@ -174,34 +173,62 @@ fn dump_matching(
     }
 }
 
-/// Deletes one entry by its original tuple; false when it was already gone.
-fn delete(
+/// Deletes a batch of entries by their original tuples: every request in one datagram,
+/// then one acknowledgement per request. Returns how many existed (the rest had already
+/// expired, `ENOENT`).
+fn delete_batch(
     socket: &Socket,
     family: NetfilterProtoFamily,
-    original: Vec<Tuple>,
-    sequence: u32,
-) -> Result<bool, ConntrackError> {
-    let message = ConntrackMessage::Delete(vec![ConntrackAttribute::CtaTupleOrig(original)]);
-    socket.send(
-        &request(family, message, NLM_F_REQUEST | NLM_F_ACK, sequence),
-        0,
-    )?;
+    originals: &[Vec<Tuple>],
+    sequence: &mut u32,
+) -> Result<usize, ConntrackError> {
+    let first = *sequence + 1;
+    let mut datagram = Vec::new();
+    for original in originals {
+        *sequence += 1;
+        let message =
+            ConntrackMessage::Delete(vec![ConntrackAttribute::CtaTupleOrig(original.clone())]);
+        datagram.extend(request(
+            family,
+            message,
+            NLM_F_REQUEST | NLM_F_ACK,
+            *sequence,
+        ));
+    }
+    socket.send(&datagram, 0)?;
+    let mut pending = originals.len();
+    let mut deleted = 0;
     let mut buffer = vec![0u8; RECV_BUFFER];
-    loop {
+    while pending > 0 {
         let size = socket.recv(&mut &mut buffer[..], 0)?;
-        let message = NetlinkMessage::<NetfilterMessage>::deserialize(&buffer[..size])
-            .map_err(|e| ConntrackError::Decode(e.to_string()))?;
-        if message.header.sequence_number != sequence {
-            continue;
-        }
-        if let NetlinkPayload::Error(error) = message.payload {
-            return match error.code.map(|c| -c.get()) {
-                None => Ok(true),
-                Some(ENOENT) => Ok(false),
-                Some(code) => Err(ConntrackError::Kernel(code, "a delete")),
+        let mut offset = 0;
+        while offset < size {
+            let bytes = &buffer[offset..size];
+            let length = NetlinkBuffer::new_checked(bytes)
+                .map_err(|e| ConntrackError::Decode(e.to_string()))?
+                .length() as usize;
+            if length == 0 {
+                return Err(ConntrackError::Decode("zero-length message".into()));
+            }
+            offset += length.max(4).next_multiple_of(4);
+            let Ok(message) = NetlinkMessage::<NetfilterMessage>::deserialize(bytes) else {
+                continue;
             };
+            let seq = message.header.sequence_number;
+            if seq < first || seq > *sequence {
+                continue;
+            }
+            if let NetlinkPayload::Error(error) = message.payload {
+                pending -= 1;
+                match error.code.map(|c| -c.get()) {
+                    None => deleted += 1,
+                    Some(ENOENT) => {}
+                    Some(code) => return Err(ConntrackError::Kernel(code, "a delete")),
+                }
+            }
         }
     }
+    Ok(deleted)
 }
 
 /// The flow an entry describes, and its original tuple for the delete.
