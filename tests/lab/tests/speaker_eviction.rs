@@ -14,6 +14,7 @@
 //! Figures are printed (`speaker_eviction: ...`); deadlines are generous. Must run as root:
 //! `cargo test -p herald-lab --test speaker_eviction -- --nocapture`.
 
+mod bgp_support;
 mod common;
 mod l2_support;
 
@@ -29,6 +30,7 @@ use herald_lab::kube::PortSpec;
 use herald_lab::plan::ECHO_PORT;
 use herald_lab::{LabError, Result};
 use l2_support::ms;
+use serde_json::json;
 
 /// Requests sent while a node is dead, and again after it is back, per address.
 const SAMPLES: usize = 30;
@@ -188,6 +190,61 @@ fn a_node_cut_off_gets_no_new_connections_once_declared_dead_and_gets_them_back_
         );
         assert!(world.metric(*node, "herald_speaker_forwarding_node_restorations_total")? >= 1.0);
     }
+    Ok(())
+}
+
+/// BGP mode: the router stops using the dead node when its hold timer expires (9 s here);
+/// from then on the live nodes must not DNAT new connections to the dead node's pod, which
+/// is still "ready" in the EndpointSlice.
+#[test]
+fn in_bgp_mode_the_live_nodes_stop_sending_new_connections_to_a_dead_nodes_pod() -> Result<()> {
+    let mut world = World::bgp("evict-bgp", 3)?;
+    let config = world.router_config();
+    world.start_frr(&config)?;
+    world.peer("router", "192.0.2.1", json!({}))?;
+    world.advertise(json!({}))?;
+    for node in 1..=3 {
+        world.add_pod(node, &format!("evict-bgp-{node}"), "app")?;
+    }
+    world.apply_service(&world.service("svc", "app", "Cluster"), &["203.0.113.61"])?;
+    world.wait_ready_endpoints("svc", 3)?;
+    world.start_all_speakers()?;
+    world.wait_membership(&[1, 2, 3], 3)?;
+    let gateways: Vec<String> = (1..=3).map(|n| world.lan_v4(n)).collect::<Result<_>>()?;
+    world.wait_gateways("203.0.113.61/32", &gateways, bgp_support::CONVERGE)?;
+    let address = parse_ip("203.0.113.61")?;
+    let (before, failures) = sample(&world, address, SAMPLES);
+    assert_eq!(failures, 0, "requests failed before the fault");
+    assert!(
+        before.contains("evict-bgp-3"),
+        "Cluster spreads over every pod: {before:?}"
+    );
+
+    let unplugged = Instant::now();
+    world.lab.set_node_lan(3, false)?;
+    let withdrawn = world.wait_gateways(
+        "203.0.113.61/32",
+        &gateways[..2],
+        bgp_support::CHANGE_DEADLINE,
+    )?;
+    world.wait_membership(&[1, 2], 2)?;
+    std::thread::sleep(APPLY_MARGIN);
+    let (pods, failures) = sample(&world, address, SAMPLES);
+    eprintln!(
+        "speaker_eviction: BGP, node 3 unplugged; the router dropped its next hop after {} ms \
+         (hold time); then {failures} of {SAMPLES} new connections failed, pods {pods:?} \
+         ({} ms after the pull)",
+        ms(withdrawn),
+        ms(unplugged.elapsed())
+    );
+    assert_eq!(
+        failures,
+        0,
+        "the live nodes still send connections to the dead node's pod\n{}",
+        world.speaker_logs()
+    );
+    assert!(!pods.contains("evict-bgp-3"));
+    world.lab.set_node_lan(3, true)?;
     Ok(())
 }
 
