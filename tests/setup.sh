@@ -27,6 +27,8 @@ HELM_K8S_MINOR=36
 APT_PACKAGES=(
   frr iproute2 nftables iptables iputils-ping tcpdump curl
   gobgpd ethtool procps psmisc jq bridge-utils kmod util-linux ca-certificates
+  # conntrack-tools: the reference for the speaker's conntrack flush (tests/conntrack_netns.rs)
+  conntrack
 )
 
 export GOTOOLCHAIN=local

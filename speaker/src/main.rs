@@ -91,6 +91,16 @@ struct Args {
     #[arg(long, value_enum, default_value_t = Switch::Off)]
     forwarding: Switch,
 
+    /// With --forwarding on: stop sending new connections to endpoints on nodes the
+    /// membership declares dead, without waiting for the API (docs/endpoint-eviction.md).
+    #[arg(long, value_enum, default_value_t = Switch::On)]
+    endpoint_eviction: Switch,
+
+    /// With --forwarding on: delete tracked connections DNATed to a backend that left
+    /// (UDP always; TCP/SCTP when the endpoint is gone for good).
+    #[arg(long, value_enum, default_value_t = Switch::On)]
+    conntrack_cleanup: Switch,
+
     /// Membership address, `IP` or `IP:PORT` (default: this Node's InternalIP at
     /// --memberlist-port). A port given here also becomes the seeds' port.
     #[arg(long, value_parser = parse_bind)]
@@ -298,6 +308,7 @@ async fn main() -> anyhow::Result<()> {
         } else {
             args.resync_interval
         },
+        endpoint_eviction: forwarding && args.endpoint_eviction == Switch::On,
     };
 
     let metrics = Arc::new(Metrics::new());
@@ -340,8 +351,15 @@ async fn main() -> anyhow::Result<()> {
                 metrics.l2.clone(),
             )) as Box<dyn runtime::Executor>
         }),
-        forwarding: forwarding
-            .then(|| Box::new(ForwardingExecutor::new(nft)) as Box<dyn runtime::Executor>),
+        forwarding: forwarding.then(|| {
+            let executor = ForwardingExecutor::new(nft);
+            let executor = if args.conntrack_cleanup == Switch::On {
+                executor.with_conntrack_cleanup(metrics.forwarding.clone())
+            } else {
+                executor
+            };
+            Box::new(executor) as Box<dyn runtime::Executor>
+        }),
     };
     tracing::info!(node = %config.node_name, forwarding, "herald-speaker starting");
     let result = runtime::run(client, config, executors, metrics, health, termination()).await;

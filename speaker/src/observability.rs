@@ -87,6 +87,8 @@ pub struct Metrics {
     pub l2: crate::l2::executor::metrics::L2Metrics,
     /// BGP session metrics (`herald_speaker_bgp_*`).
     pub bgp: crate::bgp::executor::metrics::BgpMetrics,
+    /// Endpoint eviction and conntrack clean-up (`herald_speaker_forwarding_*`).
+    pub forwarding: crate::forwarding::metrics::ForwardingMetrics,
 }
 
 impl Default for Metrics {
@@ -187,10 +189,12 @@ impl Metrics {
         );
         let l2 = crate::l2::executor::metrics::L2Metrics::register(&mut registry);
         let bgp = crate::bgp::executor::metrics::BgpMetrics::register(&mut registry);
+        let forwarding = crate::forwarding::metrics::ForwardingMetrics::register(&mut registry);
         Self {
             registry,
             l2,
             bgp,
+            forwarding,
             reconciles,
             reconcile_seconds,
             plan_forwarding_keys,

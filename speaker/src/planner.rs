@@ -17,6 +17,10 @@
 //!   `Local`: a node forwards only to its own ready endpoints, without masquerade, and
 //!   forwards and announces nothing when it has none.
 //! - Terminating and not-ready endpoints never receive new traffic.
+//! - Endpoint eviction: endpoints on nodes the membership has declared dead take no new
+//!   connections (`Cluster` policy; with `Local` only this node's own endpoints are used),
+//!   unless every usable endpoint of the port is on dead nodes: then the set is kept as it
+//!   is, because rejecting everything is never better than trying (docs/endpoint-eviction.md).
 //! - A node labelled `node.kubernetes.io/exclude-from-external-load-balancers`, or a node the
 //!   model does not know, never announces.
 
@@ -142,6 +146,27 @@ pub enum PlanWarning {
     },
 }
 
+/// What endpoint eviction changed in the forwarding decisions; for logs and metrics (a
+/// flap is not worth an Event).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct EvictionReport {
+    /// Backends left out of a forwarding target because their node is dead.
+    pub evicted: BTreeMap<ForwardKey, BTreeSet<Backend>>,
+    /// Targets whose every usable backend is on a dead node: kept whole rather than emptied.
+    pub kept_whole: BTreeSet<ForwardKey>,
+}
+
+impl EvictionReport {
+    /// Distinct endpoint addresses taken out of at least one target.
+    pub fn evicted_addresses(&self) -> BTreeSet<IpAddr> {
+        self.evicted
+            .values()
+            .flatten()
+            .map(|backend| backend.address)
+            .collect()
+    }
+}
+
 /// Everything this node should be doing.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct NodePlan {
@@ -150,6 +175,10 @@ pub struct NodePlan {
     pub l2: BTreeMap<IpAddr, L2Announcement>,
     pub bgp: BgpPlan,
     pub warnings: Vec<PlanWarning>,
+    pub eviction: EvictionReport,
+    /// Every address an endpoint of a forwarded Service has, whatever its conditions: an
+    /// endpoint missing here is gone for good (deleted), not merely not ready or evicted.
+    pub endpoint_addresses: BTreeSet<IpAddr>,
 }
 
 /// An address that passed the pool checks, with the Services that use it.
@@ -161,9 +190,22 @@ struct ServedAddress<'m> {
 /// Computes this node's desired state. `live_speakers` are the nodes whose speakers
 /// membership reports alive; this node always counts as alive (it is running this).
 pub fn plan(model: &Model, this_node: &str, live_speakers: &BTreeSet<String>) -> NodePlan {
+    plan_evicting(model, this_node, live_speakers, &BTreeSet::new())
+}
+
+/// [`plan`], with endpoint eviction: endpoints on `dead_nodes` (nodes whose speakers were
+/// seen alive and are now declared dead by the membership) take no new connections. This
+/// node is never dead to itself.
+pub fn plan_evicting(
+    model: &Model,
+    this_node: &str,
+    live_speakers: &BTreeSet<String>,
+    dead_nodes: &BTreeSet<String>,
+) -> NodePlan {
     let mut warnings = Vec::new();
     let served = served_addresses(model, &mut warnings);
-    let forwarding = plan_forwarding(&served, this_node, &mut warnings);
+    let mut eviction = EvictionReport::default();
+    let forwarding = plan_forwarding(&served, this_node, dead_nodes, &mut eviction, &mut warnings);
     let live_nodes: Vec<&Node> = model
         .nodes
         .values()
@@ -172,12 +214,20 @@ pub fn plan(model: &Model, this_node: &str, live_speakers: &BTreeSet<String>) ->
     let l2 = plan_l2(model, &served, this_node, &live_nodes);
     let bgp = plan_bgp(model, &served, this_node);
     warnings.sort();
+    let endpoint_addresses = served
+        .values()
+        .flat_map(|entry| &entry.services)
+        .flat_map(|service| &service.endpoints)
+        .flat_map(|endpoint| endpoint.addresses.iter().copied())
+        .collect();
     NodePlan {
         node: this_node.to_string(),
         forwarding,
         l2,
         bgp,
         warnings,
+        eviction,
+        endpoint_addresses,
     }
 }
 
@@ -269,14 +319,25 @@ fn local_policy_allows(services: &[&Service], node: &str, vip: IpAddr) -> bool {
         .all(|s| local_ready_endpoints(s, node, vip) > 0)
 }
 
+/// The backends of one Service port: `(kept, evicted)`. `evicted` holds the backends on
+/// dead nodes that were left out; when nothing would be left, they are all kept instead
+/// and `evicted` is returned empty with `kept_whole` true.
+struct PortBackends {
+    kept: Vec<Backend>,
+    evicted: BTreeSet<Backend>,
+    kept_whole: bool,
+}
+
 fn backends_for(
     service: &Service,
     port: &ServicePort,
     vip: IpAddr,
     this_node: &str,
-) -> Vec<Backend> {
+    dead_nodes: &BTreeSet<String>,
+) -> PortBackends {
     let local_only = service.traffic_policy == TrafficPolicy::Local;
     let mut backends: BTreeSet<Backend> = BTreeSet::new();
+    let mut on_dead_nodes: BTreeSet<Backend> = BTreeSet::new();
     for endpoint in &service.endpoints {
         let on_this_node = endpoint.is_on(this_node);
         if local_only && !on_this_node {
@@ -287,25 +348,52 @@ fn backends_for(
         else {
             continue;
         };
-        backends.insert(Backend {
+        let backend = Backend {
             address,
             port: target,
             masquerade: !local_only && !on_this_node,
-        });
+        };
+        let on_dead_node = !on_this_node
+            && endpoint
+                .node
+                .as_ref()
+                .is_some_and(|node| dead_nodes.contains(node));
+        if on_dead_node {
+            on_dead_nodes.insert(backend);
+        } else {
+            backends.insert(backend);
+        }
     }
-    backends.into_iter().collect()
+    if backends.is_empty() && !on_dead_nodes.is_empty() {
+        return PortBackends {
+            kept: on_dead_nodes.into_iter().collect(),
+            evicted: BTreeSet::new(),
+            kept_whole: true,
+        };
+    }
+    PortBackends {
+        kept: backends.into_iter().collect(),
+        evicted: on_dead_nodes,
+        kept_whole: false,
+    }
 }
 
 fn plan_forwarding(
     served: &BTreeMap<IpAddr, ServedAddress<'_>>,
     this_node: &str,
+    dead_nodes: &BTreeSet<String>,
+    eviction: &mut EvictionReport,
     warnings: &mut Vec<PlanWarning>,
 ) -> BTreeMap<ForwardKey, ForwardTarget> {
     let mut forwarding: BTreeMap<ForwardKey, ForwardTarget> = BTreeMap::new();
     for (&address, entry) in served {
         for service in &entry.services {
             for port in &service.ports {
-                let backends = backends_for(service, port, address, this_node);
+                let PortBackends {
+                    kept: backends,
+                    evicted,
+                    kept_whole,
+                } = backends_for(service, port, address, this_node, dead_nodes);
                 if service.traffic_policy == TrafficPolicy::Local && backends.is_empty() {
                     continue;
                 }
@@ -323,6 +411,12 @@ fn plan_forwarding(
                         });
                     }
                     continue;
+                }
+                if kept_whole {
+                    eviction.kept_whole.insert(key);
+                }
+                if !evicted.is_empty() {
+                    eviction.evicted.insert(key, evicted);
                 }
                 forwarding.insert(
                     key,
@@ -1459,5 +1553,135 @@ mod tests {
             1,
             "forwarding does not depend on announcing"
         );
+    }
+
+    fn dead(nodes: &[&str]) -> BTreeSet<String> {
+        nodes.iter().map(|n| n.to_string()).collect()
+    }
+
+    fn backend(address: &str, masquerade: bool) -> Backend {
+        Backend {
+            address: ip(address),
+            port: 8080,
+            masquerade,
+        }
+    }
+
+    fn three_backend_cluster_service(policy: TrafficPolicy) -> Model {
+        with_service(
+            cluster(),
+            service(
+                "web",
+                "203.0.113.10",
+                policy,
+                vec![
+                    ready("198.18.1.5", "n1"),
+                    ready("198.18.2.5", "n2"),
+                    ready("198.18.3.5", "n3"),
+                ],
+            ),
+        )
+    }
+
+    #[test]
+    fn endpoints_on_a_dead_node_take_no_new_connections_and_are_reported_as_evicted() {
+        let model = three_backend_cluster_service(TrafficPolicy::Cluster);
+        let live = dead(&["n1", "n2"]);
+        let plan = plan_evicting(&model, "n1", &live, &dead(&["n3"]));
+        let key = forward_key("203.0.113.10", 80);
+        assert_eq!(
+            plan.forwarding[&key].backends,
+            vec![backend("198.18.1.5", false), backend("198.18.2.5", true)]
+        );
+        assert_eq!(
+            plan.eviction.evicted[&key],
+            [backend("198.18.3.5", true)].into()
+        );
+        assert!(plan.eviction.kept_whole.is_empty());
+        assert_eq!(plan.eviction.evicted_addresses(), [ip("198.18.3.5")].into());
+    }
+
+    #[test]
+    fn a_port_whose_every_endpoint_is_on_dead_nodes_keeps_its_last_set_rather_than_rejecting() {
+        let model = with_service(
+            cluster(),
+            service(
+                "web",
+                "203.0.113.10",
+                TrafficPolicy::Cluster,
+                vec![ready("198.18.2.5", "n2"), ready("198.18.3.5", "n3")],
+            ),
+        );
+        let plan = plan_evicting(&model, "n1", &dead(&["n1"]), &dead(&["n2", "n3"]));
+        let key = forward_key("203.0.113.10", 80);
+        assert_eq!(
+            plan.forwarding[&key].backends,
+            vec![backend("198.18.2.5", true), backend("198.18.3.5", true)]
+        );
+        assert!(plan.eviction.evicted.is_empty());
+        assert_eq!(plan.eviction.kept_whole, [key].into());
+    }
+
+    #[test]
+    fn this_node_never_evicts_its_own_endpoints_even_if_listed_dead() {
+        let model = three_backend_cluster_service(TrafficPolicy::Cluster);
+        let plan = plan_evicting(&model, "n1", &all_live(), &dead(&["n1"]));
+        assert_eq!(
+            plan.forwarding[&forward_key("203.0.113.10", 80)]
+                .backends
+                .len(),
+            3
+        );
+        assert_eq!(plan.eviction, EvictionReport::default());
+    }
+
+    #[test]
+    fn local_policy_is_untouched_by_eviction_because_it_uses_only_this_nodes_endpoints() {
+        let model = three_backend_cluster_service(TrafficPolicy::Local);
+        let without = plan(&model, "n2", &all_live());
+        let with = plan_evicting(&model, "n2", &dead(&["n2"]), &dead(&["n1", "n3"]));
+        assert_eq!(with.forwarding, without.forwarding);
+        assert_eq!(with.eviction, EvictionReport::default());
+    }
+
+    #[test]
+    fn endpoints_without_a_node_name_are_never_evicted() {
+        let mut unplaced = ready("198.18.9.9", "n3");
+        unplaced.node = None;
+        let model = with_service(
+            cluster(),
+            service(
+                "web",
+                "203.0.113.10",
+                TrafficPolicy::Cluster,
+                vec![ready("198.18.3.5", "n3"), unplaced],
+            ),
+        );
+        let plan = plan_evicting(&model, "n1", &dead(&["n1"]), &dead(&["n3"]));
+        assert_eq!(
+            plan.forwarding[&forward_key("203.0.113.10", 80)].backends,
+            vec![backend("198.18.9.9", true)]
+        );
+    }
+
+    #[test]
+    fn a_node_back_alive_gets_its_endpoints_back_exactly_as_before() {
+        let model = three_backend_cluster_service(TrafficPolicy::Cluster);
+        let before = plan(&model, "n1", &all_live());
+        let during = plan_evicting(&model, "n1", &dead(&["n1", "n2"]), &dead(&["n3"]));
+        let after = plan_evicting(&model, "n1", &all_live(), &BTreeSet::new());
+        assert_ne!(during.forwarding, before.forwarding);
+        assert_eq!(after, before);
+    }
+
+    #[test]
+    fn eviction_changes_forwarding_only_never_layer_2_candidates_or_bgp_routes() {
+        let model = three_backend_cluster_service(TrafficPolicy::Cluster);
+        let live = dead(&["n1", "n2"]);
+        let without = plan(&model, "n1", &live);
+        let with = plan_evicting(&model, "n1", &live, &dead(&["n3"]));
+        assert_eq!(with.l2, without.l2);
+        assert_eq!(with.bgp, without.bgp);
+        assert_eq!(with.warnings, without.warnings);
     }
 }

@@ -21,13 +21,16 @@
 //!
 //! I/O happens only inside the executors' futures.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use futures::future::BoxFuture;
 
 use super::watches::Snapshot;
+use crate::forwarding::conntrack;
+use crate::forwarding::metrics::{ForwardingMetrics, ResultLabel as FlushResult};
+use crate::forwarding::stale::stale_flows;
 use crate::forwarding::{ApplyOutcome, DEFAULT_MASQUERADE_MARK, Forwarder, NftCommand, Ruleset};
-use crate::planner::NodePlan;
+use crate::planner::{ForwardKey, ForwardTarget, NodePlan};
 
 /// A failure of one executor; the others still run, and the runtime retries with back-off.
 #[derive(Debug, thiserror::Error)]
@@ -208,11 +211,16 @@ impl Executors {
     }
 }
 
-/// Forwarding: keeps `table inet herald` equal to the plan's forwarding decisions.
+/// Forwarding: keeps `table inet herald` equal to the plan's forwarding decisions, and
+/// flushes the tracked connections of backends that left (see `forwarding::stale`).
 #[derive(Debug)]
 pub struct ForwardingExecutor {
     forwarder: Forwarder,
     masquerade_mark: u32,
+    /// Flush stale tracked connections after each change (`None`: off).
+    conntrack: Option<ForwardingMetrics>,
+    /// The forwarding decisions of the last successful apply.
+    last_forwarding: Option<BTreeMap<ForwardKey, ForwardTarget>>,
 }
 
 impl ForwardingExecutor {
@@ -222,6 +230,68 @@ impl ForwardingExecutor {
         Self {
             forwarder: Forwarder::new(nft),
             masquerade_mark: DEFAULT_MASQUERADE_MARK,
+            conntrack: None,
+            last_forwarding: None,
+        }
+    }
+
+    /// Turns the connection-tracking clean-up on, counting into `metrics`.
+    pub fn with_conntrack_cleanup(mut self, metrics: ForwardingMetrics) -> Self {
+        self.conntrack = Some(metrics);
+        self
+    }
+
+    /// After a successful apply: flushes the flows of backends that left since the last
+    /// one. A failed flush is logged and counted, never fails the apply (the table is right;
+    /// only old flows linger until they time out).
+    async fn flush_stale(&mut self, plan: &NodePlan) -> Option<String> {
+        let previous = self.last_forwarding.replace(plan.forwarding.clone());
+        let metrics = self.conntrack.clone()?;
+        let previous = previous?;
+        let stale = stale_flows(&previous, &plan.forwarding, &plan.endpoint_addresses);
+        if stale.is_empty() {
+            return None;
+        }
+        let flows = stale.len();
+        let outcome = tokio::task::spawn_blocking(move || conntrack::flush(&stale)).await;
+        match outcome {
+            Ok(Ok(report)) => {
+                metrics
+                    .conntrack_flushes
+                    .get_or_create(&FlushResult { result: "ok" })
+                    .inc();
+                metrics
+                    .conntrack_entries_deleted
+                    .inc_by(u64::try_from(report.deleted).unwrap_or(u64::MAX));
+                tracing::info!(
+                    stale_flows = flows,
+                    scanned = report.scanned,
+                    deleted = report.deleted,
+                    unreadable = report.unreadable,
+                    truncated = report.truncated,
+                    "flushed tracked connections of backends that left"
+                );
+                Some(format!(
+                    "; conntrack: {} of {} deleted",
+                    report.deleted, report.scanned
+                ))
+            }
+            Ok(Err(error)) => {
+                metrics
+                    .conntrack_flushes
+                    .get_or_create(&FlushResult { result: "error" })
+                    .inc();
+                tracing::warn!(%error, stale_flows = flows, "could not flush stale tracked connections");
+                None
+            }
+            Err(error) => {
+                metrics
+                    .conntrack_flushes
+                    .get_or_create(&FlushResult { result: "error" })
+                    .inc();
+                tracing::warn!(%error, "the conntrack flush task failed");
+                None
+            }
         }
     }
 
@@ -279,7 +349,11 @@ impl Executor for ForwardingExecutor {
     ) -> BoxFuture<'a, Result<ApplyReport, ExecutorError>> {
         Box::pin(async move {
             let desired = self.desired(plan);
-            self.apply_ruleset(desired).await
+            let mut report = self.apply_ruleset(desired).await?;
+            if let Some(note) = self.flush_stale(plan).await {
+                report.detail.push_str(&note);
+            }
+            Ok(report)
         })
     }
 
@@ -296,6 +370,9 @@ impl Executor for ForwardingExecutor {
                 .map_err(|e| ExecutorError::new(Self::NAME, e))?;
             let desired = self.desired(plan);
             let mut report = self.apply_ruleset(desired).await?;
+            if let Some(note) = self.flush_stale(plan).await {
+                report.detail.push_str(&note);
+            }
             if !drift.is_empty() {
                 report.changed = true;
                 if report.outcome == "unchanged" {

@@ -12,6 +12,7 @@
 //! - [`debounce`], [`report`]: pure timing and log-rate decisions.
 
 pub mod debounce;
+pub mod eviction;
 pub mod executor;
 pub mod membership;
 pub mod reconcile;
@@ -50,4 +51,6 @@ pub struct RuntimeConfig {
     pub membership: MembershipConfig,
     /// Period of the full resync.
     pub resync_interval: Duration,
+    /// Evict endpoints on nodes the membership declares dead from forwarding.
+    pub endpoint_eviction: bool,
 }

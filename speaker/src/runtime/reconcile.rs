@@ -18,6 +18,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::RuntimeConfig;
 use super::debounce::{Debouncer, RetryBackoff};
+use super::eviction::EvictionTracker;
 use super::executor::Executors;
 use super::membership::{
     INSECURE_SHARED_KEY, KeySource, MembershipSettings, MembershipSupervisor, SyncOutcome,
@@ -28,7 +29,7 @@ use super::watches::{Snapshot, WatchScope, Watches};
 use crate::convert::{ConvertProblem, convert};
 use crate::membership::MembershipCounters;
 use crate::observability::{ApplyLabels, ExecutorLabel, Health, Metrics, ReconcileLabels};
-use crate::planner::{NodePlan, PlanWarning, plan};
+use crate::planner::{NodePlan, PlanWarning, plan_evicting};
 
 /// First retry after a failed pass, and the cap of the doubling.
 const RETRY_INITIAL: Duration = Duration::from_secs(1);
@@ -45,14 +46,21 @@ pub struct Pass {
     pub problems: Vec<ConvertProblem>,
 }
 
-/// Converts the snapshot and plans for this node with the live speakers.
+/// Converts the snapshot and plans for this node with the live speakers, evicting the
+/// endpoints of `dead_nodes` from forwarding.
 pub fn compute_pass(
     snapshot: &Snapshot,
     config: &RuntimeConfig,
     live_speakers: &BTreeSet<String>,
+    dead_nodes: &BTreeSet<String>,
 ) -> Pass {
     let conversion = convert(&snapshot.objects(), &config.convert);
-    let plan = plan(&conversion.model, &config.node_name, live_speakers);
+    let plan = plan_evicting(
+        &conversion.model,
+        &config.node_name,
+        live_speakers,
+        dead_nodes,
+    );
     Pass {
         plan,
         problems: conversion.problems,
@@ -131,6 +139,7 @@ struct Reconciler {
     /// The plan every executor last applied without error.
     applied: Option<NodePlan>,
     counters_seen: MembershipCounters,
+    eviction: EvictionTracker,
 }
 
 impl Reconciler {
@@ -140,8 +149,10 @@ impl Reconciler {
         self.sync_membership(snapshot).await;
         let live = self.live_speakers();
         self.executors.observe(snapshot, &live);
-        let Pass { plan, problems } = compute_pass(snapshot, &self.config, &live);
+        let dead = self.dead_nodes(&live);
+        let Pass { plan, problems } = compute_pass(snapshot, &self.config, &live, &dead);
         self.report_problems(&problems, &plan);
+        self.report_eviction(&plan);
         self.metrics.observe_plan(&plan);
 
         let ok = if !full && self.applied.as_ref() == Some(&plan) {
@@ -212,6 +223,39 @@ impl Reconciler {
         ok
     }
 
+    /// Nodes whose endpoints are evicted from forwarding (empty when eviction is off or
+    /// membership is not running); logs and counts every transition.
+    fn dead_nodes(&mut self, live: &BTreeSet<String>) -> BTreeSet<String> {
+        if !self.config.endpoint_eviction || !self.membership.is_running() {
+            return BTreeSet::new();
+        }
+        let change = self.eviction.observe(live, &self.config.node_name);
+        let metrics = &self.metrics.forwarding;
+        for node in &change.evicted {
+            metrics.node_evictions.inc();
+            tracing::warn!(%node, "membership declared the node dead: its endpoints get no new connections");
+        }
+        for node in &change.restored {
+            metrics.node_restorations.inc();
+            tracing::info!(%node, "the node is alive again: its endpoints get new connections again");
+        }
+        metrics
+            .evicted_nodes
+            .set(i64::try_from(change.dead.len()).unwrap_or(i64::MAX));
+        change.dead
+    }
+
+    fn report_eviction(&self, plan: &NodePlan) {
+        let metrics = &self.metrics.forwarding;
+        let evicted = plan.eviction.evicted_addresses().len();
+        metrics
+            .evicted_endpoints
+            .set(i64::try_from(evicted).unwrap_or(i64::MAX));
+        metrics
+            .kept_whole_targets
+            .set(i64::try_from(plan.eviction.kept_whole.len()).unwrap_or(i64::MAX));
+    }
+
     fn live_speakers(&self) -> BTreeSet<String> {
         // Without membership this node knows only of itself; the planner counts this node
         // as alive anyway.
@@ -231,6 +275,10 @@ impl Reconciler {
         match self.membership.sync(&settings).await {
             Ok(SyncOutcome::Started) => {
                 self.counters_seen = MembershipCounters::default();
+                for node in self.eviction.reset() {
+                    self.metrics.forwarding.node_restorations.inc();
+                    tracing::info!(%node, "membership restarted: the node's endpoints get new connections again");
+                }
                 tracing::info!(bind = ?settings.bind, seeds = settings.seeds.len(), "membership started");
                 self.membership_errors.observe(now, &[]);
             }
@@ -352,6 +400,7 @@ pub async fn run(
         membership_errors: RepeatLimiter::new(DEFAULT_REPEAT_AFTER),
         applied: None,
         counters_seen: MembershipCounters::default(),
+        eviction: EvictionTracker::default(),
     };
     let mut debouncer = Debouncer::default();
     let mut retry = RetryBackoff::new(RETRY_INITIAL, RETRY_MAX);
@@ -456,6 +505,7 @@ mod tests {
             memberlist_port: 7946,
             membership: MembershipConfig::default(),
             resync_interval: Duration::from_secs(30),
+            endpoint_eviction: true,
         }
     }
 
@@ -569,7 +619,7 @@ mod tests {
     fn a_pass_forwards_cluster_services_everywhere_and_local_ones_only_with_local_endpoints() {
         let config = config(KeySource::Insecure);
         let live: BTreeSet<String> = ["n1".to_string(), "n2".to_string()].into();
-        let pass = compute_pass(&cluster(), &config, &live);
+        let pass = compute_pass(&cluster(), &config, &live, &BTreeSet::new());
         assert!(pass.problems.is_empty(), "{:?}", pass.problems);
         let addresses: Vec<String> = pass
             .plan
@@ -583,7 +633,7 @@ mod tests {
         let mut on_n2 = config.clone();
         on_n2.node_name = "n2".into();
         assert_eq!(
-            compute_pass(&cluster(), &on_n2, &live)
+            compute_pass(&cluster(), &on_n2, &live, &BTreeSet::new())
                 .plan
                 .forwarding
                 .len(),
@@ -595,7 +645,12 @@ mod tests {
     fn a_bad_object_becomes_a_problem_and_the_rest_is_still_planned() {
         let mut snapshot = cluster();
         snapshot.pools.push(pool("broken", "203.0.113.300/24"));
-        let pass = compute_pass(&snapshot, &config(KeySource::Insecure), &BTreeSet::new());
+        let pass = compute_pass(
+            &snapshot,
+            &config(KeySource::Insecure),
+            &BTreeSet::new(),
+            &BTreeSet::new(),
+        );
         assert!(!pass.problems.is_empty());
         assert_eq!(pass.plan.forwarding.len(), 1);
     }
