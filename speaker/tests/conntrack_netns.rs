@@ -26,6 +26,55 @@ const BACKEND_1: &str = "198.18.1.5";
 const BACKEND_2: &str = "198.18.2.5";
 const BACKEND_PORT: u16 = 5353;
 
+/// The addresses of one family's run.
+#[derive(Clone, Copy)]
+struct Addresses {
+    external: &'static str,
+    backend_1: &'static str,
+    backend_2: &'static str,
+    host_prefix: u8,
+    /// nftables family and address match (`ip daddr` / `ip6 daddr`).
+    nft_family: &'static str,
+    client: &'static str,
+}
+
+const V4: Addresses = Addresses {
+    external: EXTERNAL,
+    backend_1: BACKEND_1,
+    backend_2: BACKEND_2,
+    host_prefix: 32,
+    nft_family: "ip",
+    client: "127.0.0.1:40053",
+};
+
+const V6: Addresses = Addresses {
+    external: "2001:db8:100::10",
+    backend_1: "2001:db8:244:1::5",
+    backend_2: "2001:db8:244:2::5",
+    host_prefix: 128,
+    nft_family: "ip6",
+    client: "[::1]:40053",
+};
+
+impl Addresses {
+    /// `backend:port` as nftables writes a DNAT target.
+    fn dnat_target(&self, backend: &str) -> String {
+        if self.nft_family == "ip6" {
+            format!("[{backend}]:{BACKEND_PORT}")
+        } else {
+            format!("{backend}:{BACKEND_PORT}")
+        }
+    }
+
+    fn external_socket(&self) -> SocketAddr {
+        SocketAddr::new(self.external.parse().expect("address"), 53)
+    }
+
+    fn backend_socket(&self, backend: &str) -> SocketAddr {
+        SocketAddr::new(backend.parse().expect("address"), BACKEND_PORT)
+    }
+}
+
 fn skip() -> bool {
     if fixture::nft_available() {
         return false;
@@ -34,28 +83,38 @@ fn skip() -> bool {
     true
 }
 
-/// Loopback up, the external address and both backends on it, and the DNAT rule.
-fn prepare(ns: &ScratchNetns, backend: &str) {
-    for args in [
-        vec!["link", "set", "lo", "up"],
-        vec!["addr", "add", &format!("{EXTERNAL}/32"), "dev", "lo"],
-        vec!["addr", "add", &format!("{BACKEND_1}/32"), "dev", "lo"],
-        vec!["addr", "add", &format!("{BACKEND_2}/32"), "dev", "lo"],
-    ] {
+/// Loopback up, the external address and both backends on it (`nodad`: usable at once),
+/// and the DNAT rule.
+fn prepare_family(ns: &ScratchNetns, family: Addresses, backend: &str) {
+    let out = ns.exec("ip", &["link", "set", "lo", "up"]);
+    assert!(out.status.success(), "ip link: {out:?}");
+    for address in [family.external, family.backend_1, family.backend_2] {
+        let cidr = format!("{address}/{}", family.host_prefix);
+        let mut args = vec!["addr", "add", cidr.as_str(), "dev", "lo"];
+        if family.nft_family == "ip6" {
+            args.push("nodad");
+        }
         let out = ns.exec("ip", &args);
         assert!(out.status.success(), "ip {args:?}: {out:?}");
     }
-    point_dnat_at(ns, backend);
+    point_family_dnat_at(ns, family, backend);
 }
 
-fn point_dnat_at(ns: &ScratchNetns, backend: &str) {
+fn point_family_dnat_at(ns: &ScratchNetns, family: Addresses, backend: &str) {
+    let table = family.nft_family;
     let script = format!(
-        "table ip conntrack_test\ndelete table ip conntrack_test\n\
-         table ip conntrack_test {{\n  chain out {{\n    type nat hook output priority -100;\n    \
-         ip daddr {EXTERNAL} udp dport 53 dnat to {backend}:{BACKEND_PORT}\n  }}\n}}\n"
+        "table {table} conntrack_test\ndelete table {table} conntrack_test\n\
+         table {table} conntrack_test {{\n  chain out {{\n    type nat hook output priority -100;\n    \
+         {table} daddr {} udp dport 53 dnat to {}\n  }}\n}}\n",
+        family.external,
+        family.dnat_target(backend)
     );
     let out = ns.nft_stdin(&["-f", "-"], &script);
     assert!(out.status.success(), "nft: {out:?}");
+}
+
+fn prepare(ns: &ScratchNetns, backend: &str) {
+    prepare_family(ns, V4, backend);
 }
 
 /// Runs `work` on a thread that has entered the namespace (sockets it opens live there).
@@ -74,8 +133,8 @@ fn in_namespace<T: Send + 'static>(
     .expect("namespace thread")
 }
 
-fn server(address: &str) -> UdpSocket {
-    let socket = UdpSocket::bind((address, BACKEND_PORT)).expect("bind backend");
+fn server(address: SocketAddr) -> UdpSocket {
+    let socket = UdpSocket::bind(address).expect("bind backend");
     socket
         .set_read_timeout(Some(Duration::from_millis(300)))
         .expect("timeout");
@@ -83,10 +142,12 @@ fn server(address: &str) -> UdpSocket {
 }
 
 /// Sends one datagram and says which backend received it (None: neither within 300 ms).
-fn send_and_see(client: &UdpSocket, backends: &[(&str, &UdpSocket)]) -> Option<String> {
-    client
-        .send_to(b"ping", (EXTERNAL, 53))
-        .expect("send datagram");
+fn send_and_see(
+    client: &UdpSocket,
+    target: SocketAddr,
+    backends: &[(&str, &UdpSocket)],
+) -> Option<String> {
+    client.send_to(b"ping", target).expect("send datagram");
     let deadline = Instant::now() + Duration::from_secs(2);
     while Instant::now() < deadline {
         for (name, socket) in backends {
@@ -103,9 +164,13 @@ fn send_and_see(client: &UdpSocket, backends: &[(&str, &UdpSocket)]) -> Option<S
 }
 
 fn stale_to(backend: &str) -> BTreeSet<StaleFlow> {
+    stale_to_in(V4, backend)
+}
+
+fn stale_to_in(family: Addresses, backend: &str) -> BTreeSet<StaleFlow> {
     [StaleFlow {
         key: ForwardKey {
-            address: EXTERNAL.parse().expect("address"),
+            address: family.external.parse().expect("address"),
             protocol: Protocol::Udp,
             port: 53,
         },
@@ -115,28 +180,28 @@ fn stale_to(backend: &str) -> BTreeSet<StaleFlow> {
     .into()
 }
 
-#[test]
-fn a_udp_flow_pinned_to_a_backend_that_left_reaches_the_new_one_after_the_flush() {
+fn pinned_flow_moves_after_the_flush(family: Addresses) {
     if skip() {
         return;
     }
     let ns = ScratchNetns::create("ct");
-    prepare(&ns, BACKEND_1);
-    let (first, client, one, two) = in_namespace(&ns, || {
-        let one = server(BACKEND_1);
-        let two = server(BACKEND_2);
-        let client = UdpSocket::bind("127.0.0.1:40053").expect("bind client");
-        let first = send_and_see(&client, &[("one", &one), ("two", &two)]);
+    prepare_family(&ns, family, family.backend_1);
+    let target = family.external_socket();
+    let (first, client, one, two) = in_namespace(&ns, move || {
+        let one = server(family.backend_socket(family.backend_1));
+        let two = server(family.backend_socket(family.backend_2));
+        let client = UdpSocket::bind(family.client).expect("bind client");
+        let first = send_and_see(&client, target, &[("one", &one), ("two", &two)]);
         (first, client, one, two)
     });
     assert_eq!(first.as_deref(), Some("one"));
 
-    point_dnat_at(&ns, BACKEND_2);
+    point_family_dnat_at(&ns, family, family.backend_2);
     let (pinned, report, after) = in_namespace(&ns, move || {
         let backends = [("one", &one), ("two", &two)];
-        let pinned = send_and_see(&client, &backends);
-        let report = conntrack::flush(&stale_to(BACKEND_1)).expect("flush");
-        let after = send_and_see(&client, &backends);
+        let pinned = send_and_see(&client, target, &backends);
+        let report = conntrack::flush(&stale_to_in(family, family.backend_1)).expect("flush");
+        let after = send_and_see(&client, target, &backends);
         (pinned, report, after)
     });
     assert_eq!(
@@ -147,6 +212,16 @@ fn a_udp_flow_pinned_to_a_backend_that_left_reaches_the_new_one_after_the_flush(
     assert!(report.deleted >= 1, "{report:?}");
     assert!(report.scanned >= report.deleted, "{report:?}");
     assert_eq!(after.as_deref(), Some("two"), "after the flush: {report:?}");
+}
+
+#[test]
+fn a_udp_flow_pinned_to_a_backend_that_left_reaches_the_new_one_after_the_flush() {
+    pinned_flow_moves_after_the_flush(V4);
+}
+
+#[test]
+fn an_ipv6_udp_flow_pinned_to_a_backend_that_left_reaches_the_new_one_after_the_flush() {
+    pinned_flow_moves_after_the_flush(V6);
 }
 
 #[test]
