@@ -131,39 +131,29 @@ fn dump_matching(
     let mut read = 0usize;
     loop {
         let size = socket.recv(&mut &mut buffer[..], 0)?;
-        let mut offset = 0;
-        while offset < size {
-            let bytes = &buffer[offset..size];
-            let length = NetlinkBuffer::new_checked(bytes)
-                .map_err(|e| ConntrackError::Decode(e.to_string()))?
-                .length() as usize;
-            if length == 0 {
-                return Err(ConntrackError::Decode("zero-length message".into()));
-            }
-            match NetlinkMessage::<NetfilterMessage>::deserialize(bytes) {
-                Ok(message) => match message.payload {
-                    NetlinkPayload::Done(_) => return Ok(doomed),
-                    NetlinkPayload::Error(error) => {
-                        if let Some(code) = error.code {
-                            return Err(ConntrackError::Kernel(code.get(), "the dump"));
-                        }
+        for message in messages(&buffer[..size])? {
+            let Some(message) = message else {
+                report.unreadable += 1;
+                continue;
+            };
+            match message.payload {
+                NetlinkPayload::Done(_) => return Ok(doomed),
+                NetlinkPayload::Error(error) => {
+                    if let Some(code) = error.code {
+                        return Err(ConntrackError::Kernel(code.get(), "the dump"));
                     }
-                    NetlinkPayload::InnerMessage(inner) => {
-                        report.scanned += 1;
-                        read += 1;
-                        match tracked(&inner.inner) {
-                            Some((flow, original)) if is_stale(&flow, stale) => {
-                                doomed.push(original)
-                            }
-                            Some(_) => {}
-                            None => report.unreadable += 1,
-                        }
+                }
+                NetlinkPayload::InnerMessage(inner) => {
+                    report.scanned += 1;
+                    read += 1;
+                    match tracked(&inner.inner) {
+                        Some((flow, original)) if is_stale(&flow, stale) => doomed.push(original),
+                        Some(_) => {}
+                        None => report.unreadable += 1,
                     }
-                    _ => {}
-                },
-                Err(_) => report.unreadable += 1,
+                }
+                _ => {}
             }
-            offset += length.max(4).next_multiple_of(4);
         }
         if read >= MAX_DUMP_ENTRIES {
             // Drain is not possible without reading; the socket is dropped with the rest.
@@ -201,19 +191,7 @@ fn delete_batch(
     let mut buffer = vec![0u8; RECV_BUFFER];
     while pending > 0 {
         let size = socket.recv(&mut &mut buffer[..], 0)?;
-        let mut offset = 0;
-        while offset < size {
-            let bytes = &buffer[offset..size];
-            let length = NetlinkBuffer::new_checked(bytes)
-                .map_err(|e| ConntrackError::Decode(e.to_string()))?
-                .length() as usize;
-            if length == 0 {
-                return Err(ConntrackError::Decode("zero-length message".into()));
-            }
-            offset += length.max(4).next_multiple_of(4);
-            let Ok(message) = NetlinkMessage::<NetfilterMessage>::deserialize(bytes) else {
-                continue;
-            };
+        for message in messages(&buffer[..size])?.into_iter().flatten() {
             let seq = message.header.sequence_number;
             if seq < first || seq > *sequence {
                 continue;
@@ -229,6 +207,27 @@ fn delete_batch(
         }
     }
     Ok(deleted)
+}
+
+/// Splits one received datagram into its netlink messages; an undecodable message is
+/// `None` (the framing must hold, or the rest could not be found).
+fn messages(
+    datagram: &[u8],
+) -> Result<Vec<Option<NetlinkMessage<NetfilterMessage>>>, ConntrackError> {
+    let mut messages = Vec::new();
+    let mut offset = 0;
+    while offset < datagram.len() {
+        let bytes = &datagram[offset..];
+        let length = NetlinkBuffer::new_checked(bytes)
+            .map_err(|e| ConntrackError::Decode(e.to_string()))?
+            .length() as usize;
+        if length == 0 {
+            return Err(ConntrackError::Decode("zero-length message".into()));
+        }
+        messages.push(NetlinkMessage::<NetfilterMessage>::deserialize(bytes).ok());
+        offset += length.max(4).next_multiple_of(4);
+    }
+    Ok(messages)
 }
 
 /// The flow an entry describes, and its original tuple for the delete.
@@ -296,4 +295,49 @@ fn endpoints(tuple: &[Tuple]) -> Option<(Protocol, IpAddr, IpAddr, u16, u16)> {
         source_port?,
         destination_port?,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_datagram_splits_into_its_messages_and_bad_framing_is_an_error_not_a_panic() {
+        assert!(messages(&[]).expect("empty").is_empty());
+        assert!(messages(&[1, 2, 3]).is_err(), "shorter than a header");
+        let zero_length = [0u8; 16];
+        assert!(messages(&zero_length).is_err());
+        let request = request(
+            NetfilterProtoFamily::IPv4,
+            ConntrackMessage::Get(Vec::new()),
+            NLM_F_REQUEST,
+            7,
+        );
+        let mut two = request.clone();
+        two.extend(&request);
+        let decoded = messages(&two).expect("two messages");
+        assert_eq!(decoded.len(), 2);
+        assert!(
+            decoded
+                .iter()
+                .all(|m| m.as_ref().is_some_and(|m| m.header.sequence_number == 7))
+        );
+        let mut truncated = request.clone();
+        truncated.truncate(request.len() - 1);
+        assert!(
+            messages(&truncated).is_err(),
+            "a length beyond the datagram"
+        );
+    }
+
+    #[test]
+    fn an_entry_without_both_tuples_is_unreadable_not_stale() {
+        let entry = NetfilterMessageInner::Conntrack(ConntrackMessage::New(vec![
+            ConntrackAttribute::CtaTupleOrig(vec![Tuple::Ip(vec![
+                IPTuple::SourceAddress("198.51.100.100".parse().expect("ip")),
+                IPTuple::DestinationAddress("203.0.113.10".parse().expect("ip")),
+            ])]),
+        ]));
+        assert!(tracked(&entry).is_none());
+    }
 }
