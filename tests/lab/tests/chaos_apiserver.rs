@@ -32,13 +32,13 @@ use herald_lab::inspect::route_for;
 use herald_lab::{Family, Netns};
 
 /// Longer than the speaker's request timeout (10 s) and several resyncs (2 s in the lab).
-const FREEZE: Duration = Duration::from_secs(40);
+const FREEZE: Duration = Duration::from_secs(25);
 /// The speaker's "running on stale state since" metric (0 while the API answers).
 const STALE_SINCE: &str = "herald_speaker_api_stale_since_seconds";
 /// How long the checks go on after a fault ends (the resynchronisation).
 const AFTER: Duration = Duration::from_secs(15);
 /// How long each link fault lasts.
-const LINK_FAULT: Duration = Duration::from_secs(25);
+const LINK_FAULT: Duration = Duration::from_secs(15);
 
 #[test]
 fn a_frozen_apiserver_changes_nothing_on_the_wire_for_md5_peers() -> Result<()> {
@@ -114,7 +114,7 @@ fn a_lossy_api_link_and_a_node_cut_off_from_the_api_change_nothing_on_the_wire()
 }
 
 /// How long the API stays frozen around a speaker's restart.
-const RESTART_FREEZE: Duration = Duration::from_secs(30);
+const RESTART_FREEZE: Duration = Duration::from_secs(20);
 
 #[test]
 fn a_speaker_restarted_while_the_api_is_frozen_announces_nothing_until_it_answers() -> Result<()> {

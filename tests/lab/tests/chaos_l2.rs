@@ -2,7 +2,7 @@
 //!
 //! Two speakers (layer 2 and forwarding on) and a dual-stack Service with an IPv4 and an
 //! IPv6 address of the LAN's L2 range; the client sends requests to both every 250 ms. The
-//! kube-apiserver is frozen (SIGSTOP) for 40 s — longer than the announcers' periodic
+//! kube-apiserver is frozen (SIGSTOP) for 25 s — longer than the announcers' periodic
 //! refresh and the speakers' request timeouts — then continued. Checked every second
 //! throughout and after: the router's neighbour entry for each address keeps the MAC of the
 //! node that owned it before (no move), exactly one speaker owns each address (the speakers'
@@ -27,7 +27,7 @@ use herald_lab::chaos::{ApiFreeze, Prober};
 const V4: &str = "192.0.2.230";
 const V6: &str = "2001:db8:1::1e6";
 /// Longer than the announcers' refresh (10 s) and the speaker's request timeouts (10 s).
-const FREEZE: Duration = Duration::from_secs(40);
+const FREEZE: Duration = Duration::from_secs(25);
 /// How long the checks go on after the apiserver is back.
 const AFTER: Duration = Duration::from_secs(15);
 
