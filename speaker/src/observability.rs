@@ -1,13 +1,15 @@
 //! The speaker's metrics and its HTTP endpoint (`/metrics`, `/healthz`, `/readyz`).
 //!
 //! Owns the Prometheus registry ([`Metrics`], text exposition via `prometheus-client`) and
-//! the liveness/readiness flags ([`Health`]). [`respond`] is the pure request router;
+//! the liveness/readiness flags ([`Health`]), including whether the speaker runs on stale
+//! state (the API server unreachable, since when: `herald_speaker_api_stale_since_seconds`
+//! and the `/readyz` body; issue 11). [`respond`] is the pure request router;
 //! [`serve`] is the I/O edge: a hyper HTTP/1 server on a TCP listener, one task per
 //! connection, each bounded in time.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -80,6 +82,10 @@ pub struct Metrics {
     pub executor_errors: Family<ExecutorLabel, Counter>,
     pub executor_drift_repairs: Family<ExecutorLabel, Counter>,
     pub watch_errors: Family<ResourceLabel, Counter>,
+    /// Unix time since which the API server has been unreachable; 0 while it answers.
+    pub api_stale_since: Gauge,
+    /// Times the API server became unreachable.
+    pub api_outages: Counter,
     pub membership_running: Gauge,
     pub membership_live: Gauge,
     pub membership_events: Family<EventLabel, Counter>,
@@ -171,6 +177,17 @@ impl Metrics {
             "Errors from the Kubernetes watches, by resource",
             watch_errors.clone(),
         );
+        let api_stale_since = gauge(
+            &mut registry,
+            "api_stale_since_seconds",
+            "Unix time since which the speaker runs on stale state (the API server unreachable); 0 while it answers",
+        );
+        let api_outages = Counter::default();
+        registry.register(
+            "api_outages",
+            "Times the API server became unreachable (the speaker kept its last-known state)",
+            api_outages.clone(),
+        );
         let membership_running = gauge(
             &mut registry,
             "membership_running",
@@ -207,6 +224,8 @@ impl Metrics {
             executor_errors,
             executor_drift_repairs,
             watch_errors,
+            api_stale_since,
+            api_outages,
             membership_running,
             membership_live,
             membership_events,
@@ -310,6 +329,8 @@ fn membership_counter_pairs(
 pub struct Health {
     alive: AtomicBool,
     ready: AtomicBool,
+    /// Unix time since which the API server has been unreachable; 0 while it answers.
+    api_stale_since: AtomicU64,
 }
 
 impl Default for Health {
@@ -317,6 +338,7 @@ impl Default for Health {
         Self {
             alive: AtomicBool::new(true),
             ready: AtomicBool::new(false),
+            api_stale_since: AtomicU64::new(0),
         }
     }
 }
@@ -339,6 +361,33 @@ impl Health {
     pub fn is_alive(&self) -> bool {
         self.alive.load(Ordering::Relaxed)
     }
+
+    /// A request to the API server failed at `now` (Unix seconds); returns true if it was
+    /// answering until now (the outage starts: the first failure's time is kept).
+    pub fn api_unreachable(&self, now: u64) -> bool {
+        self.api_stale_since
+            .compare_exchange(0, now.max(1), Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    }
+
+    /// The API server answered; returns since when it had not, if it had not.
+    pub fn api_reachable(&self) -> Option<u64> {
+        Some(self.api_stale_since.swap(0, Ordering::Relaxed)).filter(|since| *since != 0)
+    }
+
+    /// Unix time since which the speaker runs on stale state, if it does.
+    pub fn api_stale_since(&self) -> Option<u64> {
+        Some(self.api_stale_since.load(Ordering::Relaxed)).filter(|since| *since != 0)
+    }
+}
+
+/// A Unix time as RFC 3339 text.
+fn rfc3339(unix: u64) -> String {
+    i64::try_from(unix)
+        .ok()
+        .and_then(|s| k8s_openapi::jiff::Timestamp::from_second(s).ok())
+        .map(|t| t.to_string())
+        .unwrap_or_else(|| format!("@{unix}"))
 }
 
 /// A response before it becomes an HTTP message.
@@ -372,7 +421,18 @@ pub fn respond(method: &str, path: &str, metrics: &Metrics, health: &Health) -> 
         },
         "/healthz" | "/livez" if health.is_alive() => Reply::text(200, "ok\n"),
         "/healthz" | "/livez" => Reply::text(503, "reconcile loop stopped\n"),
-        "/readyz" if health.is_ready() => Reply::text(200, "ok\n"),
+        // Running on stale state is still ready: the data plane keeps the last-known state,
+        // which is what the speaker is for while the API server is away.
+        "/readyz" if health.is_ready() => match health.api_stale_since() {
+            None => Reply::text(200, "ok\n"),
+            Some(since) => Reply::text(
+                200,
+                &format!(
+                    "ok: running on stale state since {} (the API server is unreachable; the last-known state is kept)\n",
+                    rfc3339(since)
+                ),
+            ),
+        },
         "/readyz" => Reply::text(503, "not ready: first full apply not done\n"),
         _ => Reply::text(404, "not found\n"),
     }
@@ -450,6 +510,30 @@ mod tests {
         assert_eq!(respond("GET", "/readyz", &metrics, &health).status, 200);
         health.set_alive(false);
         assert_eq!(respond("GET", "/healthz", &metrics, &health).status, 503);
+    }
+
+    #[test]
+    fn readyz_says_since_when_the_speaker_runs_on_stale_state() {
+        let metrics = Metrics::new();
+        let health = Health::default();
+        health.set_ready(true);
+        assert!(health.api_unreachable(1_800_000_000));
+        assert!(
+            !health.api_unreachable(1_800_000_100),
+            "the outage began earlier"
+        );
+        let reply = respond("GET", "/readyz", &metrics, &health);
+        assert_eq!(reply.status, 200, "stale state is still served");
+        assert!(
+            reply
+                .body
+                .contains("stale state since 2027-01-15T08:00:00Z"),
+            "{}",
+            reply.body
+        );
+        assert_eq!(health.api_reachable(), Some(1_800_000_000));
+        assert_eq!(health.api_reachable(), None);
+        assert_eq!(respond("GET", "/readyz", &metrics, &health).body, "ok\n");
     }
 
     #[test]

@@ -9,8 +9,11 @@
 //!   forwarding) and the forwarding executor.
 //! - [`membership`]: bind address, seeds and key for the membership protocol, and the
 //!   supervisor that (re)starts its driver.
+//! - [`api_probe`]: whether the API server answers (stale state since T, for `/readyz` and
+//!   metrics); never an input to the desired state.
 //! - [`debounce`], [`report`]: pure timing and log-rate decisions.
 
+pub mod api_probe;
 pub mod debounce;
 pub mod eviction;
 pub mod executor;

@@ -352,6 +352,15 @@ async fn sleep_until_or_pending(deadline: Option<Instant>) {
     }
 }
 
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Runs the speaker until `shutdown` resolves, then tears down in order.
 pub async fn run(
     client: Client,
@@ -370,6 +379,9 @@ pub async fn run(
             KeySource::Insecure => None,
         },
     };
+    let probe = super::api_probe::spawn(client.clone(), Arc::clone(&health), Arc::clone(&metrics));
+    // Stops the probe on every way out of this function.
+    let _probe = AbortOnDrop(probe);
     let mut watches = Watches::start(client, &scope, changed_tx, Arc::clone(&metrics));
     tracing::info!(node = %config.node_name, namespace = %config.install_namespace, executors = ?executors.names(), "waiting for the first complete lists");
     let initial_wait = std::time::Instant::now();

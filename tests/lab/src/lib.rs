@@ -14,6 +14,7 @@
 //! - [`frr`]: FRR router instances and config generation; [`gobgp`]: a stand-in BGP peer
 //! - [`kube`]: control plane, kubectl, Kubernetes objects
 //! - [`herald`]: Herald's binaries, CRDs, objects, metrics and annotations as the lab reads them
+//! - [`chaos`]: faults on the control plane and a continuous client (chaos tests)
 //! - [`bench`]: percentiles and a timestamping Service watch for the benchmarks
 //! - [`echo`]: the pods' echo server and its clients
 //! - [`inspect`]: typed `ip -j` output
@@ -21,6 +22,7 @@
 //! - [`cmd`], [`wait`], [`lock`], [`paths`]: bounded commands, bounded waits, flocks, paths
 
 pub mod bench;
+pub mod chaos;
 pub mod cleanup;
 pub mod cmd;
 pub mod echo;

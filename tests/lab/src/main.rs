@@ -1,8 +1,9 @@
 //! `herald-lab`: the lab's command line. A thin shell over the library: `setup` runs
 //! tests/setup.sh; `up`/`down`/`status` manage a long-lived lab for people to explore;
-//! `demo` shows the cluster and the lab working; `echo` and `probe-udp` run inside lab
-//! namespaces (the pods' echo server and the client's UDP probe).
+//! `demo` shows the cluster and the lab working; `chaos` runs the chaos soak; `echo` and
+//! `probe-udp` run inside lab namespaces (the pods' echo server and the client's UDP probe).
 
+mod chaos_cmd;
 mod demo_bgp;
 mod demo_herald;
 mod demo_l2;
@@ -61,6 +62,15 @@ enum Cmd {
         /// Skip tests/setup.sh (when it already ran).
         #[arg(long)]
         skip_setup: bool,
+    },
+    /// Run the chaos soak: random API faults while a client sends requests; prints the table.
+    Chaos {
+        /// How long: 300, 300s, 15m, 2h.
+        #[arg(long, default_value = "5m", value_parser = |s: &str| herald_lab::chaos::parse_duration(s).map_err(|e| e.to_string()))]
+        duration: Duration,
+        /// Seed of the fault sequence (the same seed gives the same sequence).
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
     },
     /// Run the echo server (inside a pod namespace).
     Echo {
@@ -129,6 +139,7 @@ fn main() -> anyhow::Result<()> {
         },
         Cmd::Status => status(),
         Cmd::Demo { skip_setup } => demo(skip_setup),
+        Cmd::Chaos { duration, seed } => chaos_cmd::run(duration, seed),
         Cmd::Echo { pod, node, port } => serve_echo(pod, node, port),
         Cmd::ProbeUdp { target, timeout_ms } => {
             let reply = echo::probe_udp(target, Duration::from_millis(timeout_ms))?;

@@ -1,5 +1,6 @@
-//! The BGP executor's Kubernetes edge: reading password Secrets, listing what an earlier run
-//! wrote, and writing BGPPeer status entries and Service annotations.
+//! The BGP executor's Kubernetes edge: password Secrets (from watches, [`super::secrets`]),
+//! listing what an earlier run wrote, and writing BGPPeer status entries and Service
+//! annotations.
 //!
 //! I/O only, no decisions. Writes are queued and performed one after another by a writer
 //! task, each bounded in time; their outcomes go back to the executor, whose books
@@ -15,11 +16,11 @@
 //! Nodes ([`super::prune`]) are removed with a JSON Patch of the status subresource instead,
 //! whose `test` operations make it fail (422) if the list changed since it was read.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use herald_crds::api::BGPPeer;
-use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::core::v1::Service;
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, Client};
 use serde_json::json;
@@ -28,6 +29,7 @@ use tokio::task::JoinHandle;
 
 use super::prune::{Prune, patch_operations};
 use super::report::{AnnotationWrite, StatusWrite};
+use super::secrets::SecretWatches;
 use crate::model::{SecretKeyRef, ServiceKey};
 
 /// Longest one API request may take before it is given up (and retried later).
@@ -101,6 +103,7 @@ pub struct KubeEdge {
     annotation_key: String,
     requests: mpsc::UnboundedSender<Request>,
     writer: JoinHandle<()>,
+    secrets: SecretWatches,
 }
 
 impl std::fmt::Debug for KubeEdge {
@@ -138,6 +141,7 @@ impl KubeEdge {
             outcomes,
         ));
         Self {
+            secrets: SecretWatches::new(client.clone()),
             client,
             namespace: namespace.to_string(),
             node: node.to_string(),
@@ -165,44 +169,16 @@ impl KubeEdge {
         matches!(tokio::time::timeout(timeout, wait).await, Ok(Ok(())))
     }
 
-    /// The TCP-MD5 password a BGPPeer's `passwordSecret` points at, or a sentence saying
-    /// why it cannot be had.
+    /// The TCP-MD5 password a BGPPeer's `passwordSecret` points at, from the Secret's
+    /// watch (last-known-good, see [`super::secrets`]), or a sentence saying why it cannot
+    /// be had.
     pub async fn read_password(&self, secret: &SecretKeyRef) -> Result<String, String> {
-        let api: Api<Secret> = Api::namespaced(self.client.clone(), &secret.namespace);
-        let what = format!("Secret {}/{}", secret.namespace, secret.name);
-        let object = match tokio::time::timeout(REQUEST_TIMEOUT, api.get_opt(&secret.name)).await {
-            Err(_) => return Err(format!("reading {what} timed out")),
-            Ok(Err(kube::Error::Api(status))) if status.code == 403 => {
-                return Err(format!(
-                    "not allowed to read {what}: list it in the chart value \
-                     speaker.bgpPasswordSecrets (the speaker may read only the Secrets named there)"
-                ));
-            }
-            Ok(Err(error)) => return Err(format!("reading {what}: {error}")),
-            Ok(Ok(None)) => return Err(format!("{what} not found")),
-            Ok(Ok(Some(object))) => object,
-        };
-        let from_data = object
-            .data
-            .as_ref()
-            .and_then(|data| data.get(&secret.key))
-            .map(|bytes| {
-                String::from_utf8(bytes.0.clone())
-                    .map_err(|_| format!("key {:?} of {what} is not UTF-8 text", secret.key))
-            });
-        let from_string_data = || {
-            object
-                .string_data
-                .as_ref()
-                .and_then(|data| data.get(&secret.key))
-                .cloned()
-                .map(Ok)
-        };
-        from_data
-            .or_else(from_string_data)
-            .unwrap_or_else(|| Err(format!("{what} has no key {:?}", secret.key)))
-            // A trailing newline from `echo secret > file` is never part of a password.
-            .map(|password| password.trim_end_matches(['\n', '\r']).to_string())
+        self.secrets.password(secret).await
+    }
+
+    /// Stops watching the Secrets no peer names any more.
+    pub fn retain_secrets(&self, named: &BTreeSet<&SecretKeyRef>) {
+        self.secrets.retain(named);
     }
 
     /// Services carrying this node's annotation `key`, with its value (all namespaces).

@@ -7,6 +7,7 @@
 //! - [`metrics`]: the `herald_speaker_bgp_*` metrics and their sampling (pure bookkeeping).
 //! - [`prune`]: which BGPPeer status entries of deleted Nodes to remove, by which speaker,
 //!   when (pure).
+//! - [`secrets`]: the password Secrets, cached from watches by name (last-known-good).
 //! - [`kube_edge`]: Secrets, status and annotation writes (I/O with the API server).
 //!
 //! [`BgpExecutor`] is the [`Executor`] the runtime calls with every plan. It looks up what
@@ -38,6 +39,7 @@ pub mod kube_edge;
 pub mod metrics;
 pub mod prune;
 pub mod report;
+pub mod secrets;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
@@ -394,6 +396,14 @@ impl Inner {
                 .get(name)
                 .is_some_and(|peer| cached.matches(peer))
         });
+        if let Some(kube) = &self.kube {
+            let named: BTreeSet<&SecretKeyRef> = plan
+                .sessions
+                .values()
+                .filter_map(|peer| peer.password_secret.as_ref())
+                .collect();
+            kube.retain_secrets(&named);
+        }
         if plan.sessions.is_empty() {
             return;
         }
