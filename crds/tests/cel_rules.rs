@@ -304,7 +304,7 @@ fn bfd_profile_ranges_accept_their_edges_and_refuse_one_beyond() {
             let errors = cel_errors(&bfd_profile(json!({ field: bad })));
             assert_eq!(errors.len(), 1, "{field} {bad}: {errors:?}");
             assert!(
-                errors[0].contains(&format!("{bad} is outside {low}..{high}")),
+                errors[0].contains(&format!("must be between {low} and {high}")),
                 "{errors:?}"
             );
         }
