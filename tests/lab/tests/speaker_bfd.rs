@@ -281,3 +281,95 @@ fn bfd_with_frr_detects_a_pulled_cable_within_the_detection_time_while_bgp_alone
     )?;
     Ok(())
 }
+
+/// Nearest-rank percentile of sorted `values`.
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// Benchmark: a pulled LAN cable -> the router's next hop for the node removed, with BFD
+/// 100 ms × 3 (node 1) against BGP alone with hold time 9 s (node 2) and 3 s (node 3), in one
+/// run, `HERALD_BFD_BENCH_RUNS` cuts per node (default 20). Prints p50/p99/max per case.
+/// Ignored (about 30 s per round of three cuts); run under the lab lock:
+/// `flock /run/herald-outer.lock cargo test -p herald-lab --test speaker_bfd -- --ignored --nocapture`
+#[test]
+#[ignore = "benchmark: ~30 s per run of three cuts; see the doc comment"]
+fn bench_cable_pull_to_next_hop_removed_bfd_vs_hold_time() -> Result<()> {
+    let runs: usize = std::env::var("HERALD_BFD_BENCH_RUNS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20);
+    let mut world = World::bgp("bfdb", 3)?;
+    let lans = [world.lan_v4(1)?, world.lan_v4(2)?, world.lan_v4(3)?];
+    let names = [
+        world.node_name(1)?,
+        world.node_name(2)?,
+        world.node_name(3)?,
+    ];
+    let config = world
+        .router_config()
+        .extra(&frr_bfd(std::slice::from_ref(&lans[0])));
+    world.start_frr(&config)?;
+    world.install_object(
+        "BFDProfile",
+        "fast",
+        json!({"receiveInterval": 100, "transmitInterval": 100, "detectMultiplier": 3}),
+    )?;
+    let only = |node: &str| json!([{"matchLabels": {"kubernetes.io/hostname": node}}]);
+    world.peer(
+        "router-bfd",
+        "192.0.2.1",
+        json!({"bfdProfile": "fast", "nodeSelectors": only(&names[0])}),
+    )?;
+    world.peer(
+        "router-9s",
+        "192.0.2.1",
+        json!({"holdTime": "9s", "keepaliveTime": "3s", "nodeSelectors": only(&names[1])}),
+    )?;
+    world.peer(
+        "router-3s",
+        "192.0.2.1",
+        json!({"holdTime": "3s", "keepaliveTime": "1s", "nodeSelectors": only(&names[2])}),
+    )?;
+    world.advertise(json!({}))?;
+    for node in 1..=3 {
+        world.add_pod(node, &format!("web-{node}"), "web")?;
+    }
+    world.apply_service(&world.service("web", "web", "Cluster"), &[VIP])?;
+    world.wait_ready_endpoints("web", 3)?;
+    world.start_all_speakers()?;
+    wait_frr_bfd(world.lab.frr()?, &lans[0], "up", BFD_UP, |s| {
+        status_is(s, "up")
+    })?;
+    world.wait_gateways(VIP_ROUTE, &lans, CONVERGE)?;
+
+    let labels = ["BFD 100 ms x 3", "hold time 9 s", "hold time 3 s"];
+    let mut times: [Vec<Duration>; 3] = Default::default();
+    for run in 0..runs {
+        for node in 1..=3 {
+            let others: Vec<String> = (1..=3)
+                .filter(|n| *n != node)
+                .map(|n| lans[n - 1].clone())
+                .collect();
+            world.lab.set_node_lan(node, false)?;
+            let removed = world.wait_gateways(VIP_ROUTE, &others, CONVERGE);
+            world.lab.set_node_lan(node, true)?;
+            let removed = removed?;
+            times[node - 1].push(removed);
+            println!("run {run} {}: {removed:?}", labels[node - 1]);
+            world.wait_gateways(VIP_ROUTE, &lans, CONVERGE)?;
+        }
+    }
+    for (label, mut samples) in labels.iter().zip(times) {
+        samples.sort();
+        println!(
+            "cable pull -> next hop removed, {label}: n={} p50={:?} p99={:?} max={:?}",
+            samples.len(),
+            percentile(&samples, 50.0),
+            percentile(&samples, 99.0),
+            samples[samples.len() - 1]
+        );
+    }
+    Ok(())
+}
