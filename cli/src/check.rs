@@ -443,6 +443,7 @@ mod tests {
                     advertised_prefixes: None,
                 },
             ],
+            ..Default::default()
         });
         let problems = run(&cluster(&[], &[], &[], &[peer]));
         assert_eq!(problems.len(), 1, "{problems:?}");

@@ -1,11 +1,12 @@
 //! The `herald.dev/v1alpha1` custom resources: `IPAddressPool`, `L2Advertisement`, `BGPPeer`,
-//! `BGPAdvertisement` and `Community`.
+//! `BGPAdvertisement`, `Community` and `BFDProfile`.
 //!
 //! Owns the Rust types, their OpenAPI schema with the apiserver-side validation (patterns,
 //! ranges and CEL rules, see [`schema`]), printer columns and short names, and the rendering of
 //! the CRD YAML ([`generate`]). Field names follow MetalLB's so manifests translate one to one.
 //! Addresses stay strings here; [`crate::address`] parses them. Pure: no I/O.
 
+pub mod bfd_profile;
 pub mod bgp_advertisement;
 pub mod bgp_peer;
 pub mod community;
@@ -15,11 +16,13 @@ pub mod l2;
 pub mod pool;
 pub mod schema;
 
+pub use bfd_profile::{BFDProfile, BFDProfileSpec};
 pub use bgp_advertisement::{
     BGPAdvertisement, BGPAdvertisementSpec, LinkBandwidth, LinkBandwidthMode,
 };
 pub use bgp_peer::{
-    BGPPeer, BGPPeerSpec, BGPPeerStatus, BGPSessionState, BGPSessionStatus, PasswordSecretRef,
+    BFDSessionStatus, BGPPeer, BGPPeerSpec, BGPPeerStatus, BGPSessionState, BGPSessionStatus,
+    PasswordSecretRef,
 };
 pub use community::{
     Community, CommunityAlias, CommunityError, CommunityRef, CommunitySpec, CommunityValue,

@@ -275,3 +275,39 @@ fn a_community_alias_must_stand_for_a_value_not_another_alias() {
     assert!(cel_errors(&community("large:64500:666:0")).is_empty());
     assert!(!cel_errors(&community("no-export")).is_empty());
 }
+
+fn bfd_profile(spec: Value) -> Value {
+    json!({
+        "apiVersion": "herald.dev/v1alpha1",
+        "kind": "BFDProfile",
+        "metadata": { "name": "b" },
+        "spec": spec,
+    })
+}
+
+#[test]
+fn bfd_profile_ranges_accept_their_edges_and_refuse_one_beyond() {
+    for (field, low, high) in [
+        ("receiveInterval", 10, 60_000),
+        ("transmitInterval", 10, 60_000),
+        ("detectMultiplier", 2, 255),
+        ("minimumTtl", 1, 254),
+    ] {
+        for ok in [low, high] {
+            assert_eq!(
+                cel_errors(&bfd_profile(json!({ field: ok }))),
+                Vec::<String>::new(),
+                "{field} {ok}"
+            );
+        }
+        for bad in [low - 1, high + 1] {
+            let errors = cel_errors(&bfd_profile(json!({ field: bad })));
+            assert_eq!(errors.len(), 1, "{field} {bad}: {errors:?}");
+            assert!(
+                errors[0].contains(&format!("must be between {low} and {high}")),
+                "{errors:?}"
+            );
+        }
+    }
+    assert_eq!(cel_errors(&bfd_profile(json!({}))), Vec::<String>::new());
+}

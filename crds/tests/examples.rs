@@ -5,7 +5,8 @@ mod common;
 
 use common::{Manifest, cel_errors, examples_dir, schema_of, yaml_files};
 use herald_crds::api::{
-    BGPAdvertisement, BGPPeer, Community, IPAddressPool, L2Advertisement, LinkBandwidthMode,
+    BFDProfile, BGPAdvertisement, BGPPeer, Community, IPAddressPool, L2Advertisement,
+    LinkBandwidthMode,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -67,6 +68,7 @@ fn there_is_a_sample_of_every_kind() {
         "BGPPeer",
         "BGPAdvertisement",
         "Community",
+        "BFDProfile",
     ] {
         assert!(kinds.iter().any(|k| k == kind), "no sample of {kind}");
     }
@@ -90,6 +92,9 @@ fn every_sample_round_trips_through_its_rust_type_without_losing_a_field() {
             }
             "Community" => {
                 let _: Community = round_trip(&manifest);
+            }
+            "BFDProfile" => {
+                let _: BFDProfile = round_trip(&manifest);
             }
             other => panic!("{}: unexpected kind {other}", manifest.name()),
         }
@@ -229,4 +234,23 @@ fn schema_defaults_agree_with_the_rust_defaults() {
         adv_spec["aggregationLengthV6"]["default"],
         serde_json::json!(128)
     );
+}
+
+#[test]
+fn a_bfd_profile_and_the_peer_naming_it_are_read_from_the_manifests() {
+    let profile = round_trip::<BFDProfile>(&sample("bfdprofile.yaml"));
+    assert_eq!(
+        profile.spec.receive_interval(),
+        std::time::Duration::from_millis(100)
+    );
+    assert_eq!(
+        profile.spec.transmit_interval(),
+        std::time::Duration::from_millis(100)
+    );
+    assert_eq!(profile.spec.detect_multiplier(), 3);
+    assert_eq!(profile.spec.minimum_ttl(), 254);
+    let peer = round_trip::<BGPPeer>(&sample("bgppeer-bfd.yaml"));
+    assert_eq!(peer.spec.bfd_profile.as_deref(), Some("fast"));
+    let plain = round_trip::<BGPPeer>(&sample("bgppeer.yaml"));
+    assert_eq!(plain.spec.bfd_profile, None);
 }

@@ -8,12 +8,13 @@ use herald_crds::api::generate::all_crds;
 use herald_crds::names;
 use serde_json::Value;
 
-const KINDS: [&str; 5] = [
+const KINDS: [&str; 6] = [
     "IPAddressPool",
     "L2Advertisement",
     "BGPPeer",
     "BGPAdvertisement",
     "Community",
+    "BFDProfile",
 ];
 
 /// Calls `visit(path, node)` on every schema node below `node`.

@@ -14,8 +14,8 @@ use std::net::IpAddr;
 
 use herald_crds::address::parse_entries;
 use herald_crds::api::{
-    BGPAdvertisement, BGPPeer, Community as CommunityResource, CommunityRef, CommunityValue,
-    IPAddressPool, L2Advertisement as L2AdvertisementResource, LinkBandwidthMode,
+    BFDProfile, BGPAdvertisement, BGPPeer, Community as CommunityResource, CommunityRef,
+    CommunityValue, IPAddressPool, L2Advertisement as L2AdvertisementResource, LinkBandwidthMode,
 };
 use herald_crds::names::{
     ANNOTATION_ADDRESS_POOL, ANNOTATION_ALLOCATED_FROM_POOL, ANNOTATION_EXTERNAL_IPS_BOOKED,
@@ -29,10 +29,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
 };
 
 use crate::model::{
-    AddressOrigin, BgpAdvertisement, Community, Endpoint, EndpointConditions, EndpointPort,
-    ExternalAddress, L2Advertisement, LabelRequirement, LabelSelector, Model, Node, Peer, Pool,
-    PoolRange, PoolSelection, Protocol, SecretKeyRef, SelectorOperator, Service, ServiceKey,
-    ServicePort, TrafficPolicy,
+    AddressOrigin, BfdSettings, BgpAdvertisement, Community, Endpoint, EndpointConditions,
+    EndpointPort, ExternalAddress, L2Advertisement, LabelRequirement, LabelSelector, Model, Node,
+    Peer, Pool, PoolRange, PoolSelection, Protocol, SecretKeyRef, SelectorOperator, Service,
+    ServiceKey, ServicePort, TrafficPolicy,
 };
 
 /// Label an EndpointSlice carries naming its Service (discovery.k8s.io/v1).
@@ -73,6 +73,7 @@ pub struct ClusterObjects<'a> {
     pub bgp_advertisements: &'a [BGPAdvertisement],
     pub peers: &'a [BGPPeer],
     pub communities: &'a [CommunityResource],
+    pub bfd_profiles: &'a [BFDProfile],
 }
 
 /// One object, or part of one, that was left out of the model.
@@ -145,7 +146,8 @@ pub fn convert(objects: &ClusterObjects<'_>, options: &ConvertOptions) -> Conver
         }
     }
     for object in objects.peers {
-        if let Some(peer) = convert_peer(object, options, &mut problems) {
+        if let Some(mut peer) = convert_peer(object, options, &mut problems) {
+            peer.bfd = resolve_bfd(object, objects.bfd_profiles, options, &mut problems);
             model.peers.insert(peer.name.clone(), peer);
         }
     }
@@ -612,6 +614,48 @@ fn seconds(duration: std::time::Duration, field: &str) -> Result<u16, String> {
         .map_err(|_| format!("{field} {duration:?} is longer than 65535 s"))
 }
 
+/// The BFDProfile a peer names, from the peer's namespace. A missing profile leaves the peer
+/// without BFD (its BGP session still runs) and is reported.
+fn resolve_bfd(
+    peer: &BGPPeer,
+    profiles: &[BFDProfile],
+    options: &ConvertOptions,
+    problems: &mut Problems,
+) -> Option<BfdSettings> {
+    let wanted = peer.spec.bfd_profile.as_deref()?;
+    let namespace = peer
+        .metadata
+        .namespace
+        .as_deref()
+        .unwrap_or(&options.install_namespace);
+    let found = profiles.iter().find(|p| {
+        p.metadata.name.as_deref() == Some(wanted)
+            && p.metadata
+                .namespace
+                .as_deref()
+                .unwrap_or(&options.install_namespace)
+                == namespace
+    });
+    let Some(profile) = found else {
+        problems.add(
+            "BGPPeer",
+            &object_name(&peer.metadata),
+            format!("BFDProfile {wanted:?} not found; the session runs without BFD"),
+        );
+        return None;
+    };
+    let spec = &profile.spec;
+    Some(BfdSettings {
+        profile: herald_bfd::Profile {
+            desired_min_tx: spec.transmit_interval(),
+            required_min_rx: spec.receive_interval(),
+            detect_mult: spec.detect_multiplier(),
+            passive: spec.passive_mode,
+        },
+        minimum_ttl: spec.minimum_ttl(),
+    })
+}
+
 fn convert_peer(
     object: &BGPPeer,
     options: &ConvertOptions,
@@ -684,6 +728,7 @@ fn convert_peer(
             }),
             node_selectors: convert_selectors(&spec.node_selectors)?,
             graceful_restart: spec.enable_graceful_restart,
+            bfd: None,
         })
     })();
     match converted {
@@ -1137,6 +1182,64 @@ mod tests {
                 .map(|p| p.name.as_str())
                 .collect::<Vec<_>>(),
             vec!["herald-system/bad-address", "herald-system/bad-hold"]
+        );
+    }
+
+    #[test]
+    fn a_peer_naming_a_bfd_profile_gets_its_timing_and_a_missing_profile_only_turns_bfd_off() {
+        let peers: [BGPPeer; 2] = [
+            from_json(json!({
+                "apiVersion": "herald.dev/v1alpha1", "kind": "BGPPeer",
+                "metadata": {"namespace": "herald-system", "name": "router"},
+                "spec": {"myASN": 64512, "peerASN": 64500, "peerAddress": "192.0.2.1",
+                         "bfdProfile": "fast"}
+            })),
+            from_json(json!({
+                "apiVersion": "herald.dev/v1alpha1", "kind": "BGPPeer",
+                "metadata": {"namespace": "herald-system", "name": "other"},
+                "spec": {"myASN": 64512, "peerASN": 64500, "peerAddress": "192.0.2.2",
+                         "bfdProfile": "missing"}
+            })),
+        ];
+        let profiles: [BFDProfile; 2] = [
+            from_json(json!({
+                "apiVersion": "herald.dev/v1alpha1", "kind": "BFDProfile",
+                "metadata": {"namespace": "herald-system", "name": "fast"},
+                "spec": {"receiveInterval": 100, "transmitInterval": 50, "detectMultiplier": 4,
+                         "passiveMode": true, "minimumTtl": 250}
+            })),
+            // Same name in another namespace: not the peer's.
+            from_json(json!({
+                "apiVersion": "herald.dev/v1alpha1", "kind": "BFDProfile",
+                "metadata": {"namespace": "elsewhere", "name": "missing"},
+                "spec": {}
+            })),
+        ];
+        let conversion = convert_only(ClusterObjects {
+            peers: &peers,
+            bfd_profiles: &profiles,
+            ..Default::default()
+        });
+        let bfd = conversion.model.peers["router"]
+            .bfd
+            .expect("profile resolved");
+        assert_eq!(
+            bfd.profile.required_min_rx,
+            std::time::Duration::from_millis(100)
+        );
+        assert_eq!(
+            bfd.profile.desired_min_tx,
+            std::time::Duration::from_millis(50)
+        );
+        assert_eq!(bfd.profile.detect_mult, 4);
+        assert!(bfd.profile.passive);
+        assert_eq!(bfd.minimum_ttl, 250);
+        assert_eq!(conversion.model.peers["other"].bfd, None);
+        assert_eq!(conversion.problems.len(), 1);
+        assert!(
+            conversion.problems[0]
+                .reason
+                .contains("\"missing\" not found")
         );
     }
 

@@ -4,6 +4,7 @@
 //! rendering) with thin I/O edges (kube watches, sockets, `nft`). Each module's header says
 //! where its I/O stops.
 
+pub mod bfd;
 pub mod bgp;
 pub mod convert;
 pub mod forwarding;

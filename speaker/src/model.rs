@@ -494,6 +494,16 @@ pub struct Peer {
     pub password_secret: Option<SecretKeyRef>,
     pub node_selectors: Vec<LabelSelector>,
     pub graceful_restart: bool,
+    /// The BFD session to run beside the BGP session (`bfdProfile`, resolved).
+    pub bfd: Option<BfdSettings>,
+}
+
+/// A BFDProfile as a peer uses it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BfdSettings {
+    pub profile: herald_bfd::Profile,
+    /// Smallest received TTL accepted on a multihop session (RFC 5883 §5).
+    pub minimum_ttl: u8,
 }
 
 impl Peer {

@@ -734,6 +734,7 @@ mod tests {
             password_secret: None,
             node_selectors: vec![],
             graceful_restart: false,
+            bfd: None,
         }
     }
 

@@ -159,6 +159,17 @@ pub struct BGPPeerSpec {
     /// while a speaker restarts.
     #[serde(rename = "enableGracefulRestart", default)]
     pub enable_graceful_restart: bool,
+
+    /// Name of a BFDProfile (in the peer's namespace): run a BFD session (RFC 5880) with the
+    /// peer beside the BGP session, and take the BGP session down as soon as BFD sees the path
+    /// fail (RFC 5882). Single hop (RFC 5881) unless `ebgpMultiHop` (RFC 5883). Unset: no BFD.
+    #[serde(
+        rename = "bfdProfile",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(schema_with = "schema::optional_object_name")]
+    pub bfd_profile: Option<String>,
 }
 
 impl BGPPeerSpec {
@@ -178,6 +189,7 @@ impl BGPPeerSpec {
             password_secret: None,
             node_selectors: Vec::new(),
             enable_graceful_restart: false,
+            bfd_profile: None,
         }
     }
 
@@ -230,6 +242,12 @@ pub struct BGPPeerStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(transform = schema::list_map_by_node)]
     pub sessions: Vec<BGPSessionStatus>,
+
+    /// One entry per node whose speaker runs a BFD session with this neighbour (the peer
+    /// names a BFDProfile). Written by the speakers beside `sessions`, each its own entry.
+    #[serde(rename = "bfdSessions", default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(transform = schema::list_map_by_node)]
+    pub bfd_sessions: Vec<BFDSessionStatus>,
 }
 
 /// The state of one speaker's session with the peer.
@@ -253,6 +271,30 @@ pub struct BGPSessionStatus {
     /// Number of prefixes currently advertised to the peer over this session.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub advertised_prefixes: Option<i64>,
+}
+
+/// One speaker's BFD session with the peer (RFC 5880).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BFDSessionStatus {
+    /// Name of the node whose speaker runs the session.
+    pub node: String,
+
+    /// Session state (RFC 5880 §4.1): `adminDown`, `down`, `init` or `up`.
+    pub state: String,
+
+    /// Diagnostic of the last time the session went down (RFC 5880 §4.1), e.g.
+    /// `controlDetectionTimeExpired`, `neighborSignaledSessionDown`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diagnostic: Option<String>,
+
+    /// Negotiated transmit interval in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transmit_interval: Option<i64>,
+
+    /// Detection time for the peer in milliseconds (RFC 5880 §6.8.4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detection_time: Option<i64>,
 }
 
 /// The states of the BGP finite-state machine (RFC 4271 §8.2.2).

@@ -8,7 +8,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
 };
 use kube::CustomResourceExt;
 
-use super::{BGPAdvertisement, BGPPeer, Community, IPAddressPool, L2Advertisement};
+use super::{BFDProfile, BGPAdvertisement, BGPPeer, Community, IPAddressPool, L2Advertisement};
 
 /// The command that regenerates the committed CRD YAML.
 pub const REGENERATE_COMMAND: &str =
@@ -36,6 +36,7 @@ pub fn all_crds() -> Vec<CustomResourceDefinition> {
         BGPPeer::crd(),
         BGPAdvertisement::crd(),
         Community::crd(),
+        BFDProfile::crd(),
     ];
     for crd in &mut crds {
         for version in &mut crd.spec.versions {

@@ -393,6 +393,49 @@ pub fn community_alias_name(_: &mut SchemaGenerator) -> Schema {
 }
 
 // ---------------------------------------------------------------------------------------------
+// BFD (RFC 5880) timing, in whole milliseconds as MetalLB's BFDProfile has it.
+// ---------------------------------------------------------------------------------------------
+
+/// An optional integer field checked against `range` by a CEL rule whose message names it.
+/// (A `messageExpression` that prints the value is refused by the apiserver's cost estimate:
+/// `string(int)` has no bounded length.)
+fn optional_integer_in(field: &str, range: RangeInclusive<u32>, unit: &str) -> Schema {
+    let (min, max) = (*range.start(), *range.end());
+    json_schema!({
+        "type": "integer",
+        "format": "int64",
+        "nullable": true,
+        "x-kubernetes-validations": [rule(
+            format!("self >= {min} && self <= {max}"),
+            &format!("{field} must be between {min} and {max}{unit}"),
+        )],
+    })
+}
+
+/// `receiveInterval` / `transmitInterval`: 10..=60000 ms.
+pub fn bfd_interval(_: &mut SchemaGenerator) -> Schema {
+    optional_integer_in("receiveInterval and transmitInterval", 10..=60_000, " ms")
+}
+
+/// `detectMultiplier`: 2..=255 (RFC 5880 §4.1 allows 1..=255; one lost packet must not be
+/// enough to tear a session down).
+pub fn bfd_detect_multiplier(_: &mut SchemaGenerator) -> Schema {
+    optional_integer_in("detectMultiplier", 2..=255, "")
+}
+
+/// `minimumTtl`: 1..=254 (255 is what single-hop sessions require anyway, RFC 5881 §5).
+pub fn bfd_minimum_ttl(_: &mut SchemaGenerator) -> Schema {
+    optional_integer_in("minimumTtl", 1..=254, "")
+}
+
+/// The name of one Kubernetes object, optional (`Option<String>`).
+pub fn optional_object_name(generator: &mut SchemaGenerator) -> Schema {
+    let mut schema = object_name(generator);
+    schema.insert("nullable".into(), true.into());
+    schema
+}
+
+// ---------------------------------------------------------------------------------------------
 // List semantics.
 // ---------------------------------------------------------------------------------------------
 

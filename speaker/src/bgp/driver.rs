@@ -27,6 +27,8 @@ use super::fsm::{
     ConnectionId, Direction, Input, Output, Session, SessionConfig, SessionStatus, State,
     StopReason,
 };
+use crate::bfd::driver::{BfdManager, BfdPeerConfig, BfdStatus, PathState};
+use crate::bfd::metrics::BfdMetrics;
 
 /// The well-known BGP port (RFC 4271 §8.2.1).
 pub const BGP_PORT: u16 = 179;
@@ -77,6 +79,9 @@ pub struct PeerConfig {
     pub password: Option<String>,
     /// eBGP peer more than one hop away (TTL 255 instead of 1).
     pub ebgp_multihop: bool,
+    /// A BFD session beside this one (RFC 5882); changing only this renegotiates BFD and
+    /// leaves the BGP session alone.
+    pub bfd: Option<BfdPeerConfig>,
 }
 
 impl PeerConfig {
@@ -88,6 +93,15 @@ impl PeerConfig {
             source_address: None,
             password: None,
             ebgp_multihop: false,
+            bfd: None,
+        }
+    }
+
+    /// The configuration without its BFD part: what a BGP session restart depends on.
+    fn without_bfd(&self) -> PeerConfig {
+        PeerConfig {
+            bfd: None,
+            ..self.clone()
         }
     }
 
@@ -249,6 +263,8 @@ struct PeerTask {
     connections: HashMap<ConnectionId, LiveConnection>,
     status: watch::Sender<PeerStatus>,
     flushing: Vec<JoinHandle<()>>,
+    /// The damped state of the peer's BFD session (RFC 5882): Up → Down tears BGP down.
+    bfd: watch::Receiver<PathState>,
 }
 
 fn now() -> std::time::Instant {
@@ -284,6 +300,7 @@ impl PeerTask {
                     }
                 },
                 Some(event) = events.recv() => self.event(event),
+                path = next_path(&mut self.bfd) => self.on_path(path),
                 () = sleep => self.input(Input::TimerExpired),
             }
         }
@@ -306,6 +323,15 @@ impl PeerTask {
     fn input(&mut self, input: Input) {
         let outputs = self.session.handle(now(), input);
         self.apply(outputs);
+    }
+
+    /// BFD saw the path to the peer fail: take the session down now rather than at the hold
+    /// time (RFC 5882 §4.3).
+    fn on_path(&mut self, (previous, current): (PathState, PathState)) {
+        if previous == PathState::Up && current == PathState::Down {
+            tracing::warn!(peer = %self.config.peer_address, "BFD down: closing the BGP session");
+            self.input(Input::BfdDown);
+        }
     }
 
     fn event(&mut self, event: ConnEvent) {
@@ -475,7 +501,17 @@ struct PeerHandle {
     task: JoinHandle<()>,
 }
 
-fn spawn_peer(config: PeerConfig) -> PeerHandle {
+/// The next change of a BFD path state, as (previous, current); never returns once the
+/// sending side is gone.
+async fn next_path(path: &mut watch::Receiver<PathState>) -> (PathState, PathState) {
+    let previous = *path.borrow();
+    if path.changed().await.is_err() {
+        return std::future::pending().await;
+    }
+    (previous, *path.borrow_and_update())
+}
+
+fn spawn_peer(config: PeerConfig, bfd: watch::Receiver<PathState>) -> PeerHandle {
     let (commands, command_rx) = mpsc::unbounded_channel();
     let (events, event_rx) = mpsc::channel(EVENT_QUEUE);
     let session = Session::new(config.session.clone());
@@ -491,6 +527,7 @@ fn spawn_peer(config: PeerConfig) -> PeerHandle {
         connections: HashMap::new(),
         status: status_tx,
         flushing: Vec::new(),
+        bfd,
     };
     let task = tokio::spawn(task.run(command_rx, event_rx));
     PeerHandle {
@@ -607,6 +644,7 @@ pub struct BgpManager {
     listener: Option<BgpListener>,
     peers: BTreeMap<String, PeerHandle>,
     retiring: Vec<JoinHandle<()>>,
+    bfd: BfdManager,
 }
 
 impl BgpManager {
@@ -621,7 +659,14 @@ impl BgpManager {
             listener,
             peers: BTreeMap::new(),
             retiring: Vec::new(),
+            bfd: BfdManager::new(BfdMetrics::default()),
         })
+    }
+
+    /// Counts BFD activity into `metrics` (registered by the caller). Call before `apply`.
+    pub fn with_bfd_metrics(mut self, metrics: BfdMetrics) -> Self {
+        self.bfd = BfdManager::new(metrics);
+        self
     }
 
     /// Makes the running state match `desired`.
@@ -630,7 +675,10 @@ impl BgpManager {
         let stale: Vec<String> = self
             .peers
             .iter()
-            .filter(|(name, handle)| desired.peers.get(*name) != Some(&handle.config))
+            .filter(|(name, handle)| {
+                desired.peers.get(*name).map(PeerConfig::without_bfd)
+                    != Some(handle.config.without_bfd())
+            })
             .map(|(name, _)| name.clone())
             .collect();
         for name in stale {
@@ -643,15 +691,26 @@ impl BgpManager {
                 if let (Some(listener), Some(password)) = (&self.listener, &config.password) {
                     listener.set_md5(config.peer_address, Some(password.as_bytes()))?;
                 }
-                let handle = spawn_peer(config.clone());
+                let handle = spawn_peer(config.clone(), self.bfd.subscribe(name));
                 if let Ok(mut registry) = self.registry.lock() {
                     registry.insert(config.peer_address, handle.commands.clone());
                 }
                 self.peers.insert(name.clone(), handle);
             }
         }
+        let bfd: BTreeMap<String, BfdPeerConfig> = desired
+            .peers
+            .iter()
+            .filter_map(|(name, config)| config.bfd.clone().map(|bfd| (name.clone(), bfd)))
+            .collect();
+        for (name, error) in self.bfd.apply(&bfd) {
+            tracing::warn!(peer = %name, %error, "BFD session cannot start; BGP runs without it");
+        }
         let empty = BTreeMap::new();
         for (name, handle) in &mut self.peers {
+            if let Some(config) = desired.peers.get(name) {
+                handle.config.bfd = config.bfd.clone();
+            }
             let routes = desired.routes.get(name).unwrap_or(&empty);
             if *routes != handle.routes {
                 handle.routes = routes.clone();
@@ -681,6 +740,11 @@ impl BgpManager {
             .collect()
     }
 
+    /// State of every BFD session, by BGPPeer name.
+    pub fn bfd_status(&self) -> BTreeMap<String, BfdStatus> {
+        self.bfd.status()
+    }
+
     /// Waits until `peer` reaches `state` or `timeout` passes; returns whether it did.
     pub async fn wait_for_state(&self, peer: &str, state: State, timeout: Duration) -> bool {
         let Some(handle) = self.peers.get(peer) else {
@@ -701,6 +765,10 @@ impl BgpManager {
     /// graceful-restart close for some peers, an administrative shutdown for the others) and
     /// waits (bounded) for their final messages to go out.
     pub async fn shutdown_each(mut self, reason_for: impl Fn(&str, &PeerConfig) -> StopReason) {
+        // BFD first, administratively: the router must not read the closing sessions as a
+        // path failure (RFC 5882 §3.2).
+        let bfd = std::mem::replace(&mut self.bfd, BfdManager::new(BfdMetrics::default()));
+        bfd.shutdown().await;
         let peers = std::mem::take(&mut self.peers);
         for (name, handle) in peers {
             let reason = reason_for(&name, &handle.config);

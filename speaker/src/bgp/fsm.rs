@@ -180,6 +180,9 @@ pub enum Input {
     TimerExpired,
     /// The routes this session should advertise, in full.
     SetRoutes(BTreeMap<IpNet, RouteAttributes>),
+    /// The BFD session with the peer went down (RFC 5882 §4.3): every connection closes at
+    /// once with Cease / BFD Down (RFC 9384), then the usual back-off and restart.
+    BfdDown,
 }
 
 /// What went wrong, for status, logs and metrics.
@@ -384,6 +387,7 @@ impl Session {
             }
             Input::TimerExpired => self.on_timers(now, &mut out),
             Input::SetRoutes(routes) => self.on_set_routes(now, routes, &mut out),
+            Input::BfdDown => self.on_bfd_down(now, &mut out),
         }
         self.update_state(&mut out);
         out
@@ -1039,6 +1043,15 @@ impl Session {
                 bytes: codec::encode_keepalive(),
             });
             self.restart_keepalive_timer(conn, now);
+        }
+    }
+
+    fn on_bfd_down(&mut self, now: Instant, out: &mut Vec<Output>) {
+        let conns: Vec<ConnectionId> = self.connections.iter().map(|c| c.id).collect();
+        for conn in conns {
+            let notification =
+                NotificationMessage::new(error_code::CEASE, subcode::BFD_DOWN, vec![]);
+            self.send_notification_and_close(now, conn, notification, out);
         }
     }
 

@@ -460,6 +460,31 @@ fn hold_timer_expiry_sends_hold_timer_expired_and_backs_off_to_idle() {
 }
 
 #[test]
+fn bfd_down_closes_an_established_session_at_once_with_cease_bfd_down_and_backs_off() {
+    let mut d = Driven::new(config());
+    d.established();
+    let out = d.input(Input::BfdDown);
+    assert_eq!(
+        notifications(&out, d.conn),
+        vec![(error_code::CEASE, subcode::BFD_DOWN)]
+    );
+    assert!(closed(&out, d.conn));
+    assert_eq!(d.session.state(), State::Idle);
+    let out = d.advance(Backoff::default().initial);
+    connect_id(&out);
+    assert_eq!(d.session.state(), State::Connect);
+}
+
+#[test]
+fn bfd_down_without_a_connection_changes_nothing() {
+    let mut d = Driven::new(config());
+    d.input(Input::Start);
+    let state = d.session.state();
+    assert!(d.input(Input::BfdDown).is_empty());
+    assert_eq!(d.session.state(), state);
+}
+
+#[test]
 fn a_peer_that_never_answers_our_open_hits_the_four_minute_open_sent_hold_time() {
     let mut d = Driven::new(config());
     d.tcp_up();

@@ -4,7 +4,7 @@
 //! back-off on errors) feeding a reflector store, and a wake-up for the reconcile loop on
 //! every event. Watched: Services, EndpointSlices (those labelled with their Service) and
 //! Nodes cluster-wide; Herald's IPAddressPools, L2Advertisements, BGPAdvertisements,
-//! BGPPeers and Communities in the install namespace; and the memberlist Secret by name.
+//! BGPPeers, Communities and BFDProfiles in the install namespace; and the memberlist Secret by name.
 //! [`Watches::snapshot`] copies the stores out for the pure conversion; nothing here
 //! interprets an object.
 
@@ -13,7 +13,9 @@ use std::hash::Hash;
 use std::sync::Arc;
 
 use futures::StreamExt;
-use herald_crds::api::{BGPAdvertisement, BGPPeer, Community, IPAddressPool, L2Advertisement};
+use herald_crds::api::{
+    BFDProfile, BGPAdvertisement, BGPPeer, Community, IPAddressPool, L2Advertisement,
+};
 use k8s_openapi::api::core::v1::{Node, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::runtime::reflector::{self, Store};
@@ -37,6 +39,7 @@ pub struct Snapshot {
     pub bgp_advertisements: Vec<BGPAdvertisement>,
     pub peers: Vec<BGPPeer>,
     pub communities: Vec<Community>,
+    pub bfd_profiles: Vec<BFDProfile>,
     /// The memberlist Secret, when one is configured and exists.
     pub memberlist_secret: Option<Secret>,
 }
@@ -53,6 +56,7 @@ impl Snapshot {
             bgp_advertisements: &self.bgp_advertisements,
             peers: &self.peers,
             communities: &self.communities,
+            bfd_profiles: &self.bfd_profiles,
         }
     }
 
@@ -83,6 +87,7 @@ pub struct Watches {
     bgp_advertisements: Store<BGPAdvertisement>,
     peers: Store<BGPPeer>,
     communities: Store<Community>,
+    bfd_profiles: Store<BFDProfile>,
     memberlist_secret: Option<Store<Secret>>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -156,6 +161,11 @@ impl Watches {
             watcher::Config::default(),
             "communities",
         );
+        let bfd_profiles = spawner.watch(
+            Api::<BFDProfile>::namespaced(client.clone(), ns),
+            watcher::Config::default(),
+            "bfdprofiles",
+        );
         // One Secret by name: with a field selector on metadata.name, RBAC can restrict
         // the speaker to exactly this Secret (resourceNames) for list and watch.
         let memberlist_secret = scope.memberlist_secret.as_ref().map(|name| {
@@ -174,6 +184,7 @@ impl Watches {
             bgp_advertisements,
             peers,
             communities,
+            bfd_profiles,
             memberlist_secret,
             tasks: spawner.tasks,
         }
@@ -191,6 +202,7 @@ impl Watches {
             self.bgp_advertisements.wait_until_ready(),
             self.peers.wait_until_ready(),
             self.communities.wait_until_ready(),
+            self.bfd_profiles.wait_until_ready(),
             async {
                 if let Some(secret) = &self.memberlist_secret {
                     let _ = secret.wait_until_ready().await;
@@ -210,6 +222,7 @@ impl Watches {
             bgp_advertisements: copy(&self.bgp_advertisements),
             peers: copy(&self.peers),
             communities: copy(&self.communities),
+            bfd_profiles: copy(&self.bfd_profiles),
             memberlist_secret: self
                 .memberlist_secret
                 .as_ref()

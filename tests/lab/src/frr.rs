@@ -2,7 +2,7 @@
 //!
 //! Several FRR instances live side by side on one machine through FRR's path space
 //! (`-N NAME`): config in `/etc/frr/NAME/`, sockets and pid files in `/var/run/frr/NAME/`.
-//! An [`FrrInstance`] runs `zebra` and `bgpd` inside a namespace, loads its config with
+//! An [`FrrInstance`] runs `zebra`, `bgpd` and `bfdd` inside a namespace, loads its config with
 //! `vtysh -N NAME -b`, answers `vtysh` queries (JSON where FRR offers it), and can be
 //! stopped and started again as a fault. [`RouterConfig`] renders a standard eBGP router
 //! config (ASN 64500, multipath, IPv4 and IPv6 unicast) — pure, unit-tested.
@@ -24,8 +24,9 @@ use crate::wait::{Poll, poll_until};
 
 /// Where FRR's daemons are installed on Debian.
 pub const FRR_DAEMON_DIR: &str = "/usr/lib/frr";
-/// The daemons each lab router runs, in start order.
-pub const DAEMONS: [&str; 2] = ["zebra", "bgpd"];
+/// The daemons each lab router runs, in start order. `bfdd` idles unless the config has a
+/// `bfd` block or `neighbor X bfd` lines (BFD scenarios).
+pub const DAEMONS: [&str; 3] = ["zebra", "bgpd", "bfdd"];
 
 /// How a neighbor's AS is specified (`neighbor X remote-as ...`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -372,7 +373,10 @@ impl FrrInstance {
             &config_dir.join("vtysh.conf"),
             "service integrated-vtysh-config\n",
         )?;
-        write_file(&config_dir.join("daemons"), "zebra=yes\nbgpd=yes\n")?;
+        write_file(
+            &config_dir.join("daemons"),
+            "zebra=yes\nbgpd=yes\nbfdd=yes\n",
+        )?;
         cmd::sh(
             "chown",
             &[

@@ -23,12 +23,13 @@ use crate::wait::Poll;
 /// API version of every Herald object.
 pub const API_VERSION: &str = "herald.dev/v1alpha1";
 /// Herald's CRDs, as `kubectl wait` names them.
-pub const CRDS: [&str; 5] = [
+pub const CRDS: [&str; 6] = [
     "crd/ipaddresspools.herald.dev",
     "crd/l2advertisements.herald.dev",
     "crd/bgpadvertisements.herald.dev",
     "crd/bgppeers.herald.dev",
     "crd/communities.herald.dev",
+    "crd/bfdprofiles.herald.dev",
 ];
 /// Name of the memberlist Secret the lab creates (key `secretkey`).
 pub const MEMBERLIST_SECRET: &str = "herald-memberlist";

@@ -218,6 +218,8 @@ pub mod subcode {
     pub const ADMINISTRATIVE_RESET: u8 = 4;
     pub const CONNECTION_COLLISION_RESOLUTION: u8 = 7;
     pub const OUT_OF_RESOURCES: u8 = 8;
+    // Cease (RFC 9384 §2)
+    pub const BFD_DOWN: u8 = 10;
 }
 
 /// Longest shutdown communication a NOTIFICATION carries (RFC 9003 §2 raised RFC 8203's 128 to 255).

@@ -15,6 +15,8 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
+use crate::bfd::driver::BfdPeerConfig;
+use crate::bfd::socket::Hop;
 use crate::bgp::codec::{Family, LargeCommunity, RouteAttributes};
 use crate::bgp::driver::{DesiredBgp, PeerConfig, TCP_MD5_MAX_KEY_LEN};
 use crate::bgp::fsm::{GracefulRestartConfig, SessionConfig};
@@ -204,6 +206,19 @@ pub fn peer_config(peer: &Peer, facts: &PeerFacts, node: &NodeFacts) -> Result<P
     config.source_address = peer.source_address;
     config.password = password;
     config.ebgp_multihop = peer.ebgp_multihop;
+    config.bfd = peer.bfd.map(|bfd| BfdPeerConfig {
+        peer_address: peer.peer_address,
+        local_address: peer.source_address,
+        // Single hop (RFC 5881) unless the BGP session itself is multihop (RFC 5883).
+        hop: if peer.ebgp_multihop {
+            Hop::Multi {
+                minimum_ttl: bfd.minimum_ttl,
+            }
+        } else {
+            Hop::Single
+        },
+        profile: bfd.profile,
+    });
     Ok(config)
 }
 
@@ -303,6 +318,7 @@ mod tests {
             password_secret: None,
             node_selectors: vec![],
             graceful_restart: false,
+            bfd: None,
         }
     }
 
@@ -336,6 +352,44 @@ mod tests {
             local_address: Some(ip("192.0.2.11")),
             other_family_address: Some(ip("2001:db8:1::11")),
         }
+    }
+
+    #[test]
+    fn a_peer_with_a_bfd_profile_gets_a_single_hop_session_or_a_multihop_one_when_multihop() {
+        let settings = crate::model::BfdSettings {
+            profile: herald_bfd::Profile {
+                desired_min_tx: Duration::from_millis(100),
+                required_min_rx: Duration::from_millis(100),
+                detect_mult: 3,
+                passive: false,
+            },
+            minimum_ttl: 250,
+        };
+        let mut router = peer("router", "192.0.2.1");
+        router.bfd = Some(settings);
+        router.source_address = Some(ip("192.0.2.11"));
+        let plan = plan_with(&[router.clone()], &[]);
+        let facts = [("router".to_string(), facts_on_lan())].into();
+        let out = translate(&plan, &facts, &NodeFacts::default());
+        let bfd = out.desired.peers["router"]
+            .bfd
+            .clone()
+            .expect("BFD configured");
+        assert_eq!(bfd.hop, Hop::Single);
+        assert_eq!(bfd.peer_address, ip("192.0.2.1"));
+        assert_eq!(bfd.local_address, Some(ip("192.0.2.11")));
+        assert_eq!(bfd.profile, settings.profile);
+        router.ebgp_multihop = true;
+        let plan = plan_with(&[router], &[]);
+        let out = translate(&plan, &facts, &NodeFacts::default());
+        let bfd = out.desired.peers["router"]
+            .bfd
+            .clone()
+            .expect("BFD configured");
+        assert_eq!(bfd.hop, Hop::Multi { minimum_ttl: 250 });
+        let plain = plan_with(&[peer("router", "192.0.2.1")], &[]);
+        let out = translate(&plain, &facts, &NodeFacts::default());
+        assert_eq!(out.desired.peers["router"].bfd, None);
     }
 
     #[test]

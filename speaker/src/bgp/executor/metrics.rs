@@ -52,6 +52,8 @@ pub struct BgpMetrics {
     pub api_writes: Family<ResultLabel, Counter>,
     /// Entries of deleted Nodes this speaker removed from BGPPeer statuses.
     pub status_entries_pruned: Counter,
+    /// The BFD sessions beside the BGP sessions (`herald_speaker_bfd_*`).
+    pub bfd: crate::bfd::metrics::BfdMetrics,
 }
 
 /// Label: a result (`ok`, `error`).
@@ -63,7 +65,10 @@ pub struct ResultLabel {
 impl BgpMetrics {
     /// Registers every metric in `registry` (whose prefix is `herald_speaker`).
     pub fn register(registry: &mut Registry) -> Self {
-        let metrics = BgpMetrics::default();
+        let metrics = BgpMetrics {
+            bfd: crate::bfd::metrics::BfdMetrics::register(registry),
+            ..BgpMetrics::default()
+        };
         let bgp = registry.sub_registry_with_prefix("bgp");
         bgp.register(
             "session_state",

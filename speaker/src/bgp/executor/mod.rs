@@ -190,7 +190,8 @@ impl BgpExecutor {
                 BgpManager::new(None)?
             }
             Err(error) => return Err(error),
-        };
+        }
+        .with_bfd_metrics(metrics.bfd.clone());
         let (outcomes_tx, outcomes) = mpsc::unbounded_channel();
         let kube = client.map(|client| {
             Arc::new(KubeEdge::start(
@@ -738,6 +739,7 @@ mod tests {
             }),
             node_selectors: vec![],
             graceful_restart: false,
+            bfd: None,
         };
         let attributes = PlannedAttributes {
             services: [ServiceKey::new("lab", "web")].into(),

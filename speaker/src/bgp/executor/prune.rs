@@ -395,6 +395,7 @@ mod tests {
                 last_error: None,
                 advertised_prefixes: Some(1),
             }],
+            ..Default::default()
         });
         let without_status = BGPPeer::new("new", spec());
         let snapshot = Snapshot {
