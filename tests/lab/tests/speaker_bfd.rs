@@ -149,6 +149,28 @@ fn bfd_with_frr_detects_a_pulled_cable_within_the_detection_time_while_bgp_alone
         world.metric(2, "herald_speaker_bfd_session_up{peer=\"router\"}")?,
         0.0
     );
+    // The BGPPeer's status shows each node's BFD session beside its BGP session.
+    let node2 = world.node_name(2)?;
+    let bfd_states = poll_until(
+        "BGPPeer router's status.bfdSessions: node 1 up, node 2 down",
+        CONVERGE,
+        Duration::from_millis(200),
+        || {
+            let peer = world.install.get("bgppeer", "router")?.unwrap_or_default();
+            let state_of = |node: &str| {
+                peer["status"]["bfdSessions"]
+                    .as_array()
+                    .and_then(|entries| entries.iter().find(|e| e["node"] == node))
+                    .and_then(|e| e["state"].as_str().map(str::to_string))
+            };
+            let states = (state_of(&node1), state_of(&node2));
+            Ok(match &states {
+                (Some(one), Some(two)) if one == "up" && two == "down" => Poll::Ready(peer),
+                _ => Poll::Pending(format!("{states:?}")),
+            })
+        },
+    )?;
+    println!("BGPPeer router status: {}", bfd_states["status"]);
     frr.wait_established(parse_ip(&n2_v4)?, CONVERGE)?;
     let both = [n1_v4.clone(), n2_v4.clone()];
     world.wait_gateways(VIP_ROUTE, &both, CONVERGE)?;

@@ -251,13 +251,17 @@ async fn write_loop(
             }
             Request::Status(write) => {
                 let (peer, body) = match &write {
-                    StatusWrite::Set { peer, entry } => (
+                    // Without a BFD entry this manager gives up the one it owned, if any.
+                    StatusWrite::Set { peer, entry, bfd } => (
                         peer.clone(),
                         json!({
                             "apiVersion": "herald.dev/v1alpha1",
                             "kind": "BGPPeer",
                             "metadata": {"name": peer, "namespace": namespace},
-                            "status": {"sessions": [entry]},
+                            "status": match bfd {
+                                Some(bfd) => json!({"sessions": [entry], "bfdSessions": [bfd]}),
+                                None => json!({"sessions": [entry]}),
+                            },
                         }),
                     ),
                     // Applying no entry gives up the one this manager owned.

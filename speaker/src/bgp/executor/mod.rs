@@ -489,17 +489,26 @@ impl Inner {
             return;
         };
         let statuses = manager.status();
+        let bfd = manager.bfd_status();
         self.sampler.record(&statuses, &self.metrics);
         let reports: BTreeMap<String, SessionReport> = self
             .plan
             .sessions
             .iter()
             .map(|(name, peer)| {
-                let report = report::session_report(
+                let mut report = report::session_report(
                     statuses.get(name),
                     self.translation.held_back.get(name).map(String::as_str),
                     peer.password_secret.is_some(),
                 );
+                report.bfd = bfd.get(name).map(|session| {
+                    report::bfd_report(
+                        session.state,
+                        session.diagnostic,
+                        session.tx_interval,
+                        session.detection_time,
+                    )
+                });
                 (name.clone(), report)
             })
             .collect();

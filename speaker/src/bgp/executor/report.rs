@@ -25,7 +25,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use herald_crds::api::{BGPSessionState, BGPSessionStatus};
+use herald_bfd::{Diagnostic, State as BfdState};
+use herald_crds::api::{BFDSessionStatus, BGPSessionState, BGPSessionStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use sha2::{Digest, Sha256};
@@ -48,6 +49,35 @@ pub struct SessionReport {
     pub state: BGPSessionState,
     pub last_error: Option<String>,
     pub advertised_prefixes: i64,
+    /// The BFD session with the peer, when its BGPPeer names a BFDProfile.
+    pub bfd: Option<BfdReport>,
+}
+
+/// This node's view of one BFD session, written into the BGPPeer's `status.bfdSessions`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BfdReport {
+    /// RFC 5880 §4.1 state name (`adminDown`, `down`, `init`, `up`).
+    pub state: &'static str,
+    /// Why the session last went down; `None` when it never did.
+    pub diagnostic: Option<&'static str>,
+    pub transmit_interval_ms: Option<i64>,
+    pub detection_time_ms: i64,
+}
+
+/// The status view of a BFD session's state (RFC 5880 §6.8.4 detection time included).
+pub fn bfd_report(
+    state: BfdState,
+    diagnostic: Diagnostic,
+    transmit_interval: Option<Duration>,
+    detection_time: Duration,
+) -> BfdReport {
+    let millis = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+    BfdReport {
+        state: state.as_str(),
+        diagnostic: (diagnostic != Diagnostic::None).then(|| diagnostic.as_str()),
+        transmit_interval_ms: transmit_interval.map(millis),
+        detection_time_ms: millis(detection_time),
+    }
 }
 
 /// The CRD's name of an FSM state.
@@ -76,6 +106,7 @@ pub fn session_report(
             state: BGPSessionState::Idle,
             last_error: Some(format!("not started: {reason}")),
             advertised_prefixes: 0,
+            bfd: None,
         };
     }
     let Some(status) = status else {
@@ -83,6 +114,7 @@ pub fn session_report(
             state: BGPSessionState::Idle,
             last_error: None,
             advertised_prefixes: 0,
+            bfd: None,
         };
     };
     let last_error = status.session.last_error.as_ref().map(|error| match error {
@@ -95,6 +127,7 @@ pub fn session_report(
         state: crd_state(status.session.state),
         last_error,
         advertised_prefixes: i64::try_from(status.session.prefixes_advertised).unwrap_or(i64::MAX),
+        bfd: None,
     }
 }
 
@@ -185,10 +218,11 @@ pub fn annotation_value(peers: &BTreeSet<String>) -> String {
 /// A write to one BGPPeer's status.
 #[derive(Debug, Clone, PartialEq)]
 pub enum StatusWrite {
-    /// Apply this node's entry.
+    /// Apply this node's entry (and its BFD entry, if the peer uses BFD).
     Set {
         peer: String,
         entry: BGPSessionStatus,
+        bfd: Option<BFDSessionStatus>,
     },
     /// Give up this node's entry (the peer no longer applies to this node).
     Remove { peer: String },
@@ -230,6 +264,7 @@ impl StatusBook {
                     state: BGPSessionState::Idle,
                     last_error: None,
                     advertised_prefixes: 0,
+                    bfd: None,
                 })),
                 last_write: None,
             });
@@ -290,6 +325,13 @@ impl StatusBook {
                         last_error: report.last_error.clone(),
                         advertised_prefixes: Some(report.advertised_prefixes),
                     },
+                    bfd: report.bfd.as_ref().map(|bfd| BFDSessionStatus {
+                        node: self.node.clone(),
+                        state: bfd.state.to_string(),
+                        diagnostic: bfd.diagnostic.map(str::to_string),
+                        transmit_interval: bfd.transmit_interval_ms,
+                        detection_time: Some(bfd.detection_time_ms),
+                    }),
                 },
                 None => StatusWrite::Remove { peer: peer.clone() },
             });
@@ -580,8 +622,55 @@ mod tests {
         assert_eq!(up.advertised_prefixes, 2);
     }
 
+    #[test]
+    fn a_bfd_session_is_written_beside_the_bgp_entry_and_a_change_of_its_state_is_a_write() {
+        let mut book = StatusBook::new("n1");
+        let t0 = Instant::now();
+        let mut up = report(BGPSessionState::Established, 1);
+        up.bfd = Some(bfd_report(
+            BfdState::Up,
+            Diagnostic::None,
+            Some(Duration::from_millis(100)),
+            Duration::from_millis(300),
+        ));
+        book.observe(
+            &[("router".to_string(), up.clone())].into(),
+            Timestamp::now(),
+        );
+        let [StatusWrite::Set { bfd: Some(bfd), .. }] = &book.due(t0, Duration::ZERO)[..] else {
+            panic!("one write with a BFD entry");
+        };
+        assert_eq!(bfd.node, "n1");
+        assert_eq!(bfd.state, "up");
+        assert_eq!(bfd.diagnostic, None);
+        assert_eq!(bfd.transmit_interval, Some(100));
+        assert_eq!(bfd.detection_time, Some(300));
+        assert!(
+            book.due(t0, Duration::ZERO).is_empty(),
+            "unchanged: no write"
+        );
+
+        let mut down = up;
+        down.bfd = Some(bfd_report(
+            BfdState::Down,
+            Diagnostic::ControlDetectionTimeExpired,
+            None,
+            Duration::from_millis(300),
+        ));
+        book.observe(&[("router".to_string(), down)].into(), Timestamp::now());
+        let [StatusWrite::Set { bfd: Some(bfd), .. }] = &book.due(t0, Duration::ZERO)[..] else {
+            panic!("the BFD state change is written");
+        };
+        assert_eq!(bfd.state, "down");
+        assert_eq!(
+            bfd.diagnostic.as_deref(),
+            Some("controlDetectionTimeExpired")
+        );
+    }
+
     fn report(state: BGPSessionState, prefixes: i64) -> SessionReport {
         SessionReport {
+            bfd: None,
             state,
             last_error: None,
             advertised_prefixes: prefixes,
@@ -602,7 +691,7 @@ mod tests {
             at(0),
         );
         let first = book.due(start, interval);
-        assert!(matches!(&first[..], [StatusWrite::Set { peer, entry }]
+        assert!(matches!(&first[..], [StatusWrite::Set { peer, entry, .. }]
             if peer == "router" && entry.node == "n1" && entry.state == BGPSessionState::Connect));
         assert!(
             book.due(start + interval * 5, interval).is_empty(),
