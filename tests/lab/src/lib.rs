@@ -16,6 +16,8 @@
 //! - [`herald`]: Herald's binaries, CRDs, objects, metrics and annotations as the lab reads them
 //! - [`bench`]: percentiles and a timestamping Service watch for the benchmarks
 //! - [`echo`]: the pods' echo server and its clients
+//! - [`image`]: OCI images (Herald, pause, echo) built without Docker, for real nodes
+//! - [`realnode`]: real nodes — containerd, kubelet, kube-proxy in a node namespace
 //! - [`inspect`]: typed `ip -j` output
 //! - [`cleanup`]: find and remove lab leftovers
 //! - [`cmd`], [`wait`], [`lock`], [`paths`]: bounded commands, bounded waits, flocks, paths
@@ -28,12 +30,14 @@ pub mod error;
 pub mod frr;
 pub mod gobgp;
 pub mod herald;
+pub mod image;
 pub mod inspect;
 pub mod kube;
 pub mod lock;
 pub mod netns;
 pub mod paths;
 pub mod plan;
+pub mod realnode;
 pub mod topology;
 pub mod wait;
 
