@@ -17,6 +17,7 @@
 //! - [`bench`]: percentiles and a timestamping Service watch for the benchmarks
 //! - [`echo`]: the pods' echo server and its clients
 //! - [`image`]: OCI images (Herald, pause, echo) built without Docker, for real nodes
+//! - [`helm`]: `helm install` of Herald's chart with the lab's image
 //! - [`realnode`]: real nodes — containerd, kubelet, kube-proxy in a node namespace
 //! - [`inspect`]: typed `ip -j` output
 //! - [`cleanup`]: find and remove lab leftovers
@@ -29,6 +30,7 @@ pub mod echo;
 pub mod error;
 pub mod frr;
 pub mod gobgp;
+pub mod helm;
 pub mod herald;
 pub mod image;
 pub mod inspect;

@@ -280,6 +280,81 @@ pub fn node_ready_status(node: &Value) -> Option<String> {
         .map(str::to_string)
 }
 
+/// A pod as the API places it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlacedPod {
+    pub name: String,
+    pub node: String,
+    pub ips: Vec<std::net::IpAddr>,
+    pub ready: bool,
+}
+
+/// The pods of `namespace` matching label `selector`, with their node, addresses and
+/// Ready condition, from the API.
+pub fn placed_pods(kubectl: &Kubectl, namespace: &str, selector: &str) -> Result<Vec<PlacedPod>> {
+    let list = kubectl.run(&["-n", namespace, "get", "pods", "-l", selector, "-o", "json"])?;
+    let list: Value = serde_json::from_str(&list).map_err(|e| LabError::parse("pod list", e))?;
+    Ok(list["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|pod| PlacedPod {
+            name: pod["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+            node: pod["spec"]["nodeName"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+            ips: pod["status"]["podIPs"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|p| p["ip"].as_str()?.parse().ok())
+                .collect(),
+            ready: pod["status"]["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True"),
+        })
+        .collect())
+}
+
+/// Waits until exactly `count` pods match and all are Ready; on timeout the last
+/// observation lists the pods and the namespace's latest events.
+pub fn wait_pods_ready(
+    kubectl: &Kubectl,
+    namespace: &str,
+    selector: &str,
+    count: usize,
+    timeout: Duration,
+) -> Result<Vec<PlacedPod>> {
+    poll_until(
+        &format!("{count} Ready pods {selector} in {namespace}"),
+        timeout,
+        Duration::from_millis(500),
+        || {
+            let pods = placed_pods(kubectl, namespace, selector)?;
+            if pods.len() == count && pods.iter().all(|p| p.ready) {
+                return Ok(Poll::Ready(pods));
+            }
+            let listing = kubectl
+                .run(&["-n", namespace, "get", "pods", "-o", "wide"])
+                .unwrap_or_default();
+            let events = kubectl
+                .run(&["-n", namespace, "get", "events", "--sort-by=.lastTimestamp"])
+                .unwrap_or_default();
+            let events: Vec<&str> = events.lines().collect();
+            Ok(Poll::Pending(format!(
+                "{listing}\n{}",
+                events[events.len().saturating_sub(12)..].join("\n")
+            )))
+        },
+    )
+}
+
 /// A kubelet, containerd and maybe kube-proxy running in a lab node. Torn down on drop.
 #[derive(Debug)]
 pub struct RealNode {
