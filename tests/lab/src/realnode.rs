@@ -880,20 +880,24 @@ fn remove_container_cgroups(ids: &[String]) {
 }
 
 /// What a crashed run of real nodes can leave that removing the lab's namespaces does
-/// not: container processes in pod network namespaces (`/run/netns/cni-*`; only those
-/// whose cgroup is under `/k8s.io/`, where the lab's containerd puts them), those
+/// not: container processes in pod network namespaces (`/run/netns/cni-*`), those
 /// namespaces, mounts and files under `target/lab/nodes/`, empty container cgroups.
 /// For `herald-lab down`; returns how many things it removed.
+///
+/// A pod namespace is touched only if it has processes and every one of them has its root
+/// directory in a lab node's containerd state (`target/lab/nodes/...`): a real cluster's
+/// containers on the same machine are never matched.
 pub fn sweep_leftovers() -> usize {
     let mut removed = 0;
+    let base = paths::lab_dir().join("nodes");
     for ns in cni_namespaces() {
         let netns = Netns::existing(&ns);
         let pids = netns.pids().unwrap_or_default();
-        let ours = pids.iter().all(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
-                .map(|c| c.contains("/k8s.io/"))
-                .unwrap_or(true)
-        });
+        let ours = !pids.is_empty()
+            && pids.iter().all(|pid| {
+                std::fs::read_link(format!("/proc/{pid}/root"))
+                    .is_ok_and(|root| root.starts_with(&base))
+            });
         if !ours {
             continue;
         }
@@ -905,7 +909,6 @@ pub fn sweep_leftovers() -> usize {
             removed += 1;
         }
     }
-    let base = paths::lab_dir().join("nodes");
     for _ in 0..3 {
         let mounts = mounts_under(&base);
         if mounts.is_empty() {
@@ -926,6 +929,7 @@ pub fn sweep_leftovers() -> usize {
     if let Ok(hierarchies) = std::fs::read_dir("/sys/fs/cgroup") {
         for h in hierarchies.filter_map(|e| e.ok()) {
             let parent = h.path().join("k8s.io");
+            // Only empty ones (rmdir fails on a cgroup with processes or children).
             if let Ok(children) = std::fs::read_dir(&parent) {
                 for child in children.filter_map(|e| e.ok()) {
                     if child.path().is_dir() && std::fs::remove_dir(child.path()).is_ok() {

@@ -329,7 +329,15 @@ fn run(scenario: Scenario) -> Result<()> {
     }
 
     if scenario.upgrade {
-        upgrade_under_load(&what, &lab, &kubectl, &release, install.name(), vip)?;
+        upgrade_under_load(
+            &what,
+            &lab,
+            &kubectl,
+            &release,
+            install.name(),
+            vip,
+            scenario.mode == Mode::Layer2,
+        )?;
     }
 
     // healthCheckNodePort: served by kube-proxy on every node, 200 where a local endpoint
@@ -425,7 +433,9 @@ fn run(scenario: Scenario) -> Result<()> {
 /// `helm upgrade` that changes the speaker's pod template (so the DaemonSet rolls, one
 /// node at a time), while the client sends one request after another to `vip`; prints how
 /// many failed. BGP: none may fail (a stopping speaker withdraws its route first, the other
-/// nodes keep announcing).
+/// nodes keep announcing). Layer 2 (`allow_loss`): requests may fail while the owner's
+/// speaker restarts and the address moves; the window is printed, not asserted (a bound
+/// on it is the failover benchmark's business).
 fn upgrade_under_load(
     what: &str,
     lab: &Lab,
@@ -433,57 +443,71 @@ fn upgrade_under_load(
     release: &HelmRelease,
     namespace: &str,
     vip: IpAddr,
+    allow_loss: bool,
 ) -> Result<()> {
     let client = lab.client().clone();
     let stop = AtomicBool::new(false);
-    let (sent, failed, took) =
-        std::thread::scope(|scope| -> Result<(u32, Vec<String>, Duration)> {
-            let load = scope.spawn(|| {
-                let mut sent = 0u32;
-                let mut failed = Vec::new();
-                // Bounded: at most 20,000 requests (the rollout has its own deadline).
-                while !stop.load(Ordering::Relaxed) && sent < 20_000 {
-                    sent += 1;
-                    if let Err(e) =
-                        http_get_from(&client, vip, SERVICE_PORT, Duration::from_secs(2))
-                    {
-                        failed.push(e.to_string());
-                    }
-                    std::thread::sleep(Duration::from_millis(20));
+    type Failures = Vec<(Duration, String)>;
+    let (sent, failed, took) = std::thread::scope(|scope| -> Result<(u32, Failures, Duration)> {
+        let load = scope.spawn(|| {
+            let mut sent = 0u32;
+            let mut failed = Vec::new();
+            let begin = Instant::now();
+            // Bounded: at most 20,000 requests (the rollout has its own deadline).
+            while !stop.load(Ordering::Relaxed) && sent < 20_000 {
+                sent += 1;
+                let at = begin.elapsed();
+                if let Err(e) = http_get_from(&client, vip, SERVICE_PORT, Duration::from_secs(2)) {
+                    failed.push((at, e.to_string()));
                 }
-                (sent, failed)
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            (sent, failed)
+        });
+        let started = Instant::now();
+        let result = release
+            .upgrade(&["speaker.resyncInterval=31s".to_string()])
+            .and_then(|()| {
+                kubectl.run(&[
+                    "-n",
+                    namespace,
+                    "rollout",
+                    "status",
+                    "daemonset/herald-speaker",
+                    "--timeout=150s",
+                ])
             });
-            let started = Instant::now();
-            let result = release
-                .upgrade(&["speaker.resyncInterval=31s".to_string()])
-                .and_then(|()| {
-                    kubectl.run(&[
-                        "-n",
-                        namespace,
-                        "rollout",
-                        "status",
-                        "daemonset/herald-speaker",
-                        "--timeout=150s",
-                    ])
-                });
-            let took = started.elapsed();
-            stop.store(true, Ordering::Relaxed);
-            let (sent, failed) = load
-                .join()
-                .map_err(|_| LabError::Invalid("the load thread panicked".into()))?;
-            result?;
-            Ok((sent, failed, took))
-        })?;
+        let took = started.elapsed();
+        stop.store(true, Ordering::Relaxed);
+        let (sent, failed) = load
+            .join()
+            .map_err(|_| LabError::Invalid("the load thread panicked".into()))?;
+        result?;
+        Ok((sent, failed, took))
+    })?;
+    let window = match (failed.first(), failed.last()) {
+        (Some((first, _)), Some((last, _))) => format!(
+            ", failures from {:.2}s to {:.2}s after the upgrade began (window {:.2}s)",
+            first.as_secs_f64(),
+            last.as_secs_f64(),
+            (*last - *first).as_secs_f64()
+        ),
+        _ => String::new(),
+    };
     println!(
-        "[{what}] helm upgrade rolled the speaker DaemonSet in {:.1}s: {sent} requests, {} failed",
+        "[{what}] helm upgrade rolled the speaker DaemonSet in {:.1}s: {sent} requests, {} failed{window}",
         took.as_secs_f64(),
         failed.len()
     );
-    assert!(
-        failed.is_empty(),
-        "requests failed during the speaker rollout: {:?}",
-        &failed[..failed.len().min(5)]
-    );
+    if !allow_loss {
+        assert!(
+            failed.is_empty(),
+            "requests failed during the speaker rollout: {:?}",
+            &failed[..failed.len().min(5)]
+        );
+    }
+    // Whatever happened during the rollout, the address answers afterwards.
+    lab.wait_client_get(vip, SERVICE_PORT, Duration::from_secs(30))?;
     Ok(())
 }
 
@@ -492,7 +516,7 @@ fn chart_defaults_layer2_with_kube_proxy_nftables() -> Result<()> {
     run(Scenario {
         mode: Mode::Layer2,
         kube_proxy: Some(ProxyMode::Nftables),
-        upgrade: false,
+        upgrade: true,
     })
 }
 
