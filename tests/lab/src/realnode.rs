@@ -885,18 +885,24 @@ fn remove_container_cgroups(ids: &[String]) {
 /// For `herald-lab down`; returns how many things it removed.
 ///
 /// A pod namespace is touched only if it has processes and every one of them has its root
-/// directory in a lab node's containerd state (`target/lab/nodes/...`): a real cluster's
-/// containers on the same machine are never matched.
+/// file system in a lab node's containerd (overlay directories under `target/lab/nodes/`):
+/// a real cluster's containers on the same machine are never matched.
 pub fn sweep_leftovers() -> usize {
     let mut removed = 0;
     let base = paths::lab_dir().join("nodes");
     for ns in cni_namespaces() {
         let netns = Netns::existing(&ns);
         let pids = netns.pids().unwrap_or_default();
+        // A container's root is in its own mount namespace (readlink of /proc/PID/root
+        // says "/"); its root mount's overlay options name the snapshot directories,
+        // which for the lab's containers are under `base`.
+        let base_text = base.display().to_string();
         let ours = !pids.is_empty()
             && pids.iter().all(|pid| {
-                std::fs::read_link(format!("/proc/{pid}/root"))
-                    .is_ok_and(|root| root.starts_with(&base))
+                std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).is_ok_and(|m| {
+                    m.lines()
+                        .any(|l| l.split_whitespace().nth(4) == Some("/") && l.contains(&base_text))
+                })
             });
         if !ours {
             continue;
