@@ -3,9 +3,10 @@
 #
 #   1. Debian packages the lab uses (FRR, iproute2, nftables, ...): installed
 #      only when missing, in one apt-get update + install.
-#   2. herald-cp (kube-apiserver + etcd + kube-controller-manager, see
-#      tests/controlplane), kubectl from the same Kubernetes release, and
-#      helm: built with the local Go toolchain, cached outside the tree in
+#   2. herald-cp (kube-apiserver + etcd + kube-controller-manager +
+#      kube-scheduler, see tests/controlplane), kubelet, kube-proxy and kubectl
+#      from the same Kubernetes release, and helm: built with the local Go
+#      toolchain (separate `go build`s sharing Go's build cache), cached outside the tree in
 #      ${HERALD_CACHE:-$HOME/.cache/herald}/tools-<hash>/ and copied to
 #      target/lab/bin/. With a warm cache this takes seconds.
 #
@@ -29,6 +30,10 @@ APT_PACKAGES=(
   gobgpd ethtool procps psmisc jq bridge-utils kmod util-linux ca-certificates
   # conntrack-tools: the reference for the speaker's conntrack flush (tests/conntrack_netns.rs)
   conntrack
+  # Real nodes (kubelet in a node namespace): a container runtime, CNI
+  # plugins (bridge, host-local, portmap, loopback), and umoci to pack OCI
+  # images without a Docker daemon.
+  containerd runc containernetworking-plugins umoci
 )
 
 export GOTOOLCHAIN=local
@@ -137,7 +142,7 @@ for pkg in helm.sh/helm/v3/pkg/chartutil helm.sh/helm/v3/pkg/lint/rules; do
   HELM_LDFLAGS+=" -X $pkg.k8sVersionMajor=$HELM_K8S_MAJOR -X $pkg.k8sVersionMinor=$HELM_K8S_MINOR"
 done
 
-TOOLS=(herald-cp kubectl helm)
+TOOLS=(herald-cp kubelet kube-proxy kubectl helm)
 
 have_tools() {
   local t
@@ -159,6 +164,15 @@ build_tools() {
     t0=$(date +%s)
     go build -trimpath -buildvcs=false -ldflags "$K8S_LDFLAGS" -o "$tmp/kubectl" k8s.io/kubernetes/cmd/kubectl || exit 1
     echo "setup:   kubectl built ($(( $(date +%s) - t0 ))s)" >&3
+    # kubelet and kube-proxy run in the lab's node namespaces (real-node
+    # mode); separate binaries, not herald-cp roles, so they carry no
+    # apiserver code and no process-global state of the control plane.
+    t0=$(date +%s)
+    go build -trimpath -buildvcs=false -ldflags "$K8S_LDFLAGS" -o "$tmp/kubelet" k8s.io/kubernetes/cmd/kubelet || exit 1
+    echo "setup:   kubelet built ($(( $(date +%s) - t0 ))s)" >&3
+    t0=$(date +%s)
+    go build -trimpath -buildvcs=false -ldflags "$K8S_LDFLAGS" -o "$tmp/kube-proxy" k8s.io/kubernetes/cmd/kube-proxy || exit 1
+    echo "setup:   kube-proxy built ($(( $(date +%s) - t0 ))s)" >&3
     t0=$(date +%s)
     GOBIN=$tmp go install -trimpath -buildvcs=false -ldflags "$HELM_LDFLAGS" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" || exit 1
     echo "setup:   helm built ($(( $(date +%s) - t0 ))s)" >&3
@@ -170,6 +184,10 @@ build_tools() {
   local v
   v=$("$tmp/herald-cp" version 2>&1) || true
   [ "$v" = "$K8S_VERSION" ] || die "herald-cp version says '$v', expected $K8S_VERSION"
+  v=$("$tmp/kubelet" --version 2>&1) || true
+  [ "$v" = "Kubernetes $K8S_VERSION" ] || die "kubelet --version says '$v', expected Kubernetes $K8S_VERSION"
+  v=$("$tmp/kube-proxy" --version 2>&1) || true
+  [ "$v" = "Kubernetes $K8S_VERSION" ] || die "kube-proxy --version says '$v', expected Kubernetes $K8S_VERSION"
   v=$("$tmp/kubectl" version --client 2>&1) || true
   [[ "$v" == *"Client Version: $K8S_VERSION"* ]] || die "kubectl version says '$v', expected $K8S_VERSION"
   v=$("$tmp/helm" version --short 2>&1) || true
@@ -218,5 +236,5 @@ for t in "${TOOLS[@]}"; do
   fi
 done
 rm -f "$BIN_DIR"/*.tmp  # from an earlier version of this script
-log "tools in ${BIN_DIR#"$REPO_ROOT"/}: herald-cp + kubectl $K8S_VERSION, helm $HELM_VERSION"
+log "tools in ${BIN_DIR#"$REPO_ROOT"/}: herald-cp + kubelet + kube-proxy + kubectl $K8S_VERSION, helm $HELM_VERSION"
 log "done in $(( $(date +%s) - T0 ))s"

@@ -9,8 +9,15 @@
 //	    state: signal handlers, feature gates, metrics registries, klog flags).
 //	herald-cp version
 //	    prints the Kubernetes version this binary was built from.
-//	herald-cp kube-apiserver ARGS... / herald-cp kube-controller-manager ARGS...
+//	herald-cp kubeconfig --data-dir DIR --user CN [--group G]... --out FILE
+//	    issues a client certificate from the cluster CA of DIR and writes a
+//	    self-contained kubeconfig for it (the lab's kubelets: system:node:NAME
+//	    in group system:nodes).
+//	herald-cp kube-apiserver ARGS... / kube-controller-manager ARGS... / kube-scheduler ARGS...
 //	    the upstream commands, unchanged (used by `run`; handy for debugging).
+//
+// kubelet and kube-proxy are separate binaries built from the same module
+// (tests/setup.sh): they run in the lab's node namespaces, not here.
 package main
 
 import (
@@ -26,13 +33,16 @@ import (
 	"k8s.io/component-base/version"
 	apiserverapp "k8s.io/kubernetes/cmd/kube-apiserver/app"
 	kcmapp "k8s.io/kubernetes/cmd/kube-controller-manager/app"
+	schedulerapp "k8s.io/kubernetes/cmd/kube-scheduler/app"
 )
 
 const usage = `usage:
   herald-cp run --data-dir DIR [--bind-address IP] [--secure-port N] [--service-cluster-ip-range CIDR] [--ready-timeout DURATION]
   herald-cp version
+  herald-cp kubeconfig --data-dir DIR --user CN [--group G]... --out FILE
   herald-cp kube-apiserver ARGS...            (internal: upstream kube-apiserver)
   herald-cp kube-controller-manager ARGS...   (internal: upstream kube-controller-manager)
+  herald-cp kube-scheduler ARGS...            (internal: upstream kube-scheduler)
 `
 
 func main() {
@@ -56,6 +66,12 @@ func main() {
 		cmd := kcmapp.NewControllerManagerCommand()
 		cmd.SetArgs(args)
 		os.Exit(cli.Run(cmd))
+	case "kube-scheduler", "scheduler":
+		cmd := schedulerapp.NewSchedulerCommand()
+		cmd.SetArgs(args)
+		os.Exit(cli.Run(cmd))
+	case "kubeconfig":
+		os.Exit(runKubeconfig(args))
 	case "help", "-h", "--help":
 		fmt.Print(usage)
 	default:

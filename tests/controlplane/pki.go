@@ -120,6 +120,12 @@ func ensurePKI(dir string, bindIP, serviceIP net.IP) (*pki, error) {
 	if err := p.ensureClient("controller-manager", "system:kube-controller-manager", nil); err != nil {
 		return nil, fmt.Errorf("controller-manager cert: %w", err)
 	}
+	if err := p.ensureClient("scheduler", "system:kube-scheduler", nil); err != nil {
+		return nil, fmt.Errorf("scheduler cert: %w", err)
+	}
+	if err := p.ensureClient("kube-proxy", "system:kube-proxy", nil); err != nil {
+		return nil, fmt.Errorf("kube-proxy cert: %w", err)
+	}
 	if err := p.ensureServiceAccountKey(); err != nil {
 		return nil, fmt.Errorf("service-account key: %w", err)
 	}

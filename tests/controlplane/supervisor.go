@@ -16,6 +16,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -42,14 +43,26 @@ var kcmControllers = []string{
 	"replicaset-controller",
 	"deployment-controller",
 	"daemonset-controller",
+	// helm hooks (the chart's pre-delete Job) need Jobs to run.
+	"job-controller",
+	"ttl-after-finished-controller",
+}
+
+// With real kubelets (--node-lifecycle): Nodes whose kubelet stops
+// heartbeating go NotReady/Unknown and their pods not ready. Off by default:
+// the harness-played Nodes of the process-mode lab never heartbeat.
+var kcmNodeLifecycleControllers = []string{
+	"node-lifecycle-controller",
 }
 
 type runOpts struct {
-	dataDir      string
-	bindAddress  string
-	securePort   int
-	serviceCIDR  string
-	readyTimeout time.Duration
+	dataDir       string
+	bindAddress   string
+	securePort    int
+	serviceCIDR   string
+	readyTimeout  time.Duration
+	scheduler     bool
+	nodeLifecycle bool
 }
 
 // supervisor log: DIR/herald-cp.log (the terminal only gets the ready line
@@ -75,6 +88,8 @@ func runSupervisor(args []string) int {
 	fs.IntVar(&o.securePort, "secure-port", 6443, "kube-apiserver HTTPS port")
 	fs.StringVar(&o.serviceCIDR, "service-cluster-ip-range", "198.19.0.0/16", "Service ClusterIP range")
 	fs.DurationVar(&o.readyTimeout, "ready-timeout", 300*time.Second, "give up if not ready within this time")
+	fs.BoolVar(&o.scheduler, "scheduler", true, "run kube-scheduler (Deployment and DaemonSet pods get nodes)")
+	fs.BoolVar(&o.nodeLifecycle, "node-lifecycle", false, "run the node lifecycle controller (Nodes without heartbeat go NotReady; for real kubelets only)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -172,6 +187,17 @@ func (s *supervisor) run() int {
 		return 1
 	}
 
+	schedKubeconfig := filepath.Join(s.dir, "scheduler.kubeconfig")
+	if err := p.writeKubeconfig(schedKubeconfig, s.server(), "system:kube-scheduler", "scheduler"); err != nil {
+		fatalf("writing scheduler kubeconfig: %v", err)
+		return 1
+	}
+	// For the lab's kube-proxies (they run in node namespaces).
+	if err := p.writeKubeconfig(filepath.Join(s.dir, "kube-proxy.kubeconfig"), s.server(), "system:kube-proxy", "kube-proxy"); err != nil {
+		fatalf("writing kube-proxy kubeconfig: %v", err)
+		return 1
+	}
+
 	etcdURL, err := s.startEtcd()
 	if err != nil {
 		fatalf("starting etcd: %v (see %s)", err, filepath.Join(s.dir, "etcd.log"))
@@ -194,6 +220,9 @@ func (s *supervisor) run() int {
 		"--service-account-key-file=" + p.path("sa.pub"),
 		"--service-account-signing-key-file=" + p.path("sa.key"),
 		"--allow-privileged=true",
+		// Real kubelets (logs, exec, port-forward) are reached at their
+		// node address; the lab has no DNS for node names.
+		"--kubelet-preferred-address-types=InternalIP",
 		// The "kubernetes" Service's endpoint would be the link-local bind
 		// address, which Endpoints validation rejects; nothing in the lab
 		// talks to the apiserver through the Service anyway.
@@ -219,11 +248,15 @@ func (s *supervisor) run() int {
 	}
 	logger.Printf("kube-apiserver ready")
 
+	controllers := kcmControllers
+	if s.opts.nodeLifecycle {
+		controllers = append(slices.Clone(controllers), kcmNodeLifecycleControllers...)
+	}
 	kcmArgs := []string{
 		"--kubeconfig=" + kcmKubeconfig,
 		"--leader-elect=false",
 		"--use-service-account-credentials=true",
-		"--controllers=" + strings.Join(kcmControllers, ","),
+		"--controllers=" + strings.Join(controllers, ","),
 		"--service-account-private-key-file=" + p.path("sa.key"),
 		"--root-ca-file=" + p.path("ca.crt"),
 		"--service-cluster-ip-range=" + s.opts.serviceCIDR,
@@ -244,6 +277,21 @@ func (s *supervisor) run() int {
 		return s.get(client, "/api/v1/namespaces/default/serviceaccounts/default") == http.StatusOK
 	}); err != nil {
 		return s.failed(err)
+	}
+
+	if s.opts.scheduler {
+		schedArgs := []string{
+			"--kubeconfig=" + schedKubeconfig,
+			"--leader-elect=false",
+			// No HTTPS endpoint of its own: nothing to clash with on 10259.
+			"--secure-port=0",
+			"--profiling=false",
+			"--v=1",
+		}
+		if err := s.spawn("kube-scheduler", schedArgs); err != nil {
+			fatalf("%v", err)
+			return 1
+		}
 	}
 
 	logger.Printf("ready")

@@ -27,6 +27,11 @@ use crate::paths;
 use crate::plan;
 use crate::wait::{Poll, poll_until, poll_until_ok};
 
+/// A `bash -c` script that closes every descriptor above 2 it inherited, then execs its
+/// arguments. Rust opens its own files close-on-exec; descriptors inherited from outside
+/// (e.g. `flock FILE cargo test ...`) are not, and a detached child would keep them.
+pub const CLOSE_INHERITED_FDS_THEN_EXEC: &str = r#"for f in /proc/$$/fd/*; do n=${f##*/}; if [ "$n" -gt 2 ]; then eval "exec $n>&-"; fi; done 2>/dev/null; exec "$@""#;
+
 /// The line `herald-cp run` prints once /readyz is ok.
 pub const CP_READY_LINE: &str = "herald-cp: ready";
 /// How long a cold control-plane start may take.
@@ -140,10 +145,14 @@ impl ControlPlane {
         let port = plan::CP_PORT.to_string();
         let data_dir_text = data_dir.to_string_lossy().into_owned();
         // setsid --fork: a new session, reparented to init, so the control plane outlives
-        // this process and is shared by the test binaries that follow.
-        let mut command = Command::new("setsid");
+        // this process and is shared by the test binaries that follow. Through a shell
+        // that first closes every inherited descriptor above stderr: a lock held by
+        // whoever ran the tests (the machine-wide `flock` around a lab run) must not be
+        // held on by the detached control plane after the run ends.
+        let mut command = Command::new("bash");
         command
-            .arg("--fork")
+            .args(["-c", CLOSE_INHERITED_FDS_THEN_EXEC, "herald-cp-launcher"])
+            .args(["setsid", "--fork"])
             .arg(&binary)
             .args([
                 "run",
@@ -1201,6 +1210,25 @@ impl EndpointView {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_launcher_closes_inherited_descriptors_before_exec() {
+        // fd 7 stands for the flock descriptor a lab run inherits.
+        let script = format!(
+            "exec 7>/dev/null; bash -c '{}' launcher ls /proc/self/fd",
+            CLOSE_INHERITED_FDS_THEN_EXEC.replace('\'', "'\\''")
+        );
+        let out = crate::cmd::run(
+            Command::new("bash").args(["-c", &script]),
+            None,
+            Duration::from_secs(10),
+        )
+        .unwrap();
+        assert!(out.success(), "{}", out.stderr);
+        let fds: Vec<&str> = out.stdout.split_whitespace().collect();
+        assert!(!fds.contains(&"7"), "fd 7 survived: {fds:?}");
+        assert!(fds.contains(&"0") && fds.contains(&"2"), "{fds:?}");
+    }
 
     #[test]
     fn unix_time_is_formatted_as_rfc3339_utc() {

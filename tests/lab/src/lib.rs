@@ -17,6 +17,9 @@
 //! - [`chaos`]: faults on the control plane and a continuous client (chaos tests)
 //! - [`bench`]: percentiles and a timestamping Service watch for the benchmarks
 //! - [`echo`]: the pods' echo server and its clients
+//! - [`image`]: OCI images (Herald, pause, echo) built without Docker, for real nodes
+//! - [`helm`]: `helm install` of Herald's chart with the lab's image
+//! - [`realnode`]: real nodes — containerd, kubelet, kube-proxy in a node namespace
 //! - [`inspect`]: typed `ip -j` output
 //! - [`cleanup`]: find and remove lab leftovers
 //! - [`cmd`], [`wait`], [`lock`], [`paths`]: bounded commands, bounded waits, flocks, paths
@@ -29,13 +32,16 @@ pub mod echo;
 pub mod error;
 pub mod frr;
 pub mod gobgp;
+pub mod helm;
 pub mod herald;
+pub mod image;
 pub mod inspect;
 pub mod kube;
 pub mod lock;
 pub mod netns;
 pub mod paths;
 pub mod plan;
+pub mod realnode;
 pub mod topology;
 pub mod wait;
 

@@ -316,6 +316,14 @@ fn usage_text(state: &State) -> Result<String, std::fmt::Error> {
 
 fn down(keep_data: bool) -> anyhow::Result<()> {
     let removed = cleanup::sweep(plan::GLOBAL_PREFIX)?;
+    // After the node namespaces (and the containerds, kubelets and shims in them) are
+    // gone: containers of real nodes, their pod namespaces, mounts and cgroups.
+    let real_node_leftovers = herald_lab::realnode::sweep_leftovers();
+    if real_node_leftovers > 0 {
+        println!(
+            "herald-lab down: removed {real_node_leftovers} real-node leftovers (containers, pod namespaces, mounts, cgroups)"
+        );
+    }
     let stopped = ControlPlane::stop()?;
     let _ = std::fs::remove_file(paths::state_path());
     let _ = std::fs::remove_file(paths::kubeconfig_path());

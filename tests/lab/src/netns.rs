@@ -67,6 +67,19 @@ impl Netns {
         command
     }
 
+    /// A [`Command`] that runs `program` in this namespace's network namespace only
+    /// (`nsenter --net=/run/netns/NAME`). Unlike `ip netns exec` it makes no mount
+    /// namespace and does not remount /sys, so the program sees the host's cgroup mounts:
+    /// what kubelet and containerd need.
+    pub fn nsenter_command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut command = Command::new("nsenter");
+        command
+            .arg(format!("--net=/run/netns/{}", self.name))
+            .arg("--")
+            .arg(program);
+        command
+    }
+
     /// Runs `argv` inside the namespace within `timeout`; returns its output whatever its
     /// exit status.
     pub fn exec_unchecked(&self, argv: &[&str], timeout: Duration) -> Result<CmdOutput> {
@@ -252,6 +265,31 @@ impl LabProcess {
     /// Starts `argv` inside `netns`; stdout and stderr go to `LOG_DIR/NAME.log`.
     pub fn spawn(netns: &Netns, name: &str, argv: &[&str], log_dir: &Path) -> Result<LabProcess> {
         let (program, args) = split_argv(argv)?;
+        let mut command = netns.command(program);
+        command.args(args);
+        Self::spawn_command(netns, name, command, log_dir)
+    }
+
+    /// Like [`LabProcess::spawn`], but through [`Netns::nsenter_command`] (network
+    /// namespace only; the host's mounts stay visible).
+    pub fn spawn_nsenter(
+        netns: &Netns,
+        name: &str,
+        argv: &[&str],
+        log_dir: &Path,
+    ) -> Result<LabProcess> {
+        let (program, args) = split_argv(argv)?;
+        let mut command = netns.nsenter_command(program);
+        command.args(args);
+        Self::spawn_command(netns, name, command, log_dir)
+    }
+
+    fn spawn_command(
+        netns: &Netns,
+        name: &str,
+        mut command: Command,
+        log_dir: &Path,
+    ) -> Result<LabProcess> {
         std::fs::create_dir_all(log_dir)
             .map_err(|e| LabError::io(format!("creating {}", log_dir.display()), e))?;
         let log = log_dir.join(format!("{name}.log"));
@@ -260,9 +298,7 @@ impl LabProcess {
         let err = out
             .try_clone()
             .map_err(|e| LabError::io(format!("duplicating {}", log.display()), e))?;
-        let mut command = netns.command(program);
         command
-            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::from(out))
             .stderr(Stdio::from(err));
