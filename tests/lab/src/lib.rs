@@ -14,6 +14,7 @@
 //! - [`frr`]: FRR router instances and config generation; [`gobgp`]: a stand-in BGP peer
 //! - [`kube`]: control plane, kubectl, Kubernetes objects
 //! - [`herald`]: Herald's binaries, CRDs, objects, metrics and annotations as the lab reads them
+//! - [`metallb`]: the real MetalLB (built by `tests/reference/metallb.sh`) as a same-run reference
 //! - [`bench`]: percentiles and a timestamping Service watch for the benchmarks
 //! - [`echo`]: the pods' echo server and its clients
 //! - [`inspect`]: typed `ip -j` output
@@ -31,6 +32,7 @@ pub mod herald;
 pub mod inspect;
 pub mod kube;
 pub mod lock;
+pub mod metallb;
 pub mod netns;
 pub mod paths;
 pub mod plan;
