@@ -39,6 +39,9 @@ pub const API_VERSION: &str = "metallb.io/v1beta1";
 pub const SPEAKER_LABELS: &str = "app=metallb,component=speaker";
 /// The speakers' metrics port (MetalLB's default 7472 is left to Herald's controller).
 pub const SPEAKER_METRICS_PORT: &str = "7572";
+/// The speakers' memberlist port: MetalLB's default (7946) is Herald's membership port, and
+/// both run on every node in the comparison.
+pub const SPEAKER_MEMBERLIST_PORT: &str = "7947";
 /// The controller's metrics port.
 pub const CONTROLLER_METRICS_PORT: &str = "7571";
 
@@ -127,7 +130,9 @@ impl MetalLb {
     }
 
     /// The controller's command line for install namespace `namespace` and class `class`.
-    pub fn controller_argv(&self, namespace: &str, class: &str) -> Vec<String> {
+    /// `ml_secret` must exist already: the controller creates a missing one only with an
+    /// owner reference to its Deployment, which the lab does not have.
+    pub fn controller_argv(&self, namespace: &str, class: &str, ml_secret: &str) -> Vec<String> {
         let kubeconfig = paths::kubeconfig_path();
         vec![
             self.controller_binary().to_string_lossy().into_owned(),
@@ -136,7 +141,7 @@ impl MetalLb {
             format!("-lb-class={class}"),
             "-webhook-mode=disabled".into(),
             "-disable-cert-rotation".into(),
-            "-ml-secret-name=memberlist".into(),
+            format!("-ml-secret-name={ml_secret}"),
             format!("-port={CONTROLLER_METRICS_PORT}"),
         ]
     }
@@ -160,8 +165,8 @@ impl MetalLb {
             format!("-node-name={node}"),
             format!("-pod-name={pod}"),
             format!("-ml-bindaddr={address}"),
+            format!("-ml-bindport={SPEAKER_MEMBERLIST_PORT}"),
             format!("-ml-labels={SPEAKER_LABELS}"),
-            format!("-ml-namespace={namespace}"),
             format!("-ml-secret-key-path={}", key_dir.to_string_lossy()),
             format!("-host={address}"),
             format!("-port={SPEAKER_METRICS_PORT}"),

@@ -43,6 +43,7 @@ use std::time::{Duration, Instant};
 
 use common::{READY_TIMEOUT, SETUP_TIMEOUT, Setup, World, parse_ip};
 use herald_lab::bench::percentile;
+use herald_lab::herald::MEMBERLIST_SECRET;
 use herald_lab::metallb::{self, MetalLb};
 use herald_lab::{LabError, LabProcess, Result};
 use l2_support::{L2_POOL, ms};
@@ -133,7 +134,7 @@ impl MetalLbSide {
             &world.lab.log_dir().join("metallb-memberlist"),
             &format!("{namespace}-metallb-key-for-tests-only"),
         )?;
-        let argv = metallb.controller_argv(namespace, &world.class);
+        let argv = metallb.controller_argv(namespace, &world.class, MEMBERLIST_SECRET);
         let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
         let mut controller = world.lab.spawn_in_node(1, "metallb-controller", &argv)?;
         controller.wait_for_log("Starting workers", READY_TIMEOUT)?;
