@@ -428,7 +428,7 @@ fn herald_and_metallb_both_fail_over_after_a_speaker_sigkill() -> Result<()> {
 }
 
 #[test]
-#[ignore = "full comparison: ~20 min; run with --ignored --nocapture"]
+#[ignore = "full comparison: ~16 min at 20 runs (4 min at 5); run with --ignored --nocapture"]
 fn herald_vs_metallb_l2_failover_full() -> Result<()> {
     let n = runs_from_env(20);
     let Some(runs) = compare(n, n)? else {
