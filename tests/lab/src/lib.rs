@@ -15,6 +15,7 @@
 //! - [`kube`]: control plane, kubectl, Kubernetes objects
 //! - [`herald`]: Herald's binaries, CRDs, objects, metrics and annotations as the lab reads them
 //! - [`chaos`]: faults on the control plane and a continuous client (chaos tests)
+//! - [`metallb`]: the real MetalLB (built by `tests/reference/metallb.sh`) as a same-run reference
 //! - [`bench`]: percentiles and a timestamping Service watch for the benchmarks
 //! - [`echo`]: the pods' echo server and its clients
 //! - [`image`]: OCI images (Herald, pause, echo) built without Docker, for real nodes
@@ -38,6 +39,7 @@ pub mod image;
 pub mod inspect;
 pub mod kube;
 pub mod lock;
+pub mod metallb;
 pub mod netns;
 pub mod paths;
 pub mod plan;
