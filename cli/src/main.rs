@@ -72,6 +72,10 @@ struct MigrateArgs {
     /// Read the MetalLB objects and LoadBalancer Services from the cluster of the kubeconfig.
     #[arg(long)]
     from_cluster: bool,
+    /// With --from-cluster: the namespace MetalLB runs in. MetalLB reads its configuration
+    /// from there only, so objects in other namespaces are not read either.
+    #[arg(long, value_name = "NAMESPACE", default_value = "metallb-system")]
+    metallb_namespace: String,
     /// With --from-cluster: read Services from this namespace only (repeatable). Default:
     /// every namespace.
     #[arg(long = "service-namespace", value_name = "NAMESPACE")]
@@ -240,13 +244,18 @@ fn collect_files(path: &Path, files: &mut Vec<PathBuf>) -> Result<()> {
 }
 
 /// The MetalLB objects and LoadBalancer Services of the cluster, as documents.
-async fn read_cluster(client: &Client, service_namespaces: &[String]) -> Result<Vec<Document>> {
+async fn read_cluster(
+    client: &Client,
+    metallb_namespace: &str,
+    service_namespaces: &[String],
+) -> Result<Vec<Document>> {
     let mut documents = Vec::new();
     for kind in Kind::ALL {
         for version in kind.versions() {
             let gvk = GroupVersionKind::gvk(metallb::GROUP, version, kind.name());
             let resource = ApiResource::from_gvk_with_plural(&gvk, kind.plural());
-            let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
+            let api: Api<DynamicObject> =
+                Api::namespaced_with(client.clone(), metallb_namespace, &resource);
             match api.list(&ListParams::default()).await {
                 Ok(list) => {
                     for item in list.items {
@@ -265,7 +274,11 @@ async fn read_cluster(client: &Client, service_namespaces: &[String]) -> Result<
                 Err(kube::Error::Api(status)) if status.code == 404 => continue,
                 Err(error) => {
                     return Err(error).with_context(|| {
-                        format!("listing {}/{version} {}", metallb::GROUP, kind.name())
+                        format!(
+                            "listing {}/{version} {} in {metallb_namespace}",
+                            metallb::GROUP,
+                            kind.name()
+                        )
                     });
                 }
             }
@@ -304,7 +317,14 @@ async fn read_cluster(client: &Client, service_namespaces: &[String]) -> Result<
 async fn migrate(cli: &Cli, args: &MigrateArgs) -> Result<ExitCode> {
     let mut documents = Vec::new();
     if args.from_cluster {
-        documents.extend(read_cluster(&client(cli).await?, &args.service_namespaces).await?);
+        documents.extend(
+            read_cluster(
+                &client(cli).await?,
+                &args.metallb_namespace,
+                &args.service_namespaces,
+            )
+            .await?,
+        );
     }
     if !args.inputs.is_empty() || !args.from_cluster {
         match read_inputs(&args.inputs) {

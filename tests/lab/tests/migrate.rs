@@ -246,6 +246,8 @@ fn migrate_from_the_cluster_reads_what_the_files_say() -> Result<()> {
     let run = herald_command(&[
         "migrate",
         "--from-cluster",
+        "--metallb-namespace",
+        ns.name(),
         "--service-namespace",
         ns.name(),
         "--namespace",
