@@ -245,9 +245,9 @@ impl ForwardingExecutor {
     /// one. A failed flush is logged and counted, never fails the apply (the table is right;
     /// only old flows linger until they time out).
     async fn flush_stale(&mut self, plan: &NodePlan) -> Option<String> {
-        let previous = self.last_forwarding.replace(plan.forwarding.clone());
+        // Only the clean-up needs the previous decisions: without it, nothing is copied.
         let metrics = self.conntrack.clone()?;
-        let previous = previous?;
+        let previous = self.last_forwarding.replace(plan.forwarding.clone())?;
         let stale = stale_flows(&previous, &plan.forwarding, &plan.endpoint_addresses);
         if stale.is_empty() {
             return None;
