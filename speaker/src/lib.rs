@@ -11,6 +11,7 @@ pub mod forwarding;
 pub mod l2;
 pub mod membership;
 pub mod model;
+pub mod net;
 pub mod observability;
 pub mod planner;
 pub mod runtime;

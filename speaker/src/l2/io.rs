@@ -1,8 +1,9 @@
 //! The layer-2 I/O edge: kernel interfaces in, frames on the wire out.
 //!
 //! Owns everything in layer-2 mode that touches the kernel:
-//! - [`discover_interfaces`]: links and addresses over rtnetlink, converted to plain
-//!   [`InterfaceInfo`].
+//! - [`discover_interfaces`] (re-exported from [`crate::net::interfaces`], which owns it):
+//!   links and addresses over rtnetlink, converted to plain
+//!   [`InterfaceInfo`](super::interfaces::InterfaceInfo).
 //! - [`InterfaceAnnouncer`]: one thread per interface driving an [`Announcer`] with a pnet
 //!   datalink channel (promiscuous off, a short read timeout so the thread notices when to
 //!   stop) and a UDP socket whose IPv6 multicast memberships make the NIC accept the
@@ -22,11 +23,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use futures::TryStreamExt;
-use ipnet::IpNet;
 use pnet::datalink::{self, Channel, DataLinkReceiver, DataLinkSender};
-use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage};
-use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
 use socket2::{Domain, Protocol, Socket, Type};
 use thiserror::Error;
 
@@ -34,7 +31,7 @@ use super::announcer::{
     Action, AddressPhase, Announcer, AnnouncerConfig, AnnouncerEvent, Counters, TransmitKind,
 };
 use super::frames::MacAddr;
-use super::interfaces::InterfaceInfo;
+pub use crate::net::interfaces::discover_interfaces;
 
 /// How long the receive thread blocks before it looks at commands, timers and the stop flag.
 /// Bounds the latency of `set_addresses` and of timer-driven announcements.
@@ -42,10 +39,6 @@ const RECEIVE_POLL: Duration = Duration::from_millis(10);
 
 #[derive(Debug, Error)]
 pub enum L2IoError {
-    #[error("opening a netlink socket: {0}")]
-    NetlinkOpen(#[source] io::Error),
-    #[error("netlink request: {0}")]
-    Netlink(#[from] rtnetlink::Error),
     #[error("interface {0} not found")]
     NoSuchInterface(String),
     #[error("interface {0} has no Ethernet address")]
@@ -66,78 +59,6 @@ pub enum L2IoError {
         #[source]
         source: io::Error,
     },
-}
-
-/// Reads all links and their addresses over rtnetlink (needs a tokio runtime).
-pub async fn discover_interfaces() -> Result<Vec<InterfaceInfo>, L2IoError> {
-    let (connection, handle, _) = rtnetlink::new_connection().map_err(L2IoError::NetlinkOpen)?;
-    let connection = tokio::spawn(connection);
-    let result = async {
-        let links: Vec<LinkMessage> = handle.link().get().execute().try_collect().await?;
-        let addresses: Vec<AddressMessage> = handle.address().get().execute().try_collect().await?;
-        Ok::<_, L2IoError>(interfaces_from_netlink(&links, &addresses))
-    }
-    .await;
-    connection.abort();
-    result
-}
-
-/// Converts rtnetlink link and address messages into [`InterfaceInfo`]s, sorted by index.
-pub fn interfaces_from_netlink(
-    links: &[LinkMessage],
-    addresses: &[AddressMessage],
-) -> Vec<InterfaceInfo> {
-    let mut interfaces: Vec<InterfaceInfo> = links
-        .iter()
-        .map(|link| {
-            let mut name = String::new();
-            let mut mac = None;
-            for attribute in &link.attributes {
-                match attribute {
-                    LinkAttribute::IfName(n) => name.clone_from(n),
-                    LinkAttribute::Address(bytes) => {
-                        mac = <[u8; 6]>::try_from(bytes.as_slice()).ok().map(MacAddr);
-                    }
-                    _ => {}
-                }
-            }
-            let flags = link.header.flags;
-            InterfaceInfo {
-                name,
-                index: link.header.index,
-                mac: mac.filter(|mac| *mac != MacAddr::ZERO),
-                up: flags.contains(LinkFlags::Up),
-                loopback: flags.contains(LinkFlags::Loopback),
-                networks: Vec::new(),
-            }
-        })
-        .collect();
-    for message in addresses {
-        // IPv4 point-to-point links put the peer in Address and ours in Local: prefer Local.
-        let mut local = None;
-        let mut address = None;
-        for attribute in &message.attributes {
-            match attribute {
-                AddressAttribute::Local(ip) => local = Some(*ip),
-                AddressAttribute::Address(ip) => address = Some(*ip),
-                _ => {}
-            }
-        }
-        let Some(ip) = local.or(address) else {
-            continue;
-        };
-        let Ok(network) = IpNet::new(ip, message.header.prefix_len) else {
-            continue;
-        };
-        if let Some(interface) = interfaces
-            .iter_mut()
-            .find(|i| i.index == message.header.index)
-        {
-            interface.networks.push(network);
-        }
-    }
-    interfaces.sort_by_key(|interface| interface.index);
-    interfaces
 }
 
 /// An [`AnnouncerEvent`] with the interface it happened on.

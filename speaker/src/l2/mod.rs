@@ -1,17 +1,14 @@
 //! Layer 2 mode: one node answers for each external address on the local segment.
 //!
-//! - [`frames`]: pure build/parse of Ethernet, ARP and IPv6 Neighbor Discovery.
-//! - [`ownership`]: pure election of the one node that announces an address.
-//! - [`interfaces`]: pure choice of the interfaces that announce an address.
-//! - [`announcer`]: sans-IO per-interface state machine: probe, announce, answer, defend.
-//! - [`io`]: the I/O edge — rtnetlink interface discovery, one pnet thread per interface,
-//!   solicited-node multicast memberships.
+//! The protocol is the pure crate `herald-l2`, re-exported here: [`frames`] (ARP/NDP build and
+//! parse), [`ownership`] (who announces an address), [`interfaces`] (which interfaces announce
+//! it) and [`announcer`] (the per-interface probe/announce/answer/defend state machine).
 //!
-//! Everything here is pure except [`io`].
+//! - [`io`]: the I/O edge — one pnet thread per interface, solicited-node multicast
+//!   memberships. Reading the kernel's interfaces is [`crate::net::interfaces`].
+//! - [`executor`]: the runtime's layer-2 executor.
 
-pub mod announcer;
+pub use herald_l2::{announcer, frames, interfaces, ownership};
+
 pub mod executor;
-pub mod frames;
-pub mod interfaces;
 pub mod io;
-pub mod ownership;

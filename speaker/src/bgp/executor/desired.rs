@@ -18,10 +18,10 @@ use ipnet::IpNet;
 use crate::bfd::driver::BfdPeerConfig;
 use crate::bfd::socket::Hop;
 use crate::bgp::codec::{Family, LargeCommunity, RouteAttributes};
-use crate::bgp::driver::{DesiredBgp, PeerConfig, TCP_MD5_MAX_KEY_LEN};
 use crate::bgp::fsm::{GracefulRestartConfig, SessionConfig};
-use crate::l2::interfaces::InterfaceInfo;
+use crate::bgp::peer::{DesiredBgp, PeerConfig, TCP_MD5_MAX_KEY_LEN};
 use crate::model::{Community, Peer};
+use crate::net::interfaces::InterfaceInfo;
 use crate::planner::{BgpPlan, RouteAttributes as PlannedAttributes};
 
 /// Link bandwidth announced per local ready endpoint: 1 Mbit/s, in bytes per second (the

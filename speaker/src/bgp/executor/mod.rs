@@ -62,9 +62,9 @@ use self::report::{AnnotationBook, SessionReport, StatusBook, annotation_key, ca
 use crate::bgp::codec::Family;
 use crate::bgp::driver::{BgpManager, DriverError, ListenConfig, PeerStatus};
 use crate::bgp::fsm::{State, StopReason};
-use crate::l2::interfaces::InterfaceInfo;
-use crate::l2::io::discover_interfaces;
 use crate::model::{Peer, SecretKeyRef};
+use crate::net::interfaces::InterfaceInfo;
+use crate::net::interfaces::discover_interfaces;
 use crate::planner::{BgpPlan, NodePlan};
 use crate::runtime::executor::{ApplyReport, Executor, ExecutorError};
 use crate::runtime::watches::Snapshot;

@@ -33,8 +33,8 @@ use sha2::{Digest, Sha256};
 
 use super::desired::Translation;
 use crate::bgp::codec::Family;
-use crate::bgp::driver::PeerStatus;
 use crate::bgp::fsm::{SessionError, State};
+use crate::bgp::peer::PeerStatus;
 use crate::model::ServiceKey;
 use crate::planner::BgpPlan;
 

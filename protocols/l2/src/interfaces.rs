@@ -2,7 +2,7 @@
 //!
 //! Owns the rule "an interface announces an address when its subnet covers the address, or when
 //! the L2Advertisement lists it by name", over plain [`InterfaceInfo`] values. Reading the
-//! interfaces from the kernel (rtnetlink) is in [`super::io`].
+//! interfaces from the kernel (rtnetlink) is the speaker's `net::interfaces`.
 
 use std::net::IpAddr;
 

@@ -10,7 +10,7 @@
 //!
 //! I/O stops at the [`Action`]s: frames to transmit, multicast groups to join or leave, and
 //! events. Time is passed in; [`Announcer::poll_timeout`] says when to call
-//! [`Announcer::handle_timeout`] next. The I/O edge is [`super::io`].
+//! [`Announcer::handle_timeout`] next. The I/O edge is the speaker's `l2::io`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv6Addr};
@@ -634,7 +634,7 @@ fn announcement_frames(mac: MacAddr, address: IpAddr) -> Vec<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::l2::frames::{
+    use crate::frames::{
         ALL_NODES_MULTICAST, NdpMessage, NeighborAdvertisement, NeighborSolicitation,
     };
     use std::net::Ipv4Addr;
