@@ -6,8 +6,8 @@ use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Instant;
 
-use herald_speaker::l2::announcer::{Announcer, AnnouncerConfig};
-use herald_speaker::l2::frames::{ARP_PACKET_LEN, ArpPacket, ETHERTYPE_ARP, MacAddr, parse_frame};
+use herald_l2::announcer::{Announcer, AnnouncerConfig};
+use herald_l2::frames::{ARP_PACKET_LEN, ArpPacket, ETHERTYPE_ARP, MacAddr, parse_frame};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -8,8 +8,8 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Instant;
 
-use herald_speaker::bgp::codec::{self, Framer};
-use herald_speaker::bgp::fsm::{Direction, Input, Session, SessionConfig};
+use herald_bgp::codec::{self, Framer};
+use herald_bgp::fsm::{Direction, Input, Session, SessionConfig};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

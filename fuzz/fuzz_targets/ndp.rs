@@ -7,8 +7,8 @@ use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv6Addr};
 use std::time::Instant;
 
-use herald_speaker::l2::announcer::{Announcer, AnnouncerConfig};
-use herald_speaker::l2::frames::{MacAddr, NdpPacket, parse_frame};
+use herald_l2::announcer::{Announcer, AnnouncerConfig};
+use herald_l2::frames::{MacAddr, NdpPacket, parse_frame};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
