@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::l2::executor::decide::tests::{
-    NODES, Node, l2_of, lan, ranking, record_on_web, recorded, vip,
+    NODES, Node, all_but, l2_of, lan, ranked, ranking, record_on_web, recorded, vip,
 };
 use crate::l2::executor::decide::{TAKEN_AWAY_GRACE, Verdict};
 
@@ -20,9 +20,7 @@ fn eth0() -> BTreeSet<String> {
 
 #[test]
 fn a_node_that_hears_a_newer_owner_gives_the_address_up() {
-    let [owner, next, _] = ranking()[..] else {
-        panic!("three nodes ranked");
-    };
+    let [owner, next, _] = ranked();
     let mut node = Node::new(owner);
     node.pass(&l2_of(&NODES), &record_on_web(owner));
     assert!(phase(&node).is_some_and(Phase::is_ours));
@@ -88,13 +86,11 @@ fn a_record_write_is_sent_once_and_again_only_after_the_retry_interval() {
 
 #[test]
 fn the_first_record_of_a_takeover_comes_with_an_event_naming_the_previous_owner() {
-    let [dead, next, _] = ranking()[..] else {
-        panic!("three nodes ranked");
-    };
+    let [dead, next, _] = ranked();
     let mut node = Node::new(next);
     let records = record_on_web(dead);
     node.pass(&l2_of(&NODES), &records);
-    let survivors: Vec<&str> = NODES.iter().copied().filter(|n| *n != dead).collect();
+    let survivors = all_but(dead);
     let failover = node.pass(&l2_of(&survivors), &records);
     assert!(failover.changed.contains(&vip()), "a takeover is news");
     let written = node.pass(&l2_of(&survivors), &records);
@@ -124,9 +120,7 @@ fn an_address_no_longer_planned_is_kept_only_until_its_record_is_removed() {
 
 #[test]
 fn a_taken_away_record_is_dated_by_the_time_passed_in() {
-    let [me, other, _] = ranking()[..] else {
-        panic!("three nodes ranked");
-    };
+    let [me, other, _] = ranked();
     let l2 = l2_of(&NODES);
     let mine = recorded(&record_on_web(me));
     let theirs = record_on_web(other);

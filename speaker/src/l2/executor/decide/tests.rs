@@ -42,6 +42,17 @@ pub(crate) fn ranking() -> Vec<&'static str> {
     rendezvous_ranking(vip(), NODES)
 }
 
+/// The three nodes in failover order.
+pub(crate) fn ranked() -> [&'static str; 3] {
+    let ranking = ranking();
+    std::array::from_fn(|i| ranking[i])
+}
+
+/// Every node but `node`.
+pub(crate) fn all_but(node: &str) -> Vec<&'static str> {
+    NODES.iter().copied().filter(|n| *n != node).collect()
+}
+
 /// The state one node carries between passes, and a way to run passes on it.
 pub(crate) struct Node {
     pub(crate) name: &'static str,
@@ -231,14 +242,12 @@ fn the_other_nodes_leave_the_address_to_the_elected_owner() {
 
 #[test]
 fn when_the_recorded_owner_dies_the_next_ranked_node_takes_over_without_probing() {
-    let [dead, next, _] = ranking()[..] else {
-        panic!("three nodes ranked");
-    };
+    let [dead, next, _] = ranked();
     let mut node = Node::new(next);
     let records = record_on_web(dead);
     node.pass(&l2_of(&NODES), &records);
     assert!(node.assigned.is_empty(), "the owner is alive: not ours");
-    let survivors: Vec<&str> = NODES.iter().copied().filter(|n| *n != dead).collect();
+    let survivors = all_but(dead);
     let failover = node.pass(&l2_of(&survivors), &records);
     assert_eq!(
         failover.decisions[&vip()].verdict,
@@ -263,9 +272,7 @@ fn when_the_recorded_owner_dies_the_next_ranked_node_takes_over_without_probing(
 
 #[test]
 fn a_node_cut_off_from_its_peers_keeps_announcing_but_does_not_fight_over_the_record() {
-    let [owner, next, _] = ranking()[..] else {
-        panic!("three nodes ranked");
-    };
+    let [owner, next, _] = ranked();
     let mut node = Node::new(owner);
     node.pass(&l2_of(&NODES), &Records::default());
     node.pass(&l2_of(&NODES), &Records::default());
@@ -297,9 +304,7 @@ fn a_node_cut_off_from_its_peers_keeps_announcing_but_does_not_fight_over_the_re
 
 #[test]
 fn an_address_held_against_the_record_is_contested_and_one_backed_by_it_is_not() {
-    let [owner, next, _] = ranking()[..] else {
-        panic!("three nodes ranked");
-    };
+    let [owner, next, _] = ranked();
     // The first owner, with no record yet and then with its own: defended.
     let mut node = Node::new(owner);
     let first = node.pass(&l2_of(&NODES), &Records::default());
@@ -313,7 +318,7 @@ fn an_address_held_against_the_record_is_contested_and_one_backed_by_it_is_not()
 
     // The node taking over is contested until its own record is in place.
     let mut taker = Node::new(next);
-    let survivors: Vec<&str> = NODES.iter().copied().filter(|n| *n != owner).collect();
+    let survivors = all_but(owner);
     taker.pass(&l2_of(&NODES), &record_on_web(owner));
     let failover = taker.pass(&l2_of(&survivors), &record_on_web(owner));
     assert_eq!(failover.interfaces["eth0"].takeovers, [vip()].into());
@@ -324,9 +329,7 @@ fn an_address_held_against_the_record_is_contested_and_one_backed_by_it_is_not()
 
 #[test]
 fn a_node_cut_off_whose_record_was_taken_over_announces_on_its_side_but_never_writes_it_back() {
-    let [owner, next, _] = ranking()[..] else {
-        panic!("three nodes ranked");
-    };
+    let [owner, next, _] = ranked();
     let mut node = Node::new(owner);
     let mine = record_on_web(owner);
     node.pass(&l2_of(&NODES), &mine);
@@ -368,9 +371,7 @@ fn a_node_cut_off_whose_record_was_taken_over_announces_on_its_side_but_never_wr
 
 #[test]
 fn a_record_taken_away_is_forgotten_when_its_writer_comes_back_or_was_never_out_of_sight() {
-    let [me, other, _] = ranking()[..] else {
-        panic!("three nodes ranked");
-    };
+    let [me, other, _] = ranked();
     let t0 = Instant::now();
     let remembered: BTreeMap<IpAddr, TakenAway> =
         [(vip(), TakenAway::new(other.to_owned(), t0))].into();
@@ -394,9 +395,7 @@ fn a_record_taken_away_is_forgotten_when_its_writer_comes_back_or_was_never_out_
 
 #[test]
 fn only_a_record_change_to_another_node_on_an_announced_address_counts_as_taken_away() {
-    let [me, other, _] = ranking()[..] else {
-        panic!("three nodes ranked");
-    };
+    let [me, other, _] = ranked();
     let l2 = l2_of(&NODES);
     let announcing: BTreeSet<IpAddr> = [vip()].into();
     // Unchanged, or naming this node: nothing taken.
@@ -416,9 +415,7 @@ fn only_a_record_change_to_another_node_on_an_announced_address_counts_as_taken_
 #[test]
 fn a_node_seeing_fewer_than_half_of_the_eligible_nodes_announces_on_its_side_but_claims_no_record()
 {
-    let [owner, next, third] = ranking()[..] else {
-        panic!("three nodes ranked");
-    };
+    let [owner, next, third] = ranked();
     // `third` owns nothing here; cut off alone, it takes every address on its side...
     let mut node = Node::new(third);
     let records = record_on_web(owner);
@@ -448,9 +445,7 @@ fn a_node_seeing_fewer_than_half_of_the_eligible_nodes_announces_on_its_side_but
 
 #[test]
 fn an_address_taken_from_a_node_that_is_no_longer_eligible_is_not_contested() {
-    let [owner, next, third] = ranking()[..] else {
-        panic!("three nodes ranked");
-    };
+    let [owner, next, third] = ranked();
     let records = record_on_web(owner);
     let mut node = Node::new(next);
     node.pass(&l2_of(&NODES), &records);
@@ -540,21 +535,17 @@ fn the_survivor_of_a_two_node_cluster_still_records_itself() {
 
 #[test]
 fn a_takeover_is_recognised_from_memory_when_no_record_was_written_yet() {
-    let [first, next, _] = ranking()[..] else {
-        panic!("three nodes ranked");
-    };
+    let [first, next, _] = ranked();
     let mut node = Node::new(next);
     node.pass(&l2_of(&NODES), &Records::default());
-    let survivors: Vec<&str> = NODES.iter().copied().filter(|n| *n != first).collect();
+    let survivors = all_but(first);
     let failover = node.pass(&l2_of(&survivors), &Records::default());
     assert_eq!(failover.interfaces["eth0"].takeovers, [vip()].into());
 }
 
 #[test]
 fn the_returning_top_node_does_not_take_the_address_back_from_the_recorded_owner() {
-    let [top, current, _] = ranking()[..] else {
-        panic!("three nodes ranked");
-    };
+    let [top, current, _] = ranked();
     let mut node = Node::new(top);
     let pass = node.pass(&l2_of(&NODES), &record_on_web(current));
     assert_eq!(
@@ -600,14 +591,12 @@ fn during_the_startup_hold_a_lone_speaker_announces_only_what_the_records_say_is
 
 #[test]
 fn releasing_an_address_empties_the_interface_and_keeps_the_record_for_the_new_owner() {
-    let [owner, next, _] = ranking()[..] else {
-        panic!("three nodes ranked");
-    };
+    let [owner, next, _] = ranked();
     let mut node = Node::new(owner);
     let records = record_on_web(owner);
     node.pass(&l2_of(&NODES), &records);
     // Local policy moved the endpoints away: this node is no longer a candidate.
-    let without_us: Vec<&str> = NODES.iter().copied().filter(|n| *n != owner).collect();
+    let without_us = all_but(owner);
     let released = node.pass(&l2_of(&without_us), &records);
     assert_eq!(
         released.decisions[&vip()].verdict,
