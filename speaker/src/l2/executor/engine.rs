@@ -1,27 +1,27 @@
 //! The layer-2 executor's state between passes, and the performing of a pass.
 //!
-//! Owns the running [`InterfaceAnnouncer`]s (one per interface with addresses), the last plan,
-//! the records, and the memory the pure [`decide`] needs. [`Engine::pass`] gathers the
-//! inputs, calls [`decide`], and performs the result: tells announcers what to answer for,
-//! starts and stops them, queues record writes and Events. It never waits on the API server:
-//! requests go to a queue ([`KubeEdge::send`]). The async shell around it is in [`super`].
+//! Owns the running [`InterfaceAnnouncer`]s (one per interface with addresses, with what each
+//! was told), the last plan, the records, and one [`AddressState`] per address.
+//! [`Engine::pass`] gathers the facts, runs the pure [`decide`] (one state-machine step per
+//! address) and performs the result: tells announcers what to answer for, starts and stops
+//! them, queues record writes and Events, logs and counts. Time comes in as `now`; the engine
+//! reads no clock. It never waits on the API server: requests go to a queue
+//! ([`KubeEdge::send`]). The async shell around it is in [`super`].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::sync::mpsc as std_mpsc;
 use std::time::{Duration, Instant};
 
+use super::address::{AddressState, Publish};
 use super::conflicts::{
     CONDITION_L2_CONFLICT, ConflictNotice, ConflictReport, ConflictStance, ConflictTracker,
     QUIET_BEFORE_CLEAR,
 };
-use super::decide::{
-    AddressDecision, PassInput, RecordWrite, Start, TakenAway, Verdict, decide, known_speakers,
-    still_taken_away, taken_away,
-};
+use super::decide::{AddressDecision, PassInput, Start, Verdict, decide, known_speakers};
 use super::kube_edge::{ApiRequest, KubeEdge};
 use super::metrics::{L2Metrics, PhaseLabel};
-use super::record::{Record, Records};
+use super::record::Records;
 use crate::l2::announcer::{AddressPhase, AnnouncerConfig, AnnouncerEvent, Counters};
 use crate::l2::interfaces::InterfaceInfo;
 use crate::l2::io::{InterfaceAnnouncer, InterfaceAnnouncerConfig, InterfaceEvent};
@@ -64,6 +64,15 @@ pub struct PassSummary {
     pub lines: Vec<String>,
 }
 
+/// A running announcer and what it was last told.
+struct Running {
+    announcer: InterfaceAnnouncer,
+    wanted: BTreeSet<IpAddr>,
+    contested: BTreeSet<IpAddr>,
+    /// Its counters when last added to the metrics.
+    counters_seen: Counters,
+}
+
 /// Everything the layer-2 executor keeps between passes.
 pub struct Engine {
     config: L2ExecutorConfig,
@@ -72,22 +81,12 @@ pub struct Engine {
     /// `None` until the first list of Services is complete (always `Some` without a client).
     records: Option<Records>,
     interfaces: Vec<InterfaceInfo>,
-    announcers: BTreeMap<String, InterfaceAnnouncer>,
-    assigned: BTreeMap<String, BTreeSet<IpAddr>>,
-    /// What each interface's announcer was last told is contested.
-    contested: BTreeMap<String, BTreeSet<IpAddr>>,
-    /// Addresses whose record another node wrote while this node announced them.
-    lost_to: BTreeMap<IpAddr, TakenAway>,
-    counters_seen: BTreeMap<String, Counters>,
-    last_owners: BTreeMap<IpAddr, String>,
+    /// One per interface with addresses.
+    announcers: BTreeMap<String, Running>,
+    /// The state machine of every address this node plans for or has to clean up after.
+    addresses: BTreeMap<IpAddr, AddressState>,
     /// Every node membership showed live (as a candidate) since this speaker started.
     speakers_seen_live: BTreeSet<String>,
-    decisions: BTreeMap<IpAddr, AddressDecision>,
-    /// How each owned address started, until its record (and Event) is written.
-    starts: BTreeMap<IpAddr, Start>,
-    /// The "announcing" Events already published for the current acquisitions.
-    evented: BTreeSet<(ServiceKey, IpAddr)>,
-    requested: BTreeMap<(ServiceKey, IpAddr), (Option<Record>, Instant)>,
     conflicts: ConflictTracker,
     events: std_mpsc::Sender<InterfaceEvent>,
     kube: Option<KubeEdge>,
@@ -98,7 +97,7 @@ impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Engine")
             .field("node", &self.config.node)
-            .field("assigned", &self.assigned)
+            .field("assigned", &self.assigned())
             .finish_non_exhaustive()
     }
 }
@@ -122,16 +121,8 @@ impl Engine {
             plan: None,
             interfaces: Vec::new(),
             announcers: BTreeMap::new(),
-            assigned: BTreeMap::new(),
-            contested: BTreeMap::new(),
-            lost_to: BTreeMap::new(),
-            counters_seen: BTreeMap::new(),
-            last_owners: BTreeMap::new(),
+            addresses: BTreeMap::new(),
             speakers_seen_live: BTreeSet::new(),
-            decisions: BTreeMap::new(),
-            starts: BTreeMap::new(),
-            evented: BTreeSet::new(),
-            requested: BTreeMap::new(),
             conflicts: ConflictTracker::default(),
             events,
             kube,
@@ -147,25 +138,9 @@ impl Engine {
         self.interfaces = interfaces;
     }
 
-    /// Takes a new view of the records; notes the announced addresses whose record another
-    /// node just wrote (see [`taken_away`]).
+    /// Takes a new view of the records. The next pass compares it with the last one (a
+    /// record another node just wrote over this node's is noticed there).
     pub fn set_records(&mut self, records: Records) {
-        if let Some(plan) = &self.plan {
-            let lost = taken_away(
-                &self.config.node,
-                &self.owned(),
-                plan,
-                self.records.as_ref(),
-                &records,
-            );
-            let now = Instant::now();
-            for (address, by) in lost {
-                if self.lost_to.get(&address).map(|taken| &taken.by) != Some(&by) {
-                    tracing::info!(%address, to = %by, "another node recorded itself as the announcer of an address this node announces: it took the address over and is alive; this node will not write its own record over that one while it cannot see that node");
-                }
-                self.lost_to.insert(address, TakenAway::new(by, now));
-            }
-        }
         self.records = Some(records);
     }
 
@@ -180,7 +155,18 @@ impl Engine {
 
     /// Addresses this node currently announces (or probes for).
     pub fn owned(&self) -> BTreeSet<IpAddr> {
-        self.assigned.values().flatten().copied().collect()
+        self.announcers
+            .values()
+            .flat_map(|running| running.wanted.iter().copied())
+            .collect()
+    }
+
+    /// What each announcer was last told to answer for.
+    fn assigned(&self) -> BTreeMap<String, BTreeSet<IpAddr>> {
+        self.announcers
+            .iter()
+            .map(|(name, running)| (name.clone(), running.wanted.clone()))
+            .collect()
     }
 
     /// Stops announcers whose thread has ended, so that the next pass starts them again.
@@ -188,14 +174,16 @@ impl Engine {
         let dead: Vec<String> = self
             .announcers
             .iter()
-            .filter(|(_, announcer)| !announcer.is_running())
+            .filter(|(_, running)| !running.announcer.is_running())
             .map(|(name, _)| name.clone())
             .collect();
         for name in &dead {
             self.stop_announcer(name);
         }
         // Re-send every record that is not in place yet.
-        self.requested.clear();
+        for state in self.addresses.values_mut() {
+            state.requests.clear();
+        }
         dead.into_iter()
             .map(|name| format!("layer-2 announcer on {name} had stopped; restarting it"))
             .collect()
@@ -207,7 +195,6 @@ impl Engine {
         for name in names {
             self.stop_announcer(&name);
         }
-        self.assigned.clear();
         self.plan = None;
         self.metrics.owned_addresses.set(0);
     }
@@ -217,18 +204,15 @@ impl Engine {
         if self.announcers.remove(name).is_some() {
             tracing::info!(interface = name, "layer-2 announcer stopped");
         }
-        self.assigned.remove(name);
-        self.contested.remove(name);
-        self.counters_seen.remove(name);
     }
 
     /// Adds the announcers' counter growth to the metrics.
     pub fn sample_counters(&mut self) {
-        for (name, announcer) in &self.announcers {
-            let now = announcer.counters();
-            let before = self.counters_seen.get(name).copied().unwrap_or_default();
-            self.metrics.add_counter_growth(name, &before, &now);
-            self.counters_seen.insert(name.clone(), now);
+        for (name, running) in &mut self.announcers {
+            let now = running.announcer.counters();
+            self.metrics
+                .add_counter_growth(name, &running.counters_seen, &now);
+            running.counters_seen = now;
         }
     }
 
@@ -251,65 +235,49 @@ impl Engine {
         plan: &BTreeMap<IpAddr, L2Announcement>,
         summary: &mut PassSummary,
     ) {
-        let announced = self.announced_addresses();
         let empty = Records::default();
-        let holding = self.holding(now);
-        let acquiring: BTreeSet<IpAddr> = self.starts.keys().copied().collect();
-        self.lost_to = still_taken_away(
-            &self.lost_to,
-            plan,
-            self.records.as_ref().unwrap_or(&empty),
-            now,
-        );
+        let records = self.records.as_ref().unwrap_or(&empty);
         self.speakers_seen_live.extend(
             plan.values()
                 .flat_map(|announcement| announcement.candidates.iter().cloned()),
         );
-        let known_speakers = known_speakers(
-            &self.speakers_seen_live,
-            self.records.as_ref().unwrap_or(&empty),
-            plan,
+        let known_speakers = known_speakers(&self.speakers_seen_live, records, plan);
+        let pass = decide(
+            &PassInput {
+                node: &self.config.node,
+                l2: plan,
+                records,
+                interfaces: &self.interfaces,
+                assigned: &self.assigned(),
+                announced: &self.announced_addresses(),
+                holding: self.holding(now),
+                known_speakers: &known_speakers,
+                record_retry: self.config.record_retry,
+            },
+            &self.addresses,
+            now,
         );
-        let pass = decide(&PassInput {
-            node: &self.config.node,
-            l2: plan,
-            records: self.records.as_ref().unwrap_or(&empty),
-            interfaces: &self.interfaces,
-            last_owners: &self.last_owners,
-            assigned: &self.assigned,
-            announced: &announced,
-            acquiring: &acquiring,
-            lost_to: &self.lost_to,
-            holding,
-            known_speakers: &known_speakers,
-        });
 
-        for (address, decision) in &pass.decisions {
-            let before = self.decisions.get(address).map(|d| &d.verdict);
-            if verdict_changed(before, &decision.verdict) {
-                log_decision(&self.config.node, *address, decision, before);
-                if let Verdict::Announce { start, .. } = &decision.verdict
-                    && *start != Start::Continuing
-                {
-                    if matches!(start, Start::TakeOver { .. }) {
-                        self.metrics.takeovers.inc();
-                    }
-                    self.starts.insert(*address, start.clone());
-                }
+        for (address, by) in &pass.taken_away {
+            tracing::info!(%address, to = %by, "another node recorded itself as the announcer of an address this node announces: it took the address over and is alive; this node will not write its own record over that one while it cannot see that node");
+        }
+        for address in &pass.changed {
+            let Some(decision) = pass.decisions.get(address) else {
+                continue;
+            };
+            let was_ours = self
+                .addresses
+                .get(address)
+                .is_some_and(|state| state.phase.is_ours());
+            log_decision(&self.config.node, *address, decision, was_ours);
+            if let Verdict::Announce {
+                start: Start::TakeOver { .. },
+                ..
+            } = &decision.verdict
+            {
+                self.metrics.takeovers.inc();
             }
         }
-        // An address stays "acquiring" while it is ours and its record is not in place.
-        let writing: BTreeSet<IpAddr> = pass.record_writes.iter().map(|w| w.address).collect();
-        self.starts.retain(|address, _| {
-            let ours = matches!(
-                pass.decisions.get(address).map(|d| &d.verdict),
-                Some(Verdict::Announce { .. })
-            );
-            let recorded = announced.contains(address) && !writing.contains(address);
-            ours && !recorded
-        });
-        self.evented
-            .retain(|(_, address)| self.starts.contains_key(address));
 
         for (name, assignment) in &pass.interfaces {
             if assignment.wanted.is_empty() {
@@ -331,31 +299,35 @@ impl Engine {
                 match InterfaceAnnouncer::start(config, self.events.clone()) {
                     Ok(announcer) => {
                         tracing::info!(interface = %name, mac = %announcer.mac(), "layer-2 announcer started");
-                        self.announcers.insert(name.clone(), announcer);
-                        self.counters_seen.insert(name.clone(), Counters::default());
+                        self.announcers.insert(
+                            name.clone(),
+                            Running {
+                                announcer,
+                                wanted: BTreeSet::new(),
+                                contested: BTreeSet::new(),
+                                counters_seen: Counters::default(),
+                            },
+                        );
                     }
                     Err(error) => {
                         self.metrics.interface_start_errors.inc();
                         tracing::error!(interface = %name, %error, "cannot announce on this interface; retrying on the next pass");
-                        self.assigned.remove(name);
-                        self.contested.remove(name);
                         summary.lines.push(format!("{name}: {error}"));
                         continue;
                     }
                 }
             }
-            let wanted_changed = self.assigned.get(name) != Some(&assignment.wanted);
-            let contested_changed = self.contested.get(name) != Some(&assignment.contested);
-            if wanted_changed || contested_changed {
-                if let Some(announcer) = self.announcers.get(name) {
-                    announcer.assign(
-                        assignment.wanted.clone(),
-                        assignment.takeovers.clone(),
-                        assignment.contested.clone(),
-                    );
-                }
-                self.contested
-                    .insert(name.clone(), assignment.contested.clone());
+            let Some(running) = self.announcers.get_mut(name) else {
+                continue;
+            };
+            let wanted_changed = running.wanted != assignment.wanted;
+            if wanted_changed || running.contested != assignment.contested {
+                running.announcer.assign(
+                    assignment.wanted.clone(),
+                    assignment.takeovers.clone(),
+                    assignment.contested.clone(),
+                );
+                running.contested.clone_from(&assignment.contested);
             }
             if wanted_changed {
                 summary.changed = true;
@@ -364,26 +336,13 @@ impl Engine {
                     assignment.wanted.len(),
                     assignment.takeovers.len()
                 ));
-                self.assigned
-                    .insert(name.clone(), assignment.wanted.clone());
+                running.wanted.clone_from(&assignment.wanted);
             }
         }
 
-        let mut wanted_keys = BTreeSet::new();
-        for write in &pass.record_writes {
-            let key = (write.service.clone(), write.address);
-            wanted_keys.insert(key.clone());
-            let fresh = self.requested.get(&key).is_some_and(|(record, at)| {
-                *record == write.record
-                    && now.saturating_duration_since(*at) < self.config.record_retry
-            });
-            if fresh {
-                continue;
-            }
-            self.requested.insert(key, (write.record.clone(), now));
-            self.publish_record(write, plan);
+        for send in &pass.sends {
+            self.publish_record(send);
         }
-        self.requested.retain(|key, _| wanted_keys.contains(key));
 
         self.metrics
             .owned_addresses
@@ -394,50 +353,38 @@ impl Engine {
                 .filter(|d| d.verdict == Verdict::NoInterface)
                 .count(),
         ));
-        self.last_owners = pass.owners;
-        self.decisions = pass.decisions;
+        self.addresses = pass.states;
     }
 
-    /// Queues a record write, and with a new record an Event saying who announces now.
-    fn publish_record(&mut self, write: &RecordWrite, plan: &BTreeMap<IpAddr, L2Announcement>) {
+    /// Queues a record write, and with a new acquisition an Event saying who announces now.
+    fn publish_record(&self, send: &Publish) {
         let Some(kube) = &self.kube else {
             return;
         };
+        let write = &send.write;
         kube.send(ApiRequest::Record(write.clone()));
-        let Some(record) = &write.record else {
+        let (Some(record), Some(start)) = (&write.record, &send.event) else {
             return;
         };
-        let how = match self.starts.get(&write.address) {
-            Some(Start::TakeOver { from }) => {
+        let how = match start {
+            Start::TakeOver { from } => {
                 format!(" (took over from {from}, no longer live or eligible, without probing)")
             }
-            Some(Start::FirstAnnouncement) => {
-                " (after probing that nobody else uses it)".to_owned()
-            }
-            Some(Start::Resume) => " (resumed after a restart)".to_owned(),
-            Some(Start::Continuing) | None => String::new(),
+            Start::FirstAnnouncement => " (after probing that nobody else uses it)".to_owned(),
+            Start::Resume => " (resumed after a restart)".to_owned(),
+            Start::Continuing => String::new(),
         };
-        // One Event per Service when this node acquires the address, however often the
-        // record write has to be retried.
-        let first_time = self.starts.contains_key(&write.address)
-            && self.evented.insert((write.service.clone(), write.address));
-        if first_time
-            && plan
-                .get(&write.address)
-                .is_some_and(|a| a.services.contains(&write.service))
-        {
-            kube.send(ApiRequest::Event {
-                service: write.service.clone(),
-                warning: false,
-                reason: "L2Announcing",
-                note: format!(
-                    "{} announces {} on {}{how}",
-                    record.node,
-                    write.address,
-                    record.interfaces.join(",")
-                ),
-            });
-        }
+        kube.send(ApiRequest::Event {
+            service: write.service.clone(),
+            warning: false,
+            reason: "L2Announcing",
+            note: format!(
+                "{} announces {} on {}{how}",
+                record.node,
+                write.address,
+                record.interfaces.join(",")
+            ),
+        });
     }
 
     /// Handles one announcer event; returns whether a pass should follow.
@@ -483,7 +430,7 @@ impl Engine {
     fn announced_addresses(&self) -> BTreeSet<IpAddr> {
         self.announcers
             .values()
-            .flat_map(InterfaceAnnouncer::phases)
+            .flat_map(|running| running.announcer.phases())
             .filter(|(_, phase)| *phase == AddressPhase::Announcing)
             .map(|(address, _)| address)
             .collect()
@@ -568,29 +515,11 @@ impl Engine {
     }
 }
 
-/// Whether a verdict is news: an address that goes on being announced on the same
-/// interfaces is not (its start turns from how it began to `Continuing`).
-fn verdict_changed(before: Option<&Verdict>, now: &Verdict) -> bool {
-    match (before, now) {
-        (
-            Some(Verdict::Announce {
-                interfaces: before, ..
-            }),
-            Verdict::Announce {
-                interfaces: now,
-                start: Start::Continuing,
-            },
-        ) => before != now,
-        (before, now) => before != Some(now),
-    }
-}
-
 fn count(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-fn log_decision(node: &str, address: IpAddr, decision: &AddressDecision, before: Option<&Verdict>) {
-    let was_ours = matches!(before, Some(Verdict::Announce { .. }));
+fn log_decision(node: &str, address: IpAddr, decision: &AddressDecision, was_ours: bool) {
     match &decision.verdict {
         Verdict::Announce { interfaces, start } => match start {
             Start::TakeOver { from } => {

@@ -16,6 +16,7 @@
 //! membership reports the owner dead, the runtime re-plans within its debounce (≤ 100 ms)
 //! and the next owner announces at once.
 
+pub mod address;
 pub mod conflicts;
 pub mod decide;
 pub mod engine;
