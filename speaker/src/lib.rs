@@ -4,6 +4,7 @@
 //! rendering) with thin I/O edges (kube watches, sockets, `nft`). Each module's header says
 //! where its I/O stops.
 
+pub mod api_writer;
 pub mod bfd;
 pub mod bgp;
 pub mod convert;
@@ -14,3 +15,4 @@ pub mod model;
 pub mod observability;
 pub mod planner;
 pub mod runtime;
+pub mod task;

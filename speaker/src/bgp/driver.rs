@@ -6,7 +6,7 @@
 //! turning session outputs into writes, connects and closes. All protocol decisions are the
 //! session's ([`super::fsm`]); nothing here interprets BGP bytes.
 //!
-//! Task ownership: every spawned task is held by a value ([`AbortOnDrop`] or a join handle the
+//! Task ownership: every spawned task is held by a value ([`TaskHandle`] or a join handle the
 //! owner awaits) and ends when that value goes away.
 
 use std::collections::{BTreeMap, HashMap};
@@ -29,6 +29,7 @@ use super::fsm::{
 };
 use crate::bfd::driver::{BfdManager, BfdPeerConfig, BfdStatus, PathState};
 use crate::bfd::metrics::BfdMetrics;
+use crate::task::TaskHandle;
 
 /// The well-known BGP port (RFC 4271 §8.2.1).
 pub const BGP_PORT: u16 = 179;
@@ -42,22 +43,6 @@ pub const TCP_MD5_MAX_KEY_LEN: usize = 80;
 const WRITE_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 /// Events waiting for a peer task; readers pause when it is full.
 const EVENT_QUEUE: usize = 256;
-
-/// A spawned task that is aborted when this value is dropped.
-#[derive(Debug)]
-pub struct AbortOnDrop(JoinHandle<()>);
-
-impl AbortOnDrop {
-    pub fn spawn(future: impl Future<Output = ()> + Send + 'static) -> Self {
-        Self(tokio::spawn(future))
-    }
-}
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
 
 /// Errors of the I/O edge.
 #[derive(Debug, thiserror::Error)]
@@ -245,7 +230,7 @@ enum ConnEvent {
 struct LiveConnection {
     writer: mpsc::UnboundedSender<Vec<u8>>,
     writer_task: JoinHandle<()>,
-    _reader: AbortOnDrop,
+    _reader: TaskHandle,
 }
 
 /// Status of one peer as the manager reports it.
@@ -259,7 +244,7 @@ struct PeerTask {
     config: PeerConfig,
     session: Session,
     events: mpsc::Sender<ConnEvent>,
-    connecting: HashMap<ConnectionId, AbortOnDrop>,
+    connecting: HashMap<ConnectionId, TaskHandle>,
     connections: HashMap<ConnectionId, LiveConnection>,
     status: watch::Sender<PeerStatus>,
     flushing: Vec<JoinHandle<()>>,
@@ -383,7 +368,7 @@ impl PeerTask {
     fn attach(&mut self, conn: ConnectionId, stream: TcpStream) {
         let (mut read_half, mut write_half) = stream.into_split();
         let events = self.events.clone();
-        let reader = AbortOnDrop::spawn(async move {
+        let reader = TaskHandle::spawn(async move {
             let mut buffer = vec![0u8; super::codec::MAX_MESSAGE_LEN];
             loop {
                 match read_half.read(&mut buffer).await {
@@ -432,7 +417,7 @@ impl PeerTask {
                     let config = self.config.clone();
                     let events = self.events.clone();
                     let timeout = self.config.session.connect_retry;
-                    let attempt = AbortOnDrop::spawn(async move {
+                    let attempt = TaskHandle::spawn(async move {
                         let event = match tokio::time::timeout(timeout, connect(&config)).await {
                             Ok(Ok(stream)) => ConnEvent::Connected(conn, stream),
                             Ok(Err(error)) => ConnEvent::ConnectFailed(conn, error.to_string()),
@@ -498,7 +483,7 @@ struct PeerHandle {
     routes: BTreeMap<IpNet, RouteAttributes>,
     commands: mpsc::UnboundedSender<PeerCommand>,
     status: watch::Receiver<PeerStatus>,
-    task: JoinHandle<()>,
+    task: TaskHandle,
 }
 
 /// The next change of a BFD path state, as (previous, current); never returns once the
@@ -529,7 +514,7 @@ fn spawn_peer(config: PeerConfig, bfd: watch::Receiver<PathState>) -> PeerHandle
         flushing: Vec::new(),
         bfd,
     };
-    let task = tokio::spawn(task.run(command_rx, event_rx));
+    let task = TaskHandle::spawn(task.run(command_rx, event_rx));
     PeerHandle {
         config,
         routes: BTreeMap::new(),
@@ -567,7 +552,7 @@ impl Default for ListenConfig {
 /// from unknown addresses are closed at once.
 struct BgpListener {
     listeners: Vec<Arc<TcpListener>>,
-    _accept_tasks: Vec<AbortOnDrop>,
+    _accept_tasks: Vec<TaskHandle>,
 }
 
 impl BgpListener {
@@ -588,7 +573,7 @@ impl BgpListener {
             let listener = Arc::new(socket.listen(64)?);
             let accepting = Arc::clone(&listener);
             let registry = Arc::clone(&registry);
-            tasks.push(AbortOnDrop::spawn(async move {
+            tasks.push(TaskHandle::spawn(async move {
                 loop {
                     let Ok((stream, from)) = accepting.accept().await else {
                         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -643,7 +628,7 @@ pub struct BgpManager {
     registry: Registry,
     listener: Option<BgpListener>,
     peers: BTreeMap<String, PeerHandle>,
-    retiring: Vec<JoinHandle<()>>,
+    retiring: Vec<TaskHandle>,
     bfd: BfdManager,
 }
 
@@ -776,17 +761,6 @@ impl BgpManager {
         }
         for task in self.retiring.drain(..) {
             let _ = tokio::time::timeout(WRITE_FLUSH_TIMEOUT * 2, task).await;
-        }
-    }
-}
-
-impl Drop for BgpManager {
-    fn drop(&mut self) {
-        for handle in self.peers.values() {
-            handle.task.abort();
-        }
-        for task in &self.retiring {
-            task.abort();
         }
     }
 }
