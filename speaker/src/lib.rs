@@ -11,6 +11,7 @@ pub mod convert;
 pub mod forwarding;
 pub mod l2;
 pub mod membership;
+pub mod metric_group;
 pub mod model;
 pub mod observability;
 pub mod planner;

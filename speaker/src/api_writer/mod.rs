@@ -25,10 +25,11 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::registry::Registry;
 use tokio::sync::{mpsc, oneshot};
 
 use self::queue::{Next, Pushed, QueueLimits, Queued, Retried, WriteQueue};
+pub use crate::metric_group::ResultLabel;
+use crate::metric_group::metric_group;
 use crate::task::TaskHandle;
 
 /// Longest one API request may take before it counts as the API being unavailable.
@@ -79,50 +80,17 @@ pub struct KindLabel {
     pub kind: &'static str,
 }
 
-/// Label: a result (`ok`, `unavailable`).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-pub struct ResultLabel {
-    pub result: &'static str,
-}
-
-/// The writer's metrics (prefix `herald_speaker_api_writer_`). Clones share the values.
-#[derive(Debug, Clone, Default)]
-pub struct ApiWriterMetrics {
-    /// Writes waiting.
-    pub queued: Gauge,
-    /// Attempts, by result (`done`, `unavailable`).
-    pub attempts: Family<ResultLabel, Counter>,
-    /// Queued writes replaced by a newer write for the same object.
-    pub coalesced: Counter,
-    /// Writes dropped because the queue was full (Events: the oldest), by kind.
-    pub dropped: Family<KindLabel, Counter>,
-}
-
-impl ApiWriterMetrics {
-    pub fn register(registry: &mut Registry) -> Self {
-        let metrics = Self::default();
-        let sub = registry.sub_registry_with_prefix("api_writer");
-        sub.register(
-            "queued",
-            "Writes to the API server waiting to be sent",
-            metrics.queued.clone(),
-        );
-        sub.register(
-            "attempts",
-            "Attempts to write to the API server, by result (done, unavailable)",
-            metrics.attempts.clone(),
-        );
-        sub.register(
-            "coalesced",
-            "Queued writes replaced by a newer write to the same object",
-            metrics.coalesced.clone(),
-        );
-        sub.register(
-            "dropped",
-            "Queued writes dropped because the queue was full (the oldest Events first), by kind",
-            metrics.dropped.clone(),
-        );
-        metrics
+metric_group! {
+    /// The writer's metrics (prefix `herald_speaker_api_writer_`).
+    pub struct ApiWriterMetrics, prefix "api_writer" {
+        /// Writes to the API server waiting to be sent
+        queued: Gauge,
+        /// Attempts to write to the API server, by result (done, unavailable)
+        attempts: Family<ResultLabel, Counter>,
+        /// Queued writes replaced by a newer write to the same object
+        coalesced: Counter,
+        /// Queued writes dropped because the queue was full (the oldest Events first), by kind
+        dropped: Family<KindLabel, Counter>,
     }
 }
 
