@@ -4,14 +4,17 @@
 //! rendering) with thin I/O edges (kube watches, sockets, `nft`). Each module's header says
 //! where its I/O stops.
 
+pub mod api_writer;
 pub mod bfd;
 pub mod bgp;
 pub mod convert;
 pub mod forwarding;
 pub mod l2;
 pub mod membership;
+pub mod metric_group;
 pub mod model;
 pub mod net;
 pub mod observability;
 pub mod planner;
 pub mod runtime;
+pub mod task;

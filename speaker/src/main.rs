@@ -14,18 +14,22 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use clap::{Parser, ValueEnum};
 use herald_crds::names::LOAD_BALANCER_CLASS;
+use herald_speaker::api_writer::{ApiAccess, ApiWriter, queue::QueueLimits};
 use herald_speaker::bgp::driver::ListenConfig;
 use herald_speaker::bgp::executor::{BgpExecutor, BgpExecutorConfig};
 use herald_speaker::convert::ConvertOptions;
-use herald_speaker::forwarding::{NftCommand, render_teardown};
+use herald_speaker::forwarding::{ForwardingExecutor, NftCommand, render_teardown};
 use herald_speaker::l2::executor::{L2Executor, L2ExecutorConfig};
 use herald_speaker::membership::{DEFAULT_MEMBERSHIP_PORT, MembershipConfig};
 use herald_speaker::observability::{self, Health, Metrics};
 use herald_speaker::runtime::{
-    self, DEFAULT_RESYNC_INTERVAL, Executors, ForwardingExecutor, KeySource, RuntimeConfig,
+    self, DEFAULT_RESYNC_INTERVAL, ExecutorHandle, Executors, KeySource, RuntimeConfig,
 };
 use kube::Client;
 use kube::config::{KubeConfigOptions, Kubeconfig};
+
+/// How long the exit waits for queued API writes.
+const WRITER_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum LogFormat {
@@ -320,6 +324,12 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!(address = %bound, "serving /metrics, /healthz, /readyz");
 
     let client = client(args.kubeconfig.as_ref()).await?;
+    // One queued writer for every executor's status, annotations and Events.
+    let writer = ApiWriter::start(QueueLimits::default(), metrics.api_writer.clone());
+    let api = ApiAccess {
+        client: client.clone(),
+        writer: writer.clone(),
+    };
     let bgp = if args.bgp == Switch::On {
         let mut bgp_config =
             BgpExecutorConfig::new(config.node_name.clone(), args.namespace.clone());
@@ -335,9 +345,9 @@ async fn main() -> anyhow::Result<()> {
             port: args.bgp_listen_port,
             ..ListenConfig::default()
         });
-        let executor = BgpExecutor::start(bgp_config, Some(client.clone()), metrics.bgp.clone())
+        let executor = BgpExecutor::start(bgp_config, Some(api.clone()), metrics.bgp.clone())
             .context("starting the BGP executor")?;
-        Some(Box::new(executor) as Box<dyn runtime::Executor>)
+        Some(ExecutorHandle::from(executor))
     } else {
         None
     };
@@ -345,11 +355,7 @@ async fn main() -> anyhow::Result<()> {
         bgp,
         l2: (args.layer2 == Switch::On).then(|| {
             let l2_config = L2ExecutorConfig::new(config.node_name.clone());
-            Box::new(L2Executor::start(
-                l2_config,
-                Some(client.clone()),
-                metrics.l2.clone(),
-            )) as Box<dyn runtime::Executor>
+            L2Executor::start(l2_config, Some(api.clone()), metrics.l2.clone())
         }),
         forwarding: forwarding.then(|| {
             let executor = ForwardingExecutor::new(nft);
@@ -358,11 +364,15 @@ async fn main() -> anyhow::Result<()> {
             } else {
                 executor
             };
-            Box::new(executor) as Box<dyn runtime::Executor>
+            ExecutorHandle::spawn(executor)
         }),
     };
     tracing::info!(node = %config.node_name, forwarding, "herald-speaker starting");
     let result = runtime::run(client, config, executors, metrics, health, termination()).await;
+    // Writes still queued (records, Events) get a bounded chance to reach the API.
+    if !writer.flush(WRITER_DRAIN_TIMEOUT).await {
+        tracing::warn!("some API writes were not sent before exit");
+    }
     http.abort();
     result.context("the speaker's runtime stopped")?;
     Ok(())

@@ -95,6 +95,8 @@ pub struct Metrics {
     pub bgp: crate::bgp::executor::metrics::BgpMetrics,
     /// Endpoint eviction and conntrack clean-up (`herald_speaker_forwarding_*`).
     pub forwarding: crate::forwarding::metrics::ForwardingMetrics,
+    /// The queued API writer (`herald_speaker_api_writer_*`).
+    pub api_writer: crate::api_writer::ApiWriterMetrics,
 }
 
 impl Default for Metrics {
@@ -207,8 +209,10 @@ impl Metrics {
         let l2 = crate::l2::executor::metrics::L2Metrics::register(&mut registry);
         let bgp = crate::bgp::executor::metrics::BgpMetrics::register(&mut registry);
         let forwarding = crate::forwarding::metrics::ForwardingMetrics::register(&mut registry);
+        let api_writer = crate::api_writer::ApiWriterMetrics::register(&mut registry);
         Self {
             registry,
+            api_writer,
             l2,
             bgp,
             forwarding,

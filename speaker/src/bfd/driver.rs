@@ -7,7 +7,7 @@
 //! on a `watch` channel that the BGP peer task of the same name follows: RFC 5882 coupling).
 //! Protocol decisions are the session's; damping is [`Damper`]'s.
 //!
-//! Task ownership: every spawned task is held by an [`AbortOnDrop`] or by a session handle
+//! Task ownership: every spawned task is held by an [`TaskHandle`] or by a session handle
 //! whose task is awaited (bounded) or aborted when the manager goes away.
 
 use std::collections::{BTreeMap, HashMap};
@@ -22,11 +22,10 @@ use herald_bfd::{
 };
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
-use tokio::task::JoinHandle;
 
 use super::metrics::{BfdMetrics, PeerLabel, TransitionLabels};
 use super::socket::{self, Hop, MULTIHOP_PORT};
-use crate::bgp::driver::AbortOnDrop;
+use crate::task::TaskHandle;
 
 /// Packets waiting for a session task; more are dropped (and counted).
 const SESSION_QUEUE: usize = 64;
@@ -96,7 +95,7 @@ struct SessionHandle {
     config: BfdPeerConfig,
     commands: mpsc::UnboundedSender<Command>,
     status: watch::Receiver<BfdStatus>,
-    task: JoinHandle<()>,
+    task: TaskHandle,
 }
 
 /// Runs the BFD sessions and reconciles them with the desired set: adds, removes, restarts
@@ -106,10 +105,10 @@ pub struct BfdManager {
     registry: Registry,
     metrics: BfdMetrics,
     damping: DampingConfig,
-    listeners: HashMap<(bool, u16), AbortOnDrop>,
+    listeners: HashMap<(bool, u16), TaskHandle>,
     sessions: BTreeMap<String, SessionHandle>,
     paths: BTreeMap<String, watch::Sender<PathState>>,
-    retiring: Vec<JoinHandle<()>>,
+    retiring: Vec<TaskHandle>,
 }
 
 impl BfdManager {
@@ -181,7 +180,7 @@ impl BfdManager {
         let v6 = config.peer_address.is_ipv6();
         if !self.listeners.contains_key(&(v6, port)) {
             let socket = socket::listen(v6, port)?;
-            let task = AbortOnDrop::spawn(receive_loop(
+            let task = TaskHandle::spawn(receive_loop(
                 socket,
                 port == MULTIHOP_PORT,
                 Arc::clone(&self.registry),
@@ -231,7 +230,7 @@ impl BfdManager {
             config: config.clone(),
             commands,
             status,
-            task: tokio::spawn(task.run(arrivals, command_rx)),
+            task: TaskHandle::spawn(task.run(arrivals, command_rx)),
         })
     }
 
@@ -264,17 +263,6 @@ impl BfdManager {
         }
         for task in self.retiring.drain(..) {
             let _ = tokio::time::timeout(STOP_TIMEOUT, task).await;
-        }
-    }
-}
-
-impl Drop for BfdManager {
-    fn drop(&mut self) {
-        for handle in self.sessions.values() {
-            handle.task.abort();
-        }
-        for task in &self.retiring {
-            task.abort();
         }
     }
 }

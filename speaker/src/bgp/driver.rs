@@ -6,7 +6,7 @@
 //! turning session outputs into writes, connects and closes. All protocol decisions are the
 //! session's ([`super::fsm`]); nothing here interprets BGP bytes.
 //!
-//! Task ownership: every spawned task is held by a value ([`AbortOnDrop`] or a join handle the
+//! Task ownership: every spawned task is held by a value ([`TaskHandle`] or a join handle the
 //! owner awaits) and ends when that value goes away.
 
 use std::collections::{BTreeMap, HashMap};
@@ -30,27 +30,12 @@ pub use super::peer::{
 };
 use crate::bfd::driver::{BfdManager, BfdPeerConfig, BfdStatus, PathState};
 use crate::bfd::metrics::BfdMetrics;
+use crate::task::TaskHandle;
 
 /// How long queued bytes (a final NOTIFICATION) may take to drain when a connection closes.
 const WRITE_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 /// Events waiting for a peer task; readers pause when it is full.
 const EVENT_QUEUE: usize = 256;
-
-/// A spawned task that is aborted when this value is dropped.
-#[derive(Debug)]
-pub struct AbortOnDrop(JoinHandle<()>);
-
-impl AbortOnDrop {
-    pub fn spawn(future: impl Future<Output = ()> + Send + 'static) -> Self {
-        Self(tokio::spawn(future))
-    }
-}
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
 
 /// Errors of the I/O edge.
 #[derive(Debug, thiserror::Error)]
@@ -190,14 +175,14 @@ enum ConnEvent {
 struct LiveConnection {
     writer: mpsc::UnboundedSender<Vec<u8>>,
     writer_task: JoinHandle<()>,
-    _reader: AbortOnDrop,
+    _reader: TaskHandle,
 }
 
 struct PeerTask {
     config: PeerConfig,
     session: Session,
     events: mpsc::Sender<ConnEvent>,
-    connecting: HashMap<ConnectionId, AbortOnDrop>,
+    connecting: HashMap<ConnectionId, TaskHandle>,
     connections: HashMap<ConnectionId, LiveConnection>,
     status: watch::Sender<PeerStatus>,
     flushing: Vec<JoinHandle<()>>,
@@ -321,7 +306,7 @@ impl PeerTask {
     fn attach(&mut self, conn: ConnectionId, stream: TcpStream) {
         let (mut read_half, mut write_half) = stream.into_split();
         let events = self.events.clone();
-        let reader = AbortOnDrop::spawn(async move {
+        let reader = TaskHandle::spawn(async move {
             let mut buffer = vec![0u8; super::codec::MAX_MESSAGE_LEN];
             loop {
                 match read_half.read(&mut buffer).await {
@@ -370,7 +355,7 @@ impl PeerTask {
                     let config = self.config.clone();
                     let events = self.events.clone();
                     let timeout = self.config.session.connect_retry;
-                    let attempt = AbortOnDrop::spawn(async move {
+                    let attempt = TaskHandle::spawn(async move {
                         let event = match tokio::time::timeout(timeout, connect(&config)).await {
                             Ok(Ok(stream)) => ConnEvent::Connected(conn, stream),
                             Ok(Err(error)) => ConnEvent::ConnectFailed(conn, error.to_string()),
@@ -436,7 +421,7 @@ struct PeerHandle {
     routes: BTreeMap<IpNet, RouteAttributes>,
     commands: mpsc::UnboundedSender<PeerCommand>,
     status: watch::Receiver<PeerStatus>,
-    task: JoinHandle<()>,
+    task: TaskHandle,
 }
 
 /// The next change of a BFD path state, as (previous, current); never returns once the
@@ -467,7 +452,7 @@ fn spawn_peer(config: PeerConfig, bfd: watch::Receiver<PathState>) -> PeerHandle
         flushing: Vec::new(),
         bfd,
     };
-    let task = tokio::spawn(task.run(command_rx, event_rx));
+    let task = TaskHandle::spawn(task.run(command_rx, event_rx));
     PeerHandle {
         config,
         routes: BTreeMap::new(),
@@ -505,7 +490,7 @@ impl Default for ListenConfig {
 /// from unknown addresses are closed at once.
 struct BgpListener {
     listeners: Vec<Arc<TcpListener>>,
-    _accept_tasks: Vec<AbortOnDrop>,
+    _accept_tasks: Vec<TaskHandle>,
 }
 
 impl BgpListener {
@@ -526,7 +511,7 @@ impl BgpListener {
             let listener = Arc::new(socket.listen(64)?);
             let accepting = Arc::clone(&listener);
             let registry = Arc::clone(&registry);
-            tasks.push(AbortOnDrop::spawn(async move {
+            tasks.push(TaskHandle::spawn(async move {
                 loop {
                     let Ok((stream, from)) = accepting.accept().await else {
                         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -574,7 +559,7 @@ pub struct BgpManager {
     registry: Registry,
     listener: Option<BgpListener>,
     peers: BTreeMap<String, PeerHandle>,
-    retiring: Vec<JoinHandle<()>>,
+    retiring: Vec<TaskHandle>,
     bfd: BfdManager,
 }
 
@@ -707,17 +692,6 @@ impl BgpManager {
         }
         for task in self.retiring.drain(..) {
             let _ = tokio::time::timeout(WRITE_FLUSH_TIMEOUT * 2, task).await;
-        }
-    }
-}
-
-impl Drop for BgpManager {
-    fn drop(&mut self) {
-        for handle in self.peers.values() {
-            handle.task.abort();
-        }
-        for task in &self.retiring {
-            task.abort();
         }
     }
 }

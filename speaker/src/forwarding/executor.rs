@@ -6,16 +6,28 @@
 //! new desired [`Ruleset`] into the minimal update (falling back to a full rebuild when an
 //! update fails), and repairs drift found on read-back. Every `nft` run is bounded by a
 //! timeout; the child is killed if it overruns.
+//!
+//! [`ForwardingExecutor`] is the runtime's [`Executor`] around it: the plan's forwarding
+//! decisions become the desired ruleset, and the tracked connections of backends that left
+//! are flushed after each change ([`super::stale`], [`super::conntrack`]). The runtime runs
+//! it as an owned task ([`ExecutorHandle::spawn`](crate::runtime::executor::ExecutorHandle::spawn)).
 
+use std::collections::BTreeMap;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use futures::future::BoxFuture;
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
+use super::conntrack;
+use super::metrics::{ForwardingMetrics, ResultLabel as FlushResult};
 use super::observe::{ObserveError, drift, expected_shape, parse_table_json};
 use super::render::{UpdateSummary, render_full, render_teardown, render_update};
-use super::ruleset::{Ruleset, TABLE_FAMILY, TABLE_NAME};
+use super::ruleset::{DEFAULT_MASQUERADE_MARK, Ruleset, TABLE_FAMILY, TABLE_NAME};
+use super::stale::stale_flows;
+use crate::planner::{ForwardKey, ForwardTarget, NodePlan};
+use crate::runtime::executor::{ApplyReport, Executor, ExecutorError};
 
 /// Longest any one `nft` run may take (a 50k-Service rebuild takes a few seconds).
 pub const DEFAULT_NFT_TIMEOUT: Duration = Duration::from_secs(120);
@@ -256,5 +268,188 @@ impl Forwarder {
         self.nft.apply(&render_teardown()).await?;
         self.applied = None;
         Ok(())
+    }
+}
+
+/// Forwarding: keeps `table inet herald` equal to the plan's forwarding decisions, and
+/// flushes the tracked connections of backends that left (see `forwarding::stale`).
+#[derive(Debug)]
+pub struct ForwardingExecutor {
+    forwarder: Forwarder,
+    masquerade_mark: u32,
+    /// Flush stale tracked connections after each change (`None`: off).
+    conntrack: Option<ForwardingMetrics>,
+    /// The forwarding decisions of the last successful apply.
+    last_forwarding: Option<BTreeMap<ForwardKey, ForwardTarget>>,
+}
+
+impl ForwardingExecutor {
+    pub const NAME: &'static str = "forwarding";
+
+    pub fn new(nft: NftCommand) -> Self {
+        Self {
+            forwarder: Forwarder::new(nft),
+            masquerade_mark: DEFAULT_MASQUERADE_MARK,
+            conntrack: None,
+            last_forwarding: None,
+        }
+    }
+
+    /// Turns the connection-tracking clean-up on, counting into `metrics`.
+    pub fn with_conntrack_cleanup(mut self, metrics: ForwardingMetrics) -> Self {
+        self.conntrack = Some(metrics);
+        self
+    }
+
+    /// After a successful apply: flushes the flows of backends that left since the last
+    /// one. A failed flush is logged and counted, never fails the apply (the table is right;
+    /// only old flows linger until they time out).
+    async fn flush_stale(&mut self, plan: &NodePlan) -> Option<String> {
+        // Only the clean-up needs the previous decisions: without it, nothing is copied.
+        let metrics = self.conntrack.clone()?;
+        let previous = self.last_forwarding.replace(plan.forwarding.clone())?;
+        let stale = stale_flows(&previous, &plan.forwarding, &plan.endpoint_addresses);
+        if stale.is_empty() {
+            return None;
+        }
+        let flows = stale.len();
+        let outcome = tokio::task::spawn_blocking(move || conntrack::flush(&stale)).await;
+        match outcome {
+            Ok(Ok(report)) => {
+                metrics
+                    .conntrack_flushes
+                    .get_or_create(&FlushResult { result: "ok" })
+                    .inc();
+                metrics
+                    .conntrack_entries_deleted
+                    .inc_by(u64::try_from(report.deleted).unwrap_or(u64::MAX));
+                tracing::info!(
+                    stale_flows = flows,
+                    scanned = report.scanned,
+                    deleted = report.deleted,
+                    unreadable = report.unreadable,
+                    truncated = report.truncated,
+                    "flushed tracked connections of backends that left"
+                );
+                Some(format!(
+                    "; conntrack: {} of {} deleted",
+                    report.deleted, report.scanned
+                ))
+            }
+            Ok(Err(error)) => {
+                metrics
+                    .conntrack_flushes
+                    .get_or_create(&FlushResult { result: "error" })
+                    .inc();
+                tracing::warn!(%error, stale_flows = flows, "could not flush stale tracked connections");
+                None
+            }
+            Err(error) => {
+                metrics
+                    .conntrack_flushes
+                    .get_or_create(&FlushResult { result: "error" })
+                    .inc();
+                tracing::warn!(%error, "the conntrack flush task failed");
+                None
+            }
+        }
+    }
+
+    pub fn with_masquerade_mark(mut self, mark: u32) -> Self {
+        self.masquerade_mark = mark;
+        self
+    }
+
+    fn desired(&self, plan: &NodePlan) -> Ruleset {
+        Ruleset::from_plan(&plan.forwarding, self.masquerade_mark)
+    }
+
+    async fn apply_ruleset(&mut self, desired: Ruleset) -> Result<ApplyReport, ExecutorError> {
+        let outcome = self
+            .forwarder
+            .apply(desired)
+            .await
+            .map_err(|e| ExecutorError::new(Self::NAME, e))?;
+        Ok(report_of(outcome))
+    }
+}
+
+fn report_of(outcome: ApplyOutcome) -> ApplyReport {
+    match outcome {
+        ApplyOutcome::Unchanged => ApplyReport::unchanged(),
+        ApplyOutcome::Updated { summary, took } => ApplyReport {
+            outcome: "updated",
+            changed: true,
+            detail: format!("{summary:?} in {took:?}"),
+            repaired_drift: Vec::new(),
+        },
+        ApplyOutcome::Rebuilt {
+            took,
+            after_update_error,
+        } => ApplyReport {
+            outcome: "rebuilt",
+            changed: true,
+            detail: match after_update_error {
+                Some(error) => format!("rebuilt in {took:?} after a failed update: {error}"),
+                None => format!("rebuilt in {took:?}"),
+            },
+            repaired_drift: Vec::new(),
+        },
+    }
+}
+
+impl Executor for ForwardingExecutor {
+    fn name(&self) -> &'static str {
+        Self::NAME
+    }
+
+    fn apply<'a>(
+        &'a mut self,
+        plan: &'a NodePlan,
+    ) -> BoxFuture<'a, Result<ApplyReport, ExecutorError>> {
+        Box::pin(async move {
+            let desired = self.desired(plan);
+            let mut report = self.apply_ruleset(desired).await?;
+            if let Some(note) = self.flush_stale(plan).await {
+                report.detail.push_str(&note);
+            }
+            Ok(report)
+        })
+    }
+
+    /// Reads the table back and rebuilds it if it drifted, then applies the plan.
+    fn resync<'a>(
+        &'a mut self,
+        plan: &'a NodePlan,
+    ) -> BoxFuture<'a, Result<ApplyReport, ExecutorError>> {
+        Box::pin(async move {
+            let drift = self
+                .forwarder
+                .repair()
+                .await
+                .map_err(|e| ExecutorError::new(Self::NAME, e))?;
+            let desired = self.desired(plan);
+            let mut report = self.apply_ruleset(desired).await?;
+            if let Some(note) = self.flush_stale(plan).await {
+                report.detail.push_str(&note);
+            }
+            if !drift.is_empty() {
+                report.changed = true;
+                if report.outcome == "unchanged" {
+                    report.outcome = "repaired";
+                }
+            }
+            report.repaired_drift = drift;
+            Ok(report)
+        })
+    }
+
+    fn shutdown(&mut self) -> BoxFuture<'_, Result<(), ExecutorError>> {
+        Box::pin(async move {
+            self.forwarder
+                .remove()
+                .await
+                .map_err(|e| ExecutorError::new(Self::NAME, e))
+        })
     }
 }

@@ -20,7 +20,6 @@ use std::net::{IpAddr, Ipv6Addr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use pnet::datalink::{self, Channel, DataLinkReceiver, DataLinkSender};
@@ -32,6 +31,8 @@ use super::announcer::{
 };
 use super::frames::MacAddr;
 pub use crate::net::interfaces::discover_interfaces;
+use super::interfaces::InterfaceInfo;
+use crate::task::ThreadHandle;
 
 /// How long the receive thread blocks before it looks at commands, timers and the stop flag.
 /// Bounds the latency of `set_addresses` and of timer-driven announcements.
@@ -92,8 +93,7 @@ pub struct InterfaceAnnouncer {
     mac: MacAddr,
     commands: Option<Sender<AddressCommand>>,
     snapshot: Arc<Mutex<Snapshot>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    thread: ThreadHandle,
 }
 
 /// The addresses an interface should answer for, which of them are takeovers, and which
@@ -143,8 +143,7 @@ impl InterfaceAnnouncer {
 
         let (commands, command_rx) = mpsc::channel();
         let snapshot = Arc::new(Mutex::new(Snapshot::default()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let worker = Worker {
+        let mut worker = Worker {
             interface: name.clone(),
             index: interface.index,
             announcer: Announcer::new(config.announcer, mac),
@@ -154,23 +153,23 @@ impl InterfaceAnnouncer {
             commands: command_rx,
             events,
             snapshot: Arc::clone(&snapshot),
-            stop: Arc::clone(&stop),
+            stop: Arc::default(),
             transmit_errors: 0,
         };
-        let thread = std::thread::Builder::new()
-            .name(format!("herald-l2-{name}"))
-            .spawn(move || worker.run())
-            .map_err(|source| L2IoError::Spawn {
-                interface: name.clone(),
-                source,
-            })?;
+        let thread = ThreadHandle::spawn(format!("herald-l2-{name}"), move |stop| {
+            worker.stop = stop;
+            worker.run();
+        })
+        .map_err(|source| L2IoError::Spawn {
+            interface: name.clone(),
+            source,
+        })?;
         Ok(InterfaceAnnouncer {
             interface: name,
             mac,
             commands: Some(commands),
             snapshot,
-            stop,
-            thread: Some(thread),
+            thread,
         })
     }
 
@@ -236,20 +235,7 @@ impl InterfaceAnnouncer {
     }
 
     pub fn is_running(&self) -> bool {
-        self.thread
-            .as_ref()
-            .is_some_and(|thread| !thread.is_finished())
-    }
-}
-
-impl Drop for InterfaceAnnouncer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        self.commands = None;
-        if let Some(thread) = self.thread.take() {
-            // A panicking worker has already logged; nothing more to do with it here.
-            let _ = thread.join();
-        }
+        !self.thread.is_finished()
     }
 }
 

@@ -16,9 +16,9 @@ use std::collections::{BTreeSet, BinaryHeap, HashMap};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::task::TaskHandle;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot, watch};
-use tokio::task::JoinHandle;
 
 use super::protocol::{Membership, MembershipCounters, MembershipEvent, MembershipTimer, Output};
 use super::{ClusterKeys, MemberId, MembershipConfig, MembershipError};
@@ -59,7 +59,7 @@ pub struct MembershipDriver {
     live: watch::Receiver<BTreeSet<String>>,
     counters: watch::Receiver<MembershipCounters>,
     commands: mpsc::Sender<Command>,
-    task: JoinHandle<()>,
+    _task: TaskHandle,
 }
 
 impl MembershipDriver {
@@ -92,7 +92,7 @@ impl MembershipDriver {
         let (counters_tx, counters) = watch::channel(MembershipCounters::default());
         let (commands, command_rx) = mpsc::channel(8);
         let initial = membership.set_seeds(Instant::now(), config.seeds);
-        let task = tokio::spawn(run(
+        let task = TaskHandle::spawn(run(
             socket,
             membership,
             initial,
@@ -106,7 +106,7 @@ impl MembershipDriver {
             live,
             counters,
             commands,
-            task,
+            _task: task,
         })
     }
 
@@ -142,12 +142,6 @@ impl MembershipDriver {
         if self.commands.send(Command::Leave(done_tx)).await.is_ok() {
             let _ = tokio::time::timeout(LEAVE_TIMEOUT, done).await;
         }
-    }
-}
-
-impl Drop for MembershipDriver {
-    fn drop(&mut self) {
-        self.task.abort();
     }
 }
 

@@ -12,9 +12,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use kube::Client;
-use tokio::task::JoinHandle;
 
 use crate::observability::{Health, Metrics};
+use crate::task::TaskHandle;
 
 /// How often the API server is asked.
 pub const PROBE_INTERVAL: Duration = Duration::from_secs(5);
@@ -22,8 +22,8 @@ pub const PROBE_INTERVAL: Duration = Duration::from_secs(5);
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Probes until the returned task is aborted.
-pub fn spawn(client: Client, health: Arc<Health>, metrics: Arc<Metrics>) -> JoinHandle<()> {
-    tokio::spawn(async move {
+pub fn spawn(client: Client, health: Arc<Health>, metrics: Arc<Metrics>) -> TaskHandle {
+    TaskHandle::spawn(async move {
         let mut tick = tokio::time::interval(PROBE_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {

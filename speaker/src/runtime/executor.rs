@@ -1,36 +1,40 @@
 //! Executors: the parts that make the kernel and the network match a [`NodePlan`].
 //!
-//! Owns the [`Executor`] interface and the fixed order the runtime applies them in — BGP
-//! first (peers and routes), then layer 2, then forwarding, as DESIGN.md's declarative
-//! manager prescribes. Shutdown keeps the BGP-then-layer-2 order but removes forwarding
-//! last: first stop attracting traffic (withdraw routes, stop answering ARP/NDP), then
-//! remove the rules that deliver it, so nothing is blackholed in between. Each executor is handed the whole
+//! Owns the executor pattern and the fixed order the runtime applies them in — BGP first
+//! (peers and routes), then layer 2, then forwarding, as DESIGN.md's declarative manager
+//! prescribes. Shutdown keeps the BGP-then-layer-2 order but removes forwarding last: first
+//! stop attracting traffic (withdraw routes, stop answering ARP/NDP), then remove the rules
+//! that deliver it, so nothing is blackholed in between. Each executor is handed the whole
 //! plan every time and must be idempotent: it diffs against what it last did (or reads the
 //! kernel back on a resync) and changes only the difference.
 //!
-//! The forwarding executor is here ([`ForwardingExecutor`], wrapping
-//! [`crate::forwarding::Forwarder`]); the L2 executor ([`crate::l2::executor::L2Executor`])
-//! and the BGP executor ([`crate::bgp::executor::BgpExecutor`]) plug into [`Executors::l2`]
-//! and [`Executors::bgp`] by implementing [`Executor`]; an empty slot's part of the plan is
-//! simply not acted on.
+//! One pattern for every executor: it is one owned task ([`ExecutorHandle`], stopped when the
+//! handle is dropped) that owns all of its state and is fed [`Command`]s — apply (or resync)
+//! a plan, observe the cluster, shut down. The runtime talks to executors only through those
+//! messages; nothing is shared behind a mutex. An executor without events of its own (the
+//! forwarding executor, [`crate::forwarding::ForwardingExecutor`]) implements [`Executor`]
+//! and runs in [`ExecutorHandle::spawn`]'s loop; the BGP and layer-2 executors
+//! ([`crate::bgp::executor`], [`crate::l2::executor`]) run their own loop, which also
+//! selects on their timers and sessions, and hand each command to [`serve`]. Their writes
+//! to the API go through the one queued writer, [`crate::api_writer`].
 //!
 //! Besides the plan, every pass hands each executor what the watches show
 //! ([`Executor::observe`]: the snapshot and the live speakers), for executors that also
 //! tidy up after other nodes — the BGP executor removes BGPPeer status entries of deleted
 //! Nodes.
 //!
-//! I/O happens only inside the executors' futures.
+//! I/O happens only inside the executors' tasks.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
+use std::ops::ControlFlow;
+use std::sync::Arc;
 
 use futures::future::BoxFuture;
+use tokio::sync::{mpsc, oneshot};
 
 use super::watches::Snapshot;
-use crate::forwarding::conntrack;
-use crate::forwarding::metrics::{ForwardingMetrics, ResultLabel as FlushResult};
-use crate::forwarding::stale::stale_flows;
-use crate::forwarding::{ApplyOutcome, DEFAULT_MASQUERADE_MARK, Forwarder, NftCommand, Ruleset};
-use crate::planner::{ForwardKey, ForwardTarget, NodePlan};
+use crate::planner::NodePlan;
+use crate::task::TaskHandle;
 
 /// A failure of one executor; the others still run, and the runtime retries with back-off.
 #[derive(Debug, thiserror::Error)]
@@ -77,13 +81,14 @@ impl ApplyReport {
     }
 }
 
-/// One part of the speaker that acts on the plan.
+/// One part of the speaker that acts on the plan: the state an executor's task owns, and
+/// what it does with each [`Command`] ([`serve`]).
 ///
 /// `apply` is called after every change with the whole plan; `resync` at start and every
 /// resync interval, and should also check the real state for drift (someone deleted a
 /// route, an nft table) and repair it; `shutdown` once, on SIGTERM, to remove what the
-/// executor set up (or hand over cleanly). Futures are boxed so executors of different
-/// types can sit in one ordered list.
+/// executor set up (or hand over cleanly). Futures are boxed so that the trait is object
+/// safe ([`serve`] takes `&mut dyn Executor`).
 pub trait Executor: Send {
     /// Name for logs and metric labels (`bgp`, `l2`, `forwarding`).
     fn name(&self) -> &'static str;
@@ -106,28 +111,172 @@ pub trait Executor: Send {
     /// What the watches show, on every pass before the plan is applied: the snapshot the
     /// plan is computed from (complete lists: passes start only after the first lists
     /// completed) and the live speakers (this node included). For executors that act on
-    /// the cluster beyond this node's plan; must return at once (no I/O: hand the data to a
-    /// task of the executor's own). By default ignored.
+    /// the cluster beyond this node's plan; must return at once (no I/O: keep the data for
+    /// the executor's own timers). By default ignored.
     fn observe(&mut self, snapshot: &Snapshot, live_speakers: &BTreeSet<String>) {
         let _ = (snapshot, live_speakers);
     }
 }
 
-/// The executors of this speaker, in their fixed order.
-#[derive(Default)]
-pub struct Executors {
-    /// BGP sessions and routes (issue 6); present with `--bgp on`.
-    pub bgp: Option<Box<dyn Executor>>,
-    /// Layer-2 announcements (issue 5); empty until the L2 executor is wired.
-    pub l2: Option<Box<dyn Executor>>,
-    /// nftables forwarding; present with `--forwarding on`.
-    pub forwarding: Option<Box<dyn Executor>>,
+/// A message from the runtime to an executor's task.
+pub enum Command {
+    /// Apply the plan (`full`: a resync, reading the real state back first) and reply with
+    /// the report.
+    Apply {
+        plan: Arc<NodePlan>,
+        full: bool,
+        reply: oneshot::Sender<Result<ApplyReport, ExecutorError>>,
+    },
+    /// What the watches show (see [`Executor::observe`]); replied to once taken in.
+    Observe {
+        snapshot: Arc<Snapshot>,
+        live_speakers: Arc<BTreeSet<String>>,
+        reply: oneshot::Sender<()>,
+    },
+    /// Shut down (see [`Executor::shutdown`]), reply, and end the task.
+    Shutdown {
+        reply: oneshot::Sender<Result<(), ExecutorError>>,
+    },
 }
 
-impl std::fmt::Debug for Executors {
+impl std::fmt::Debug for Command {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list().entries(self.names()).finish()
+        f.write_str(match self {
+            Command::Apply { full: false, .. } => "Apply",
+            Command::Apply { full: true, .. } => "Resync",
+            Command::Observe { .. } => "Observe",
+            Command::Shutdown { .. } => "Shutdown",
+        })
     }
+}
+
+/// Performs one command on an executor's state, inside its task; [`ControlFlow::Break`]
+/// after a shutdown (the task ends).
+pub async fn serve(command: Command, executor: &mut dyn Executor) -> ControlFlow<()> {
+    match command {
+        Command::Apply { plan, full, reply } => {
+            let result = if full {
+                executor.resync(&plan).await
+            } else {
+                executor.apply(&plan).await
+            };
+            // The runtime may have stopped waiting (shutdown); the work is done either way.
+            let _ = reply.send(result);
+            ControlFlow::Continue(())
+        }
+        Command::Observe {
+            snapshot,
+            live_speakers,
+            reply,
+        } => {
+            executor.observe(&snapshot, &live_speakers);
+            let _ = reply.send(());
+            ControlFlow::Continue(())
+        }
+        Command::Shutdown { reply } => {
+            let _ = reply.send(executor.shutdown().await);
+            ControlFlow::Break(())
+        }
+    }
+}
+
+/// The runtime's side of one executor: its name, its command sender and its task (stopped
+/// when this is dropped).
+#[derive(Debug)]
+pub struct ExecutorHandle {
+    name: &'static str,
+    commands: mpsc::UnboundedSender<Command>,
+    _task: TaskHandle,
+}
+
+impl ExecutorHandle {
+    /// The handle of an executor whose task (already spawned) reads `commands`.
+    pub fn new(
+        name: &'static str,
+        commands: mpsc::UnboundedSender<Command>,
+        task: TaskHandle,
+    ) -> Self {
+        Self {
+            name,
+            commands,
+            _task: task,
+        }
+    }
+
+    /// Runs `executor` as an owned task that does nothing but serve commands (needs a tokio
+    /// runtime).
+    pub fn spawn(mut executor: impl Executor + 'static) -> Self {
+        let name = executor.name();
+        let (commands, mut inbox) = mpsc::unbounded_channel();
+        let task = TaskHandle::spawn(async move {
+            while let Some(command) = inbox.recv().await {
+                if serve(command, &mut executor).await.is_break() {
+                    return;
+                }
+            }
+        });
+        Self::new(name, commands, task)
+    }
+
+    /// Name for logs and metric labels.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn stopped(&self) -> ExecutorError {
+        ExecutorError::new(self.name, "the executor's task has stopped")
+    }
+
+    /// Applies (or, with `full`, resyncs) the plan and waits for the report.
+    pub async fn apply(
+        &self,
+        plan: &Arc<NodePlan>,
+        full: bool,
+    ) -> Result<ApplyReport, ExecutorError> {
+        let (reply, answer) = oneshot::channel();
+        let command = Command::Apply {
+            plan: Arc::clone(plan),
+            full,
+            reply,
+        };
+        if self.commands.send(command).is_err() {
+            return Err(self.stopped());
+        }
+        answer.await.unwrap_or_else(|_| Err(self.stopped()))
+    }
+
+    /// Hands over what the watches show; returns once the executor has taken it in.
+    pub async fn observe(&self, snapshot: &Arc<Snapshot>, live_speakers: &Arc<BTreeSet<String>>) {
+        let (reply, taken) = oneshot::channel();
+        let command = Command::Observe {
+            snapshot: Arc::clone(snapshot),
+            live_speakers: Arc::clone(live_speakers),
+            reply,
+        };
+        if self.commands.send(command).is_ok() {
+            let _ = taken.await;
+        }
+    }
+
+    /// Shuts the executor down and waits for it.
+    pub async fn shutdown(&self) -> Result<(), ExecutorError> {
+        let (reply, answer) = oneshot::channel();
+        if self.commands.send(Command::Shutdown { reply }).is_err() {
+            return Err(self.stopped());
+        }
+        answer.await.unwrap_or_else(|_| Err(self.stopped()))
+    }
+}
+
+/// The executors of this speaker, in their fixed order.
+#[derive(Debug, Default)]
+pub struct Executors {
+    /// BGP sessions and routes (issue 6); present with `--bgp on`.
+    pub bgp: Option<ExecutorHandle>,
+    /// Layer-2 announcements (issue 5); present with `--layer2 on`.
+    pub l2: Option<ExecutorHandle>,
+    /// nftables forwarding; present with `--forwarding on`.
+    pub forwarding: Option<ExecutorHandle>,
 }
 
 /// The result of one executor within a pass.
@@ -139,41 +288,34 @@ pub struct ExecutorResult {
 
 impl Executors {
     /// The executors present, in apply order: BGP, L2, forwarding.
-    pub fn in_apply_order(&mut self) -> impl Iterator<Item = &mut Box<dyn Executor>> {
-        [&mut self.bgp, &mut self.l2, &mut self.forwarding]
+    pub fn in_apply_order(&self) -> impl Iterator<Item = &ExecutorHandle> {
+        [&self.bgp, &self.l2, &self.forwarding]
             .into_iter()
             .flatten()
     }
 
     /// Names of the executors present, in apply order.
     pub fn names(&self) -> Vec<&'static str> {
-        [&self.bgp, &self.l2, &self.forwarding]
-            .into_iter()
-            .flatten()
-            .map(|e| e.name())
-            .collect()
+        self.in_apply_order().map(ExecutorHandle::name).collect()
     }
 
     /// Hands the snapshot and the live speakers to every executor ([`Executor::observe`]).
-    pub fn observe(&mut self, snapshot: &Snapshot, live_speakers: &BTreeSet<String>) {
+    pub async fn observe(&self, snapshot: &Arc<Snapshot>, live_speakers: &BTreeSet<String>) {
+        let live = Arc::new(live_speakers.clone());
         for executor in self.in_apply_order() {
-            executor.observe(snapshot, live_speakers);
+            executor.observe(snapshot, &live).await;
         }
     }
 
     /// Applies the plan with every executor in order. A failing executor does not stop the
     /// ones after it: they act on their own parts of the plan.
-    pub async fn apply(&mut self, plan: &NodePlan, full_resync: bool) -> Vec<ExecutorResult> {
+    pub async fn apply(&self, plan: &NodePlan, full_resync: bool) -> Vec<ExecutorResult> {
+        let plan = Arc::new(plan.clone());
         let mut results = Vec::new();
         for executor in self.in_apply_order() {
-            let result = if full_resync {
-                executor.resync(plan).await
-            } else {
-                executor.apply(plan).await
-            };
             results.push(ExecutorResult {
                 executor: executor.name(),
-                result,
+                result: executor.apply(&plan, full_resync).await,
             });
         }
         results
@@ -182,21 +324,19 @@ impl Executors {
     /// Shuts the announcing executors down, BGP then layer 2: routes are withdrawn and
     /// addresses no longer answered for, so traffic moves to other nodes. Forwarding stays,
     /// so packets still on their way here are delivered meanwhile.
-    pub async fn shutdown_announcers(&mut self) -> Vec<Result<(), ExecutorError>> {
+    pub async fn shutdown_announcers(&self) -> Vec<Result<(), ExecutorError>> {
         let mut results = Vec::new();
-        for slot in [&mut self.bgp, &mut self.l2] {
-            if let Some(executor) = slot.as_mut() {
-                results.push(executor.shutdown().await);
-            }
+        for executor in [&self.bgp, &self.l2].into_iter().flatten() {
+            results.push(executor.shutdown().await);
         }
         results
     }
 
     /// Shuts forwarding down (removes the nftables table); last, once nothing attracts
     /// traffic to this node any more.
-    pub async fn shutdown_forwarding(&mut self) -> Vec<Result<(), ExecutorError>> {
+    pub async fn shutdown_forwarding(&self) -> Vec<Result<(), ExecutorError>> {
         let mut results = Vec::new();
-        if let Some(executor) = self.forwarding.as_mut() {
+        if let Some(executor) = &self.forwarding {
             results.push(executor.shutdown().await);
         }
         results
@@ -204,193 +344,10 @@ impl Executors {
 
     /// Shuts every executor down: [`Executors::shutdown_announcers`], then
     /// [`Executors::shutdown_forwarding`].
-    pub async fn shutdown(&mut self) -> Vec<Result<(), ExecutorError>> {
+    pub async fn shutdown(&self) -> Vec<Result<(), ExecutorError>> {
         let mut results = self.shutdown_announcers().await;
         results.extend(self.shutdown_forwarding().await);
         results
-    }
-}
-
-/// Forwarding: keeps `table inet herald` equal to the plan's forwarding decisions, and
-/// flushes the tracked connections of backends that left (see `forwarding::stale`).
-#[derive(Debug)]
-pub struct ForwardingExecutor {
-    forwarder: Forwarder,
-    masquerade_mark: u32,
-    /// Flush stale tracked connections after each change (`None`: off).
-    conntrack: Option<ForwardingMetrics>,
-    /// The forwarding decisions of the last successful apply.
-    last_forwarding: Option<BTreeMap<ForwardKey, ForwardTarget>>,
-}
-
-impl ForwardingExecutor {
-    pub const NAME: &'static str = "forwarding";
-
-    pub fn new(nft: NftCommand) -> Self {
-        Self {
-            forwarder: Forwarder::new(nft),
-            masquerade_mark: DEFAULT_MASQUERADE_MARK,
-            conntrack: None,
-            last_forwarding: None,
-        }
-    }
-
-    /// Turns the connection-tracking clean-up on, counting into `metrics`.
-    pub fn with_conntrack_cleanup(mut self, metrics: ForwardingMetrics) -> Self {
-        self.conntrack = Some(metrics);
-        self
-    }
-
-    /// After a successful apply: flushes the flows of backends that left since the last
-    /// one. A failed flush is logged and counted, never fails the apply (the table is right;
-    /// only old flows linger until they time out).
-    async fn flush_stale(&mut self, plan: &NodePlan) -> Option<String> {
-        // Only the clean-up needs the previous decisions: without it, nothing is copied.
-        let metrics = self.conntrack.clone()?;
-        let previous = self.last_forwarding.replace(plan.forwarding.clone())?;
-        let stale = stale_flows(&previous, &plan.forwarding, &plan.endpoint_addresses);
-        if stale.is_empty() {
-            return None;
-        }
-        let flows = stale.len();
-        let outcome = tokio::task::spawn_blocking(move || conntrack::flush(&stale)).await;
-        match outcome {
-            Ok(Ok(report)) => {
-                metrics
-                    .conntrack_flushes
-                    .get_or_create(&FlushResult { result: "ok" })
-                    .inc();
-                metrics
-                    .conntrack_entries_deleted
-                    .inc_by(u64::try_from(report.deleted).unwrap_or(u64::MAX));
-                tracing::info!(
-                    stale_flows = flows,
-                    scanned = report.scanned,
-                    deleted = report.deleted,
-                    unreadable = report.unreadable,
-                    truncated = report.truncated,
-                    "flushed tracked connections of backends that left"
-                );
-                Some(format!(
-                    "; conntrack: {} of {} deleted",
-                    report.deleted, report.scanned
-                ))
-            }
-            Ok(Err(error)) => {
-                metrics
-                    .conntrack_flushes
-                    .get_or_create(&FlushResult { result: "error" })
-                    .inc();
-                tracing::warn!(%error, stale_flows = flows, "could not flush stale tracked connections");
-                None
-            }
-            Err(error) => {
-                metrics
-                    .conntrack_flushes
-                    .get_or_create(&FlushResult { result: "error" })
-                    .inc();
-                tracing::warn!(%error, "the conntrack flush task failed");
-                None
-            }
-        }
-    }
-
-    pub fn with_masquerade_mark(mut self, mark: u32) -> Self {
-        self.masquerade_mark = mark;
-        self
-    }
-
-    fn desired(&self, plan: &NodePlan) -> Ruleset {
-        Ruleset::from_plan(&plan.forwarding, self.masquerade_mark)
-    }
-
-    async fn apply_ruleset(&mut self, desired: Ruleset) -> Result<ApplyReport, ExecutorError> {
-        let outcome = self
-            .forwarder
-            .apply(desired)
-            .await
-            .map_err(|e| ExecutorError::new(Self::NAME, e))?;
-        Ok(report_of(outcome))
-    }
-}
-
-fn report_of(outcome: ApplyOutcome) -> ApplyReport {
-    match outcome {
-        ApplyOutcome::Unchanged => ApplyReport::unchanged(),
-        ApplyOutcome::Updated { summary, took } => ApplyReport {
-            outcome: "updated",
-            changed: true,
-            detail: format!("{summary:?} in {took:?}"),
-            repaired_drift: Vec::new(),
-        },
-        ApplyOutcome::Rebuilt {
-            took,
-            after_update_error,
-        } => ApplyReport {
-            outcome: "rebuilt",
-            changed: true,
-            detail: match after_update_error {
-                Some(error) => format!("rebuilt in {took:?} after a failed update: {error}"),
-                None => format!("rebuilt in {took:?}"),
-            },
-            repaired_drift: Vec::new(),
-        },
-    }
-}
-
-impl Executor for ForwardingExecutor {
-    fn name(&self) -> &'static str {
-        Self::NAME
-    }
-
-    fn apply<'a>(
-        &'a mut self,
-        plan: &'a NodePlan,
-    ) -> BoxFuture<'a, Result<ApplyReport, ExecutorError>> {
-        Box::pin(async move {
-            let desired = self.desired(plan);
-            let mut report = self.apply_ruleset(desired).await?;
-            if let Some(note) = self.flush_stale(plan).await {
-                report.detail.push_str(&note);
-            }
-            Ok(report)
-        })
-    }
-
-    /// Reads the table back and rebuilds it if it drifted, then applies the plan.
-    fn resync<'a>(
-        &'a mut self,
-        plan: &'a NodePlan,
-    ) -> BoxFuture<'a, Result<ApplyReport, ExecutorError>> {
-        Box::pin(async move {
-            let drift = self
-                .forwarder
-                .repair()
-                .await
-                .map_err(|e| ExecutorError::new(Self::NAME, e))?;
-            let desired = self.desired(plan);
-            let mut report = self.apply_ruleset(desired).await?;
-            if let Some(note) = self.flush_stale(plan).await {
-                report.detail.push_str(&note);
-            }
-            if !drift.is_empty() {
-                report.changed = true;
-                if report.outcome == "unchanged" {
-                    report.outcome = "repaired";
-                }
-            }
-            report.repaired_drift = drift;
-            Ok(report)
-        })
-    }
-
-    fn shutdown(&mut self) -> BoxFuture<'_, Result<(), ExecutorError>> {
-        Box::pin(async move {
-            self.forwarder
-                .remove()
-                .await
-                .map_err(|e| ExecutorError::new(Self::NAME, e))
-        })
     }
 }
 
@@ -408,12 +365,12 @@ mod tests {
     }
 
     impl Recording {
-        fn boxed(
+        fn spawned(
             name: &'static str,
             journal: &Arc<Mutex<Vec<String>>>,
             fail: bool,
-        ) -> Option<Box<dyn Executor>> {
-            Some(Box::new(Recording {
+        ) -> Option<ExecutorHandle> {
+            Some(ExecutorHandle::spawn(Recording {
                 name,
                 journal: Arc::clone(journal),
                 fail,
@@ -469,10 +426,10 @@ mod tests {
     async fn executors_apply_bgp_then_l2_then_forwarding_and_shut_announcers_down_before_forwarding()
      {
         let journal = Arc::new(Mutex::new(Vec::new()));
-        let mut executors = Executors {
-            forwarding: Recording::boxed("forwarding", &journal, false),
-            l2: Recording::boxed("l2", &journal, false),
-            bgp: Recording::boxed("bgp", &journal, false),
+        let executors = Executors {
+            forwarding: Recording::spawned("forwarding", &journal, false),
+            l2: Recording::spawned("l2", &journal, false),
+            bgp: Recording::spawned("bgp", &journal, false),
         };
         executors.apply(&NodePlan::default(), false).await;
         executors.apply(&NodePlan::default(), true).await;
@@ -493,19 +450,21 @@ mod tests {
         );
     }
 
-    #[test]
-    fn every_executor_observes_the_snapshot_and_the_live_speakers() {
+    #[tokio::test]
+    async fn every_executor_observes_the_snapshot_and_the_live_speakers() {
         let journal = Arc::new(Mutex::new(Vec::new()));
-        let mut executors = Executors {
-            bgp: Recording::boxed("bgp", &journal, false),
+        let executors = Executors {
+            bgp: Recording::spawned("bgp", &journal, false),
             l2: None,
-            forwarding: Recording::boxed("forwarding", &journal, false),
+            forwarding: Recording::spawned("forwarding", &journal, false),
         };
         let snapshot = Snapshot {
             nodes: vec![Default::default(); 3],
             ..Default::default()
         };
-        executors.observe(&snapshot, &["n1".to_string()].into());
+        executors
+            .observe(&Arc::new(snapshot), &["n1".to_string()].into())
+            .await;
         assert_eq!(
             journal_of(&journal),
             [
@@ -518,10 +477,10 @@ mod tests {
     #[tokio::test]
     async fn a_failing_executor_does_not_stop_the_ones_after_it() {
         let journal = Arc::new(Mutex::new(Vec::new()));
-        let mut executors = Executors {
-            bgp: Recording::boxed("bgp", &journal, true),
+        let executors = Executors {
+            bgp: Recording::spawned("bgp", &journal, true),
             l2: None,
-            forwarding: Recording::boxed("forwarding", &journal, false),
+            forwarding: Recording::spawned("forwarding", &journal, false),
         };
         let results = executors.apply(&NodePlan::default(), false).await;
         assert_eq!(journal_of(&journal), ["apply bgp", "apply forwarding"]);
@@ -533,7 +492,7 @@ mod tests {
 
     #[tokio::test]
     async fn absent_executors_are_skipped() {
-        let mut executors = Executors::default();
+        let executors = Executors::default();
         assert!(executors.apply(&NodePlan::default(), true).await.is_empty());
         assert!(executors.shutdown().await.is_empty());
     }

@@ -5,8 +5,8 @@
 //!   membership set -> executors; debounced, retried, fully resynced periodically; and the
 //!   ordered shutdown. Its per-pass logic is pure ([`reconcile::compute_pass`],
 //!   [`reconcile::membership_settings`]).
-//! - [`executor`]: the [`executor::Executor`] interface, the fixed order (BGP, L2,
-//!   forwarding) and the forwarding executor.
+//! - [`executor`]: the executor pattern (one owned task per executor fed by
+//!   [`executor::Command`]s) and the fixed order (BGP, L2, forwarding).
 //! - [`membership`]: bind address, seeds and key for the membership protocol, and the
 //!   supervisor that (re)starts its driver.
 //! - [`api_probe`]: whether the API server answers (stale state since T, for `/readyz` and
@@ -28,7 +28,7 @@ use std::time::Duration;
 use crate::convert::ConvertOptions;
 use crate::membership::MembershipConfig;
 
-pub use executor::{ApplyReport, Executor, ExecutorError, Executors, ForwardingExecutor};
+pub use executor::{ApplyReport, Executor, ExecutorError, ExecutorHandle, Executors};
 pub use membership::KeySource;
 pub use reconcile::{RuntimeError, run};
 

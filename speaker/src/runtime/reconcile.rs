@@ -144,11 +144,11 @@ struct Reconciler {
 
 impl Reconciler {
     /// One pass; returns whether every executor succeeded.
-    async fn pass(&mut self, snapshot: &Snapshot, full: bool) -> bool {
+    async fn pass(&mut self, snapshot: &Arc<Snapshot>, full: bool) -> bool {
         let started = Instant::now();
         self.sync_membership(snapshot).await;
         let live = self.live_speakers();
-        self.executors.observe(snapshot, &live);
+        self.executors.observe(snapshot, &live).await;
         let dead = self.dead_nodes(&live);
         let Pass { plan, problems } = compute_pass(snapshot, &self.config, &live, &dead);
         self.report_problems(&problems, &plan);
@@ -352,15 +352,6 @@ async fn sleep_until_or_pending(deadline: Option<Instant>) {
     }
 }
 
-/// Aborts a task when dropped.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
 /// Runs the speaker until `shutdown` resolves, then tears down in order.
 pub async fn run(
     client: Client,
@@ -381,7 +372,7 @@ pub async fn run(
     };
     let probe = super::api_probe::spawn(client.clone(), Arc::clone(&health), Arc::clone(&metrics));
     // Stops the probe on every way out of this function.
-    let _probe = AbortOnDrop(probe);
+    let _probe = probe;
     let mut watches = Watches::start(client, &scope, changed_tx, Arc::clone(&metrics));
     tracing::info!(node = %config.node_name, namespace = %config.install_namespace, executors = ?executors.names(), "waiting for the first complete lists");
     let initial_wait = std::time::Instant::now();
@@ -426,7 +417,7 @@ pub async fn run(
         let debounced = debouncer.take_if_due(Instant::now());
         if full_due || retry_due || debounced {
             // Changes that arrive during the pass are caught by the debouncer afterwards.
-            let snapshot = watches.snapshot();
+            let snapshot = Arc::new(watches.snapshot());
             let ok = reconciler.pass(&snapshot, full_due).await;
             if full_due {
                 next_resync = Instant::now() + resync_interval;

@@ -23,10 +23,10 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 
 use crate::convert::{ClusterObjects, LABEL_SERVICE_NAME};
 use crate::observability::{Metrics, ResourceLabel};
+use crate::task::TaskHandle;
 
 /// Copies of everything watched, taken at one moment.
 #[derive(Debug, Clone, Default)]
@@ -89,7 +89,7 @@ pub struct Watches {
     communities: Store<Community>,
     bfd_profiles: Store<BFDProfile>,
     memberlist_secret: Option<Store<Secret>>,
-    tasks: Vec<JoinHandle<()>>,
+    tasks: Vec<TaskHandle>,
 }
 
 impl Debug for Watches {
@@ -97,12 +97,6 @@ impl Debug for Watches {
         f.debug_struct("Watches")
             .field("tasks", &self.tasks.len())
             .finish_non_exhaustive()
-    }
-}
-
-impl Drop for Watches {
-    fn drop(&mut self) {
-        self.stop();
     }
 }
 
@@ -232,9 +226,7 @@ impl Watches {
 
     /// Stops every watch.
     pub fn stop(&mut self) {
-        for task in self.tasks.drain(..) {
-            task.abort();
-        }
+        self.tasks.clear();
     }
 }
 
@@ -252,7 +244,7 @@ where
 struct Spawner {
     changed: mpsc::Sender<()>,
     metrics: Arc<Metrics>,
-    tasks: Vec<JoinHandle<()>>,
+    tasks: Vec<TaskHandle>,
 }
 
 impl Spawner {
@@ -268,7 +260,7 @@ impl Spawner {
             .default_backoff()
             .modify(|object| object.managed_fields_mut().clear())
             .reflect(writer);
-        self.tasks.push(tokio::spawn(async move {
+        self.tasks.push(TaskHandle::spawn(async move {
             let mut stream = std::pin::pin!(stream);
             let mut errors: u64 = 0;
             while let Some(event) = stream.next().await {

@@ -2,9 +2,10 @@
 //! listing what an earlier run wrote, and writing BGPPeer status entries and Service
 //! annotations.
 //!
-//! I/O only, no decisions. Writes are queued and performed one after another by a writer
-//! task, each bounded in time; their outcomes go back to the executor, whose books
-//! ([`super::report`]) decide about retries. Nothing on the announcing path waits for the
+//! I/O only, no decisions. Writes are [`ApiWrite`]s of the speaker's one queued writer
+//! ([`crate::api_writer`]), which coalesces them per object, retries them while the API is
+//! unavailable and bounds each attempt; their outcomes go back to the executor, whose books
+//! ([`super::report`]) decide about rewrites. Nothing on the announcing path waits for the
 //! API server.
 //!
 //! Each node applies its BGPPeer status entry with its own field manager,
@@ -17,23 +18,23 @@
 //! whose `test` operations make it fail (422) if the list changed since it was read.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use herald_crds::api::BGPPeer;
 use k8s_openapi::api::core::v1::Service;
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, Client};
 use serde_json::json;
-use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinHandle;
+use tokio::sync::mpsc;
 
 use super::prune::{Prune, patch_operations};
 use super::report::{AnnotationWrite, StatusWrite};
 use super::secrets::SecretWatches;
+use crate::api_writer::{ApiAccess, ApiWrite, ApiWriter, Attempt};
 use crate::model::{SecretKeyRef, ServiceKey};
 
-/// Longest one API request may take before it is given up (and retried later).
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Page size when listing Services or BGPPeers.
 const LIST_PAGE: u32 = 500;
 /// Longest field manager name the API server accepts.
@@ -54,8 +55,6 @@ pub enum Request {
     Annotation(AnnotationWrite),
     /// Removal of entries of deleted Nodes from one BGPPeer's status.
     Prune(Prune),
-    /// Answered once every earlier request is done.
-    Flush(oneshot::Sender<()>),
 }
 
 /// How a write ended.
@@ -95,14 +94,14 @@ pub enum Outcome {
     },
 }
 
-/// The writer task and what the reads need; the task stops when this is dropped.
+/// What the reads need and the handle of the shared writer.
 pub struct KubeEdge {
     client: Client,
     namespace: String,
     node: String,
     annotation_key: String,
-    requests: mpsc::UnboundedSender<Request>,
-    writer: JoinHandle<()>,
+    writer: ApiWriter,
+    context: Arc<WriteContext>,
     secrets: SecretWatches,
 }
 
@@ -115,39 +114,33 @@ impl std::fmt::Debug for KubeEdge {
     }
 }
 
-impl Drop for KubeEdge {
-    fn drop(&mut self) {
-        self.writer.abort();
-    }
-}
-
 impl KubeEdge {
-    /// Starts the writer. BGPPeers live in `namespace` (the install namespace); outcomes
-    /// of writes go to `outcomes`.
+    /// BGPPeers live in `namespace` (the install namespace); writes go through the shared
+    /// writer and their outcomes to `outcomes`.
     pub fn start(
-        client: Client,
+        api: ApiAccess,
         namespace: &str,
         node: &str,
         annotation_key: String,
         outcomes: mpsc::UnboundedSender<Outcome>,
     ) -> Self {
-        let (requests, queue) = mpsc::unbounded_channel();
-        let writer = tokio::spawn(write_loop(
-            client.clone(),
-            namespace.to_string(),
-            node.to_string(),
-            annotation_key.clone(),
-            queue,
+        let ApiAccess { client, writer } = api;
+        let context = Arc::new(WriteContext {
+            peers: Api::namespaced(client.clone(), namespace),
+            client: client.clone(),
+            namespace: namespace.to_string(),
+            manager: field_manager(node),
+            annotation_key: annotation_key.clone(),
             outcomes,
-        ));
+        });
         Self {
             secrets: SecretWatches::new(client.clone()),
             client,
             namespace: namespace.to_string(),
             node: node.to_string(),
             annotation_key,
-            requests,
             writer,
+            context,
         }
     }
 
@@ -158,15 +151,15 @@ impl KubeEdge {
 
     /// Queues a write (never waits).
     pub fn send(&self, request: Request) {
-        // Fails only when the writer has stopped, i.e. during shutdown.
-        let _ = self.requests.send(request);
+        self.writer.send(BgpWrite {
+            request,
+            context: Arc::clone(&self.context),
+        });
     }
 
     /// Waits (at most `timeout`) until every queued write is done; returns whether it was.
     pub async fn flush(&self, timeout: Duration) -> bool {
-        let (done, wait) = oneshot::channel();
-        self.send(Request::Flush(done));
-        matches!(tokio::time::timeout(timeout, wait).await, Ok(Ok(())))
+        self.writer.flush(timeout).await
     }
 
     /// The TCP-MD5 password a BGPPeer's `passwordSecret` points at, from the Secret's
@@ -233,148 +226,199 @@ impl KubeEdge {
     }
 }
 
-async fn write_loop(
+/// What every write needs.
+struct WriteContext {
     client: Client,
+    peers: Api<BGPPeer>,
     namespace: String,
-    node: String,
+    /// This node's field manager.
+    manager: String,
     annotation_key: String,
-    mut queue: mpsc::UnboundedReceiver<Request>,
     outcomes: mpsc::UnboundedSender<Outcome>,
-) {
-    let manager = field_manager(&node);
-    let peers: Api<BGPPeer> = Api::namespaced(client.clone(), &namespace);
-    while let Some(request) = queue.recv().await {
-        let outcome = match request {
-            Request::Flush(done) => {
-                let _ = done.send(());
-                continue;
+}
+
+/// One [`Request`] as a write of the shared [`ApiWriter`].
+struct BgpWrite {
+    request: Request,
+    context: Arc<WriteContext>,
+}
+
+impl std::fmt::Debug for BgpWrite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.request.fmt(f)
+    }
+}
+
+impl ApiWrite for BgpWrite {
+    fn key(&self) -> Option<String> {
+        let namespace = &self.context.namespace;
+        Some(match &self.request {
+            Request::Status(StatusWrite::Set { peer, .. } | StatusWrite::Remove { peer }) => {
+                format!("bgppeer-status/{namespace}/{peer}/{}", self.context.manager)
             }
-            Request::Status(write) => {
-                let (peer, body) = match &write {
-                    // Without a BFD entry this manager gives up the one it owned, if any.
-                    StatusWrite::Set { peer, entry, bfd } => (
-                        peer.clone(),
-                        json!({
-                            "apiVersion": "herald.dev/v1alpha1",
-                            "kind": "BGPPeer",
-                            "metadata": {"name": peer, "namespace": namespace},
-                            "status": match bfd {
-                                Some(bfd) => json!({"sessions": [entry], "bfdSessions": [bfd]}),
-                                None => json!({"sessions": [entry]}),
-                            },
-                        }),
-                    ),
-                    // Applying no entry gives up the one this manager owned.
-                    StatusWrite::Remove { peer } => (
-                        peer.clone(),
-                        json!({
-                            "apiVersion": "herald.dev/v1alpha1",
-                            "kind": "BGPPeer",
-                            "metadata": {"name": peer, "namespace": namespace},
-                            "status": {},
-                        }),
-                    ),
-                };
-                let params = PatchParams::apply(&manager).force();
-                let result = tokio::time::timeout(
-                    REQUEST_TIMEOUT,
-                    peers.patch_status(&peer, &params, &Patch::Apply(&body)),
+            Request::Prune(prune) => format!("bgppeer-prune/{namespace}/{}", prune.peer),
+            Request::Annotation(write) => {
+                format!(
+                    "annotation/{}/{}",
+                    write.service, self.context.annotation_key
                 )
-                .await;
-                let result = classify(result, || format!("status of BGPPeer {namespace}/{peer}"));
-                Outcome::Status { peer, result }
             }
-            Request::Prune(prune) => {
-                let params = PatchParams {
-                    field_manager: Some(manager.clone()),
-                    ..PatchParams::default()
-                };
-                // kube's `Patch::Json` holds a `json_patch::Patch`, deserialized here from the
-                // operations (its type is inferred; the speaker needs no json-patch import).
-                let result = match serde_json::from_value(patch_operations(&prune)) {
-                    Ok(patch) => {
-                        let sent = tokio::time::timeout(
-                            REQUEST_TIMEOUT,
-                            peers.patch_status(&prune.peer, &params, &Patch::Json::<()>(patch)),
+        })
+    }
+
+    fn perform(&self) -> BoxFuture<'_, Attempt> {
+        Box::pin(async move {
+            let context = &self.context;
+            let outcome = match &self.request {
+                Request::Status(write) => {
+                    let result = apply_status(context, write).await;
+                    let peer = match write {
+                        StatusWrite::Set { peer, .. } | StatusWrite::Remove { peer } => peer,
+                    };
+                    if let unavailable @ Attempt::Unavailable(_) = Attempt::of(&result) {
+                        return unavailable;
+                    }
+                    let result = classify(result, || {
+                        format!("status of BGPPeer {}/{peer}", context.namespace)
+                    });
+                    Outcome::Status {
+                        peer: peer.clone(),
+                        result,
+                    }
+                }
+                Request::Prune(prune) => {
+                    let params = PatchParams {
+                        field_manager: Some(context.manager.clone()),
+                        ..PatchParams::default()
+                    };
+                    // kube's `Patch::Json` holds a `json_patch::Patch`, deserialized here from
+                    // the operations (its type is inferred; the speaker needs no json-patch
+                    // import).
+                    let result = match serde_json::from_value(patch_operations(prune)) {
+                        Ok(patch) => {
+                            let sent = context
+                                .peers
+                                .patch_status(&prune.peer, &params, &Patch::Json::<()>(patch))
+                                .await;
+                            if let unavailable @ Attempt::Unavailable(_) = Attempt::of(&sent) {
+                                return unavailable;
+                            }
+                            classify_prune(sent, &context.namespace, &prune.peer)
+                        }
+                        Err(error) => {
+                            tracing::error!(%error, "cannot build the JSON Patch removing status entries");
+                            PruneResult::Failed
+                        }
+                    };
+                    Outcome::Prune {
+                        nodes: prune.nodes(),
+                        peer: prune.peer.clone(),
+                        result,
+                    }
+                }
+                Request::Annotation(write) => {
+                    let api: Api<Service> =
+                        Api::namespaced(context.client.clone(), &write.service.namespace);
+                    let patch = json!({"metadata": {"annotations": {&context.annotation_key: write.value}}});
+                    let result = api
+                        .patch(
+                            &write.service.name,
+                            &PatchParams::default(),
+                            &Patch::Merge(&patch),
                         )
                         .await;
-                        classify_prune(sent, &namespace, &prune.peer)
+                    if let unavailable @ Attempt::Unavailable(_) = Attempt::of(&result) {
+                        return unavailable;
                     }
-                    Err(error) => {
-                        tracing::error!(%error, "cannot build the JSON Patch removing status entries");
-                        PruneResult::Failed
+                    let result = classify(result, || {
+                        format!("annotation of Service {}", write.service)
+                    });
+                    Outcome::Annotation {
+                        service: write.service.clone(),
+                        result,
                     }
-                };
-                Outcome::Prune {
-                    nodes: prune.nodes(),
-                    peer: prune.peer,
-                    result,
+                }
+            };
+            // Nobody listens once the executor has shut down; its removals are still written.
+            let _ = context.outcomes.send(outcome);
+            Attempt::Done
+        })
+    }
+
+    /// Dropped unwritten: the books write it again when due.
+    fn abandoned(&self) {
+        let outcome = match &self.request {
+            Request::Status(StatusWrite::Set { peer, .. } | StatusWrite::Remove { peer }) => {
+                Outcome::Status {
+                    peer: peer.clone(),
+                    result: WriteResult::Failed,
                 }
             }
-            Request::Annotation(write) => {
-                let api: Api<Service> = Api::namespaced(client.clone(), &write.service.namespace);
-                let patch = json!({"metadata": {"annotations": {&annotation_key: write.value}}});
-                let result = tokio::time::timeout(
-                    REQUEST_TIMEOUT,
-                    api.patch(
-                        &write.service.name,
-                        &PatchParams::default(),
-                        &Patch::Merge(&patch),
-                    ),
-                )
-                .await;
-                let result = classify(result, || {
-                    format!("annotation of Service {}", write.service)
-                });
-                Outcome::Annotation {
-                    service: write.service,
-                    result,
-                }
-            }
+            Request::Annotation(write) => Outcome::Annotation {
+                service: write.service.clone(),
+                result: WriteResult::Failed,
+            },
+            Request::Prune(prune) => Outcome::Prune {
+                nodes: prune.nodes(),
+                peer: prune.peer.clone(),
+                result: PruneResult::Failed,
+            },
         };
-        // Nobody listens for outcomes once the executor shuts down; the writes queued then
-        // (this node's removals) must still be performed, so only a closed queue ends the loop.
-        let _ = outcomes.send(outcome);
+        let _ = self.context.outcomes.send(outcome);
     }
 }
 
-fn classify<T>(
-    result: Result<Result<T, kube::Error>, tokio::time::error::Elapsed>,
-    what: impl FnOnce() -> String,
-) -> WriteResult {
+/// Server-side applies this node's entry of one BGPPeer's status (or gives it up).
+async fn apply_status(context: &WriteContext, write: &StatusWrite) -> Result<BGPPeer, kube::Error> {
+    let namespace = &context.namespace;
+    let (peer, status) = match write {
+        // Without a BFD entry this manager gives up the one it owned, if any.
+        StatusWrite::Set { peer, entry, bfd } => (
+            peer,
+            match bfd {
+                Some(bfd) => json!({"sessions": [entry], "bfdSessions": [bfd]}),
+                None => json!({"sessions": [entry]}),
+            },
+        ),
+        // Applying no entry gives up the one this manager owned.
+        StatusWrite::Remove { peer } => (peer, json!({})),
+    };
+    let body = json!({
+        "apiVersion": "herald.dev/v1alpha1",
+        "kind": "BGPPeer",
+        "metadata": {"name": peer, "namespace": namespace},
+        "status": status,
+    });
+    let params = PatchParams::apply(&context.manager).force();
+    context
+        .peers
+        .patch_status(peer, &params, &Patch::Apply(&body))
+        .await
+}
+
+/// A finished write (the API answered): how it ended, logged when refused.
+fn classify<T>(result: Result<T, kube::Error>, what: impl FnOnce() -> String) -> WriteResult {
     match result {
-        Ok(Ok(_)) => WriteResult::Ok,
-        Ok(Err(kube::Error::Api(status))) if status.code == 404 => WriteResult::Gone,
-        Ok(Err(error)) => {
-            tracing::warn!(%error, what = %what(), "BGP API write failed; will retry");
-            WriteResult::Failed
-        }
-        Err(_) => {
-            tracing::warn!(what = %what(), "BGP API write timed out; will retry");
+        Ok(_) => WriteResult::Ok,
+        Err(kube::Error::Api(status)) if status.code == 404 => WriteResult::Gone,
+        Err(error) => {
+            tracing::warn!(%error, what = %what(), "BGP API write refused; will retry");
             WriteResult::Failed
         }
     }
 }
 
-fn classify_prune<T>(
-    result: Result<Result<T, kube::Error>, tokio::time::error::Elapsed>,
-    namespace: &str,
-    peer: &str,
-) -> PruneResult {
+fn classify_prune<T>(result: Result<T, kube::Error>, namespace: &str, peer: &str) -> PruneResult {
     match result {
-        Ok(Ok(_)) => PruneResult::Removed,
+        Ok(_) => PruneResult::Removed,
         // 422: a `test` failed (or an index is out of range); 409: the write conflicted; 404:
         // the BGPPeer is gone.
-        Ok(Err(kube::Error::Api(status))) if matches!(status.code, 404 | 409 | 422) => {
+        Err(kube::Error::Api(status)) if matches!(status.code, 404 | 409 | 422) => {
             tracing::debug!(code = status.code, message = %status.message, peer = %format!("{namespace}/{peer}"), "BGPPeer status changed before the entries of deleted Nodes were removed; checking again later");
             PruneResult::Raced
         }
-        Ok(Err(error)) => {
+        Err(error) => {
             tracing::warn!(%error, peer = %format!("{namespace}/{peer}"), "removing BGPPeer status entries of deleted Nodes failed; will retry");
-            PruneResult::Failed
-        }
-        Err(_) => {
-            tracing::warn!(peer = %format!("{namespace}/{peer}"), "removing BGPPeer status entries of deleted Nodes timed out; will retry");
             PruneResult::Failed
         }
     }

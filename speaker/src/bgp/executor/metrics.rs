@@ -56,11 +56,7 @@ pub struct BgpMetrics {
     pub bfd: crate::bfd::metrics::BfdMetrics,
 }
 
-/// Label: a result (`ok`, `error`).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-pub struct ResultLabel {
-    pub result: &'static str,
-}
+pub use crate::metric_group::ResultLabel;
 
 impl BgpMetrics {
     /// Registers every metric in `registry` (whose prefix is `herald_speaker`).

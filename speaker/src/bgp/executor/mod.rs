@@ -10,20 +10,21 @@
 //! - [`secrets`]: the password Secrets, cached from watches by name (last-known-good).
 //! - [`kube_edge`]: Secrets, status and annotation writes (I/O with the API server).
 //!
-//! [`BgpExecutor`] is the [`Executor`] the runtime calls with every plan. It looks up what
-//! the plan cannot know — the password in each peer's `passwordSecret`, the address the
+//! [`BgpExecutor`] is the handle of one owned task (the runtime's executor pattern,
+//! [`crate::runtime::executor`]) that owns the sessions and the books and is fed the
+//! runtime's commands. With every plan it looks up what the plan cannot know — the password in each peer's `passwordSecret`, the address the
 //! kernel sends from towards each peer, the node's interface addresses (for the BGP
 //! Identifier and the next hop of the other address family) — caches it, and re-reads it on
 //! every full resync; then hands the desired peers and routes to the
-//! [`BgpManager`](crate::bgp::driver::BgpManager), which changes only the difference. A
-//! background task samples the sessions every [`TICK`]: metrics, BGPPeer status entries
-//! and Service annotations (written on change, rate limited), and a retry of peers held
-//! back by a missing Secret.
+//! [`BgpManager`](crate::bgp::driver::BgpManager), which changes only the difference.
+//! Between commands the same task samples the sessions every [`TICK`]: metrics, BGPPeer
+//! status entries and Service annotations (written on change, rate limited, through the
+//! shared [`crate::api_writer`]), and a retry of peers held back by a missing Secret.
 //!
 //! Entries of other nodes: a speaker killed without SIGTERM on a node that is then deleted
 //! leaves its status entries behind, and nobody owns them any more. Every pass the runtime
 //! hands the executor its watch caches ([`Executor::observe`]: Node names, live speakers,
-//! the BGPPeers' entries); every [`prune::CHECK`] the background task removes entries whose
+//! the BGPPeers' entries); every [`prune::CHECK`] the task removes entries whose
 //! Node has been gone for [`prune::GRACE`] — only on the speaker first by name among the live
 //! ones, each removal guarded by JSON Patch `test`s, at most once per BGPPeer per
 //! [`prune::RETRY`] (see [`prune`] for why). An entry of a Node that exists is never removed.
@@ -48,9 +49,7 @@ use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
 use k8s_openapi::jiff::Timestamp;
-use kube::Client;
-use tokio::sync::{Mutex, mpsc, watch};
-use tokio::task::JoinHandle;
+use tokio::sync::{mpsc, watch};
 
 use self::desired::{
     NodeFacts, PeerFacts, Translation, node_ipv4_addresses, other_family_address, translate,
@@ -59,6 +58,7 @@ use self::kube_edge::{KubeEdge, Outcome, PruneResult, Request, WriteResult};
 use self::metrics::{BgpMetrics, MetricsSampler, ResultLabel};
 use self::prune::{ClusterView, PruneBook};
 use self::report::{AnnotationBook, SessionReport, StatusBook, annotation_key, carriers};
+use crate::api_writer::ApiAccess;
 use crate::bgp::codec::Family;
 use crate::bgp::driver::{BgpManager, DriverError, ListenConfig, PeerStatus};
 use crate::bgp::fsm::{State, StopReason};
@@ -66,8 +66,11 @@ use crate::model::{Peer, SecretKeyRef};
 use crate::net::interfaces::InterfaceInfo;
 use crate::net::interfaces::discover_interfaces;
 use crate::planner::{BgpPlan, NodePlan};
-use crate::runtime::executor::{ApplyReport, Executor, ExecutorError};
+use crate::runtime::executor::{
+    ApplyReport, Command, Executor, ExecutorError, ExecutorHandle, serve,
+};
 use crate::runtime::watches::Snapshot;
+use crate::task::TaskHandle;
 
 /// How often the sessions are sampled for metrics, status and annotations.
 pub const TICK: Duration = Duration::from_millis(250);
@@ -131,6 +134,7 @@ impl CachedFacts {
 /// session's state and negotiated families.
 type CarrierInputs = (u64, Vec<(String, State, Vec<Family>)>);
 
+/// The executor's state, owned by its task.
 struct Inner {
     config: BgpExecutorConfig,
     /// `None` after shutdown.
@@ -149,38 +153,32 @@ struct Inner {
     metrics: BgpMetrics,
     logged_held_back: BTreeMap<String, String>,
     logged_missing_families: BTreeMap<String, Vec<Family>>,
+    /// The sessions' status as last sampled, for [`BgpExecutor::status`].
+    published: watch::Sender<BTreeMap<String, PeerStatus>>,
+    /// The latest view of the cluster, for pruning (from [`Executor::observe`]).
+    view: Option<Arc<ClusterView>>,
+    prune_book: PruneBook,
+    next_prune_check: Instant,
+    next_retry: Instant,
 }
 
-/// BGP sessions and routes (issue 6), as one of the runtime's executors.
+/// BGP sessions and routes (issue 6): the handle of the executor's task.
+#[derive(Debug)]
 pub struct BgpExecutor {
-    inner: Arc<Mutex<Inner>>,
-    background: JoinHandle<()>,
-    /// The latest view of the cluster, for pruning; `None` without an API client.
-    view: Option<watch::Sender<Option<Arc<ClusterView>>>>,
-}
-
-impl std::fmt::Debug for BgpExecutor {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BgpExecutor").finish_non_exhaustive()
-    }
-}
-
-impl Drop for BgpExecutor {
-    fn drop(&mut self) {
-        self.background.abort();
-    }
+    handle: ExecutorHandle,
+    status: watch::Receiver<BTreeMap<String, PeerStatus>>,
 }
 
 impl BgpExecutor {
     pub const NAME: &'static str = "bgp";
 
-    /// Starts the executor (needs a tokio runtime). With a client it reads password Secrets
-    /// and writes status and annotations; without one (tests) it runs the sessions only. A
-    /// listen address that cannot be bound (another BGP daemon on the node) is logged and
-    /// the speaker connects out only.
+    /// Starts the executor's task (needs a tokio runtime). With API access it reads password
+    /// Secrets and writes status and annotations (through the shared writer); without it
+    /// (tests) it runs the sessions only. A listen address that cannot be bound (another
+    /// BGP daemon on the node) is logged and the speaker connects out only.
     pub fn start(
         config: BgpExecutorConfig,
-        client: Option<Client>,
+        api: Option<ApiAccess>,
         metrics: BgpMetrics,
     ) -> Result<Self, DriverError> {
         let manager = match BgpManager::new(config.listen.as_ref()) {
@@ -193,20 +191,22 @@ impl BgpExecutor {
         }
         .with_bfd_metrics(metrics.bfd.clone());
         let (outcomes_tx, outcomes) = mpsc::unbounded_channel();
-        let kube = client.map(|client| {
+        let kube = api.map(|api| {
             Arc::new(KubeEdge::start(
-                client,
+                api,
                 &config.namespace,
                 &config.node,
                 annotation_key(&config.node),
                 outcomes_tx,
             ))
         });
-        let inner = Arc::new(Mutex::new(Inner {
+        let (published, status) = watch::channel(BTreeMap::new());
+        let now = Instant::now();
+        let inner = Inner {
             status_book: StatusBook::new(config.node.clone()),
             config,
             manager: Some(manager),
-            kube: kube.clone(),
+            kube,
             interfaces: None,
             facts: BTreeMap::new(),
             plan: BgpPlan::default(),
@@ -218,41 +218,53 @@ impl BgpExecutor {
             metrics,
             logged_held_back: BTreeMap::new(),
             logged_missing_families: BTreeMap::new(),
-        }));
-        let (view, views) = watch::channel(None);
-        let view = kube.is_some().then_some(view);
-        let background = tokio::spawn(background(Arc::clone(&inner), kube, outcomes, views));
+            published,
+            view: None,
+            prune_book: PruneBook::default(),
+            next_prune_check: now,
+            next_retry: now + HELD_BACK_RETRY,
+        };
+        let (commands, inbox) = mpsc::unbounded_channel();
+        let task = TaskHandle::spawn(run(inner, inbox, outcomes));
         Ok(Self {
-            inner,
-            background,
-            view,
+            handle: ExecutorHandle::new(Self::NAME, commands, task),
+            status,
         })
     }
 
-    /// The sessions' current status, by peer name.
+    /// The sessions' status, by peer name, as last sampled (every [`TICK`] and after each
+    /// apply).
     pub async fn status(&self) -> BTreeMap<String, PeerStatus> {
-        let inner = self.inner.lock().await;
-        inner
-            .manager
-            .as_ref()
-            .map(BgpManager::status)
-            .unwrap_or_default()
+        self.status.borrow().clone()
+    }
+
+    /// Applies the plan (see [`ExecutorHandle::apply`]).
+    pub async fn apply(&self, plan: &NodePlan) -> Result<ApplyReport, ExecutorError> {
+        self.handle.apply(&Arc::new(plan.clone()), false).await
+    }
+
+    /// Shuts the executor down (see [`ExecutorHandle::shutdown`]).
+    pub async fn shutdown(&self) -> Result<(), ExecutorError> {
+        self.handle.shutdown().await
     }
 }
 
-impl Executor for BgpExecutor {
+impl From<BgpExecutor> for ExecutorHandle {
+    fn from(executor: BgpExecutor) -> Self {
+        executor.handle
+    }
+}
+
+impl Executor for Inner {
     fn name(&self) -> &'static str {
-        Self::NAME
+        BgpExecutor::NAME
     }
 
     fn apply<'a>(
         &'a mut self,
         plan: &'a NodePlan,
     ) -> BoxFuture<'a, Result<ApplyReport, ExecutorError>> {
-        Box::pin(async move {
-            let mut inner = self.inner.lock().await;
-            inner.apply_plan(&plan.bgp, false).await
-        })
+        Box::pin(self.apply_plan(&plan.bgp, false))
     }
 
     /// Reads the Secrets, interfaces and source addresses again (a rotated password or a
@@ -261,34 +273,29 @@ impl Executor for BgpExecutor {
         &'a mut self,
         plan: &'a NodePlan,
     ) -> BoxFuture<'a, Result<ApplyReport, ExecutorError>> {
-        Box::pin(async move {
-            let mut inner = self.inner.lock().await;
-            inner.apply_plan(&plan.bgp, true).await
-        })
+        Box::pin(self.apply_plan(&plan.bgp, true))
     }
 
     /// Keeps the latest Node names, live speakers and BGPPeer entries for pruning.
     fn observe(&mut self, snapshot: &Snapshot, live_speakers: &BTreeSet<String>) {
-        if let Some(view) = &self.view {
-            view.send_replace(Some(Arc::new(ClusterView::new(snapshot, live_speakers))));
+        if self.kube.is_some() {
+            self.view = Some(Arc::new(ClusterView::new(snapshot, live_speakers)));
         }
     }
 
     fn shutdown(&mut self) -> BoxFuture<'_, Result<(), ExecutorError>> {
         Box::pin(async move {
-            let mut inner = self.inner.lock().await;
-            self.background.abort();
             // The removals are queued first so they run while the sessions close.
-            let kube = inner.kube.clone();
+            let kube = self.kube.clone();
             if let Some(kube) = &kube {
-                for write in inner.status_book.remove_all() {
+                for write in self.status_book.remove_all() {
                     kube.send(Request::Status(write));
                 }
-                for write in inner.annotation_book.remove_all() {
+                for write in self.annotation_book.remove_all() {
                     kube.send(Request::Annotation(write));
                 }
             }
-            if let Some(manager) = inner.manager.take() {
+            if let Some(manager) = self.manager.take() {
                 let peers = manager.status().len();
                 manager
                     .shutdown_each(|_, config| {
@@ -301,6 +308,7 @@ impl Executor for BgpExecutor {
                     .await;
                 tracing::info!(peers, "BGP sessions closed");
             }
+            self.published.send_replace(BTreeMap::new());
             if let Some(kube) = kube {
                 if kube.flush(SHUTDOWN_WRITES_TIMEOUT).await {
                     tracing::info!("BGP status entries and annotations of this node removed");
@@ -489,6 +497,13 @@ impl Inner {
             return;
         };
         let statuses = manager.status();
+        self.published.send_if_modified(|published| {
+            let changed = *published != statuses;
+            if changed {
+                published.clone_from(&statuses);
+            }
+            changed
+        });
         let bfd = manager.bfd_status();
         self.sampler.record(&statuses, &self.metrics);
         let reports: BTreeMap<String, SessionReport> = self
@@ -591,6 +606,31 @@ impl Inner {
         }
     }
 
+    /// Once every [`TICK`]: retries held-back peers when due, samples the sessions, and
+    /// queues the removal of entries of deleted Nodes when due.
+    async fn on_tick(&mut self, now: Instant) {
+        tracing::trace!("BGP sample");
+        if now >= self.next_retry {
+            self.next_retry = now + HELD_BACK_RETRY;
+            if self.forget_held_back() {
+                let plan = self.plan.clone();
+                if let Err(error) = self.apply_plan(&plan, false).await {
+                    tracing::warn!(%error, "retrying held-back BGP peers failed");
+                }
+            }
+        }
+        self.sample(now);
+        if now >= self.next_prune_check {
+            self.next_prune_check = now + prune::CHECK;
+            if let (Some(view), Some(kube)) = (self.view.as_ref(), self.kube.as_ref()) {
+                for prune in self.prune_book.due(&self.config.node, view, now) {
+                    tracing::debug!(peer = %prune.peer, nodes = ?prune.nodes(), "removing BGPPeer status entries of deleted Nodes");
+                    kube.send(Request::Prune(prune));
+                }
+            }
+        }
+    }
+
     /// Peers held back by something that may have been fixed since (a Secret created, an
     /// address added): forget their facts so that they are looked up again.
     fn forget_held_back(&mut self) -> bool {
@@ -611,15 +651,15 @@ impl Inner {
     }
 }
 
-/// Seeds the books from the API (with retries), then samples every [`TICK`], records write
-/// outcomes, retries held-back peers and prunes entries of deleted Nodes.
-async fn background(
-    inner: Arc<Mutex<Inner>>,
-    kube: Option<Arc<KubeEdge>>,
+/// The executor's task: serves the runtime's commands; seeds the books from the API (with
+/// retries); samples every [`TICK`], records write outcomes, retries held-back peers and
+/// prunes entries of deleted Nodes.
+async fn run(
+    mut inner: Inner,
+    mut commands: mpsc::UnboundedReceiver<Command>,
     mut outcomes: mpsc::UnboundedReceiver<Outcome>,
-    views: watch::Receiver<Option<Arc<ClusterView>>>,
 ) {
-    let mut seeding = kube.clone().map(|kube| {
+    let mut seeding = inner.kube.clone().map(|kube| {
         Box::pin(async move {
             let key = kube.annotation_key().to_string();
             let mut delay = Duration::from_secs(1);
@@ -640,12 +680,14 @@ async fn background(
     });
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut next_retry = Instant::now() + HELD_BACK_RETRY;
-    let mut next_prune_check = Instant::now();
-    let mut prune_book = PruneBook::default();
-    let node = inner.lock().await.config.node.clone();
     loop {
         tokio::select! {
+            command = commands.recv() => {
+                let Some(command) = command else { return };
+                if serve(command, &mut inner).await.is_break() {
+                    return;
+                }
+            }
             seeded = async {
                 match seeding.as_mut() {
                     Some(future) => future.await,
@@ -655,39 +697,11 @@ async fn background(
                 seeding = None;
                 let (annotations, entries) = seeded;
                 tracing::debug!(annotations = annotations.len(), entries = entries.len(), "BGP status books seeded from the API");
-                let mut inner = inner.lock().await;
                 inner.annotation_book.seed(annotations);
                 inner.status_book.seed_existing(entries, Timestamp::now());
             }
-            Some(outcome) = outcomes.recv() => {
-                inner.lock().await.record_outcome(outcome);
-            }
-            _ = tick.tick() => {
-                let mut inner = inner.lock().await;
-                let now = Instant::now();
-                tracing::trace!("BGP sample");
-                if now >= next_retry {
-                    next_retry = now + HELD_BACK_RETRY;
-                    if inner.forget_held_back() {
-                        let plan = inner.plan.clone();
-                        if let Err(error) = inner.apply_plan(&plan, false).await {
-                            tracing::warn!(%error, "retrying held-back BGP peers failed");
-                        }
-                    }
-                }
-                inner.sample(now);
-                drop(inner);
-                if now >= next_prune_check {
-                    next_prune_check = now + prune::CHECK;
-                    let view = views.borrow().clone();
-                    if let (Some(view), Some(kube)) = (view, kube.as_ref()) {
-                        for prune in prune_book.due(&node, &view, now) {
-                            tracing::debug!(peer = %prune.peer, nodes = ?prune.nodes(), "removing BGPPeer status entries of deleted Nodes");
-                            kube.send(Request::Prune(prune));
-                        }
-                    }
-                }
-            }
+            Some(outcome) = outcomes.recv() => inner.record_outcome(outcome),
+            _ = tick.tick() => inner.on_tick(Instant::now()).await,
         }
     }
 }
@@ -784,7 +798,7 @@ mod tests {
     async fn a_planned_peer_gets_a_session_with_its_routes_and_shutdown_sends_an_administrative_cease()
      {
         let (router, port) = router();
-        let (mut executor, metrics) = executor();
+        let (executor, metrics) = executor();
         let plan = plan(port, false);
         let report = executor.apply(&plan).await.expect("applies");
         assert!(report.changed);
@@ -824,7 +838,7 @@ mod tests {
     #[tokio::test]
     async fn a_peer_whose_password_cannot_be_read_is_held_back_and_starts_once_it_needs_none() {
         let (router, port) = router();
-        let (mut executor, metrics) = executor();
+        let (executor, metrics) = executor();
         let report = executor.apply(&plan(port, true)).await.expect("applies");
         assert!(report.detail.contains("1 held back"), "{report:?}");
         assert!(executor.status().await.is_empty(), "no session was started");

@@ -23,9 +23,9 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
-use tokio::task::JoinHandle;
 
 use crate::model::SecretKeyRef;
+use crate::task::TaskHandle;
 
 /// How long the first lookup of a Secret waits for its watch's first list.
 pub const FIRST_LIST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -39,13 +39,7 @@ type LastError = Arc<Mutex<Option<String>>>;
 struct SecretWatch {
     store: Store<Secret>,
     last_error: LastError,
-    task: JoinHandle<()>,
-}
-
-impl Drop for SecretWatch {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+    _task: TaskHandle,
 }
 
 /// The watched password Secrets; the watches stop when this is dropped.
@@ -141,7 +135,7 @@ fn start_watch(client: Client, (namespace, name): &SecretName) -> SecretWatch {
     .default_backoff()
     .reflect(writer);
     let what = format!("{namespace}/{name}");
-    let task = tokio::spawn(async move {
+    let task = TaskHandle::spawn(async move {
         let mut stream = std::pin::pin!(stream);
         let mut failures: u64 = 0;
         while let Some(event) = stream.next().await {
@@ -164,7 +158,7 @@ fn start_watch(client: Client, (namespace, name): &SecretName) -> SecretWatch {
     SecretWatch {
         store,
         last_error,
-        task,
+        _task: task,
     }
 }
 

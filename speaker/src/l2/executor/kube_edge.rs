@@ -3,15 +3,17 @@
 //!
 //! I/O only, no decisions: a metadata-only watch of Services (annotations are all the
 //! records need) that publishes [`Records`] on a `watch` channel once the first list is
-//! complete, and a writer task that performs [`ApiRequest`]s one after another. Nothing
-//! here is awaited by the announcing path: the executor queues requests and moves on, so a
-//! slow or unreachable API server never delays a failover.
+//! complete, and each [`ApiRequest`] as a write of the speaker's one queued writer
+//! ([`crate::api_writer`]: coalesced per object, Events bounded, retried while the API is
+//! unavailable). Nothing here is awaited by the announcing path: the executor queues
+//! requests and moves on, so a slow or unreachable API server never delays a failover.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures::StreamExt;
+use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::{ObjectReference, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
@@ -22,18 +24,17 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 use serde_json::json;
-use tokio::sync::{mpsc, watch};
-use tokio::task::JoinHandle;
+use tokio::sync::watch;
 
 use super::decide::RecordWrite;
 use super::metrics::{L2Metrics, ResultLabel};
 use super::record::{Records, record_key};
+use crate::api_writer::{ApiAccess, ApiWrite, ApiWriter, Attempt};
 use crate::model::ServiceKey;
+use crate::task::TaskHandle;
 
 /// Field manager of the speaker's server-side applies.
 pub const FIELD_MANAGER: &str = herald_crds::names::FIELD_MANAGER_SPEAKER;
-/// Longest one API request may take before it is given up (and retried later).
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Something to write to the API server.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,39 +58,38 @@ pub enum ApiRequest {
     },
 }
 
-/// The running watch and writer; both stop when this is dropped.
-#[derive(Debug)]
+/// The running watch (stopped when this is dropped) and the handle of the shared writer.
 pub struct KubeEdge {
-    requests: mpsc::UnboundedSender<ApiRequest>,
-    tasks: Vec<JoinHandle<()>>,
+    writer: ApiWriter,
+    context: Arc<WriteContext>,
+    _watch: TaskHandle,
 }
 
-impl Drop for KubeEdge {
-    fn drop(&mut self) {
-        for task in &self.tasks {
-            task.abort();
-        }
+impl std::fmt::Debug for KubeEdge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KubeEdge").finish_non_exhaustive()
     }
 }
 
 impl KubeEdge {
     /// Starts the Service metadata watch (records go to `records`, `None` until the first
-    /// list is complete) and the writer.
+    /// list is complete); writes go through the shared writer.
     pub fn start(
-        client: Client,
+        api: ApiAccess,
         node: &str,
         records: watch::Sender<Option<Records>>,
         metrics: L2Metrics,
     ) -> Self {
-        let (reader, writer) = reflector::store::<PartialObjectMeta<Service>>();
+        let ApiAccess { client, writer } = api;
+        let (reader, store_writer) = reflector::store::<PartialObjectMeta<Service>>();
         let stream = watcher(
             Api::<PartialObjectMeta<Service>>::all(client.clone()),
             watcher::Config::default(),
         )
         .default_backoff()
-        .reflect(writer);
+        .reflect(store_writer);
         let watch_reader = reader.clone();
-        let watch_task = tokio::spawn(async move {
+        let watch_task = TaskHandle::spawn(async move {
             let mut stream = std::pin::pin!(stream);
             let mut errors: u64 = 0;
             while let Some(event) = stream.next().await {
@@ -118,7 +118,6 @@ impl KubeEdge {
                 }
             }
         });
-        let (requests, queue) = mpsc::unbounded_channel();
         let recorder = Recorder::new(
             client.clone(),
             Reporter {
@@ -126,17 +125,25 @@ impl KubeEdge {
                 instance: Some(node.to_owned()),
             },
         );
-        let writer_task = tokio::spawn(write_loop(client, recorder, reader, queue, metrics));
         KubeEdge {
-            requests,
-            tasks: vec![watch_task, writer_task],
+            writer,
+            context: Arc::new(WriteContext {
+                client,
+                recorder,
+                services: reader,
+                metrics,
+                told_conditions_forbidden: AtomicBool::new(false),
+            }),
+            _watch: watch_task,
         }
     }
 
     /// Queues a request (never waits).
     pub fn send(&self, request: ApiRequest) {
-        // Fails only when the writer has stopped, i.e. during shutdown.
-        let _ = self.requests.send(request);
+        self.writer.send(L2Write {
+            request,
+            context: Arc::clone(&self.context),
+        });
     }
 }
 
@@ -166,38 +173,78 @@ fn records_of(store: &Store<PartialObjectMeta<Service>>) -> Records {
     Records::from_annotations(services.iter().map(|(key, map)| (key.clone(), map)))
 }
 
-async fn write_loop(
+/// What every write needs.
+struct WriteContext {
     client: Client,
     recorder: Recorder,
     services: Store<PartialObjectMeta<Service>>,
-    mut queue: mpsc::UnboundedReceiver<ApiRequest>,
     metrics: L2Metrics,
-) {
-    let services = Arc::new(services);
-    let mut told_conditions_forbidden = false;
-    while let Some(request) = queue.recv().await {
-        let what = format!("{request:?}");
-        let is_condition = matches!(request, ApiRequest::Condition { .. });
-        let outcome = tokio::time::timeout(
-            REQUEST_TIMEOUT,
-            perform(&client, &recorder, &services, request, &metrics),
-        )
-        .await;
-        match outcome {
-            Ok(Ok(())) => {}
-            // The chart leaves Service status to the controller; conflicts still reach
-            // people through Events, metrics and logs.
-            Ok(Err(error)) if is_condition && is_forbidden(&error) => {
-                if !told_conditions_forbidden {
-                    told_conditions_forbidden = true;
-                    tracing::info!(
-                        "not allowed to write Service status conditions; conflicts are reported by Events only"
-                    );
+    told_conditions_forbidden: AtomicBool,
+}
+
+/// One [`ApiRequest`] as a write of the shared [`ApiWriter`].
+struct L2Write {
+    request: ApiRequest,
+    context: Arc<WriteContext>,
+}
+
+impl std::fmt::Debug for L2Write {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.request.fmt(f)
+    }
+}
+
+impl ApiWrite for L2Write {
+    /// A record per Service and address, a condition per Service and type; Events are
+    /// never coalesced.
+    fn key(&self) -> Option<String> {
+        match &self.request {
+            ApiRequest::Record(write) => {
+                Some(format!("l2-record/{}/{}", write.service, write.address))
+            }
+            ApiRequest::Event { .. } => None,
+            ApiRequest::Condition { service, type_, .. } => {
+                Some(format!("condition/{service}/{type_}"))
+            }
+        }
+    }
+
+    fn perform(&self) -> BoxFuture<'_, Attempt> {
+        Box::pin(async move {
+            let context = &self.context;
+            let is_condition = matches!(self.request, ApiRequest::Condition { .. });
+            let result = perform(
+                &context.client,
+                &context.recorder,
+                &context.services,
+                self.request.clone(),
+                &context.metrics,
+            )
+            .await;
+            match (Attempt::of(&result), result) {
+                (Attempt::Unavailable(reason), _) => {
+                    tracing::debug!(request = ?self.request, %reason, "layer-2 API write: API unavailable; retrying");
+                    return Attempt::Unavailable(reason);
+                }
+                (Attempt::Done, Ok(())) => {}
+                // The chart leaves Service status to the controller; conflicts still reach
+                // people through Events, metrics and logs.
+                (Attempt::Done, Err(error)) if is_condition && is_forbidden(&error) => {
+                    if !context
+                        .told_conditions_forbidden
+                        .swap(true, Ordering::Relaxed)
+                    {
+                        tracing::info!(
+                            "not allowed to write Service status conditions; conflicts are reported by Events only"
+                        );
+                    }
+                }
+                (Attempt::Done, Err(error)) => {
+                    tracing::warn!(%error, request = ?self.request, "layer-2 API write failed")
                 }
             }
-            Ok(Err(error)) => tracing::warn!(%error, request = %what, "layer-2 API write failed"),
-            Err(_) => tracing::warn!(request = %what, "layer-2 API write timed out"),
-        }
+            Attempt::Done
+        })
     }
 }
 

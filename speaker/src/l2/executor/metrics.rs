@@ -6,9 +6,9 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::registry::Registry;
 
 use crate::l2::announcer::Counters;
+use crate::metric_group::metric_group;
 
 /// Label: the interface a counter is about.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -23,11 +23,7 @@ pub struct RequestLabels {
     pub protocol: &'static str,
 }
 
-/// Label: a result (`ok`, `error`).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-pub struct ResultLabel {
-    pub result: &'static str,
-}
+pub use crate::metric_group::ResultLabel;
 
 /// Label: when a conflict was seen (`probing`, `owning`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -35,91 +31,37 @@ pub struct PhaseLabel {
     pub phase: &'static str,
 }
 
-/// Every layer-2 metric (prefix `herald_speaker_l2_`). Clones share the same values.
-#[derive(Debug, Clone, Default)]
-pub struct L2Metrics {
-    pub owned_addresses: Gauge,
-    pub owned_without_interface: Gauge,
-    pub requests_answered: Family<RequestLabels, Counter>,
-    pub announcements_sent: Family<InterfaceLabels, Counter>,
-    pub probes_sent: Family<InterfaceLabels, Counter>,
-    pub defences_sent: Family<InterfaceLabels, Counter>,
-    pub malformed_frames: Family<InterfaceLabels, Counter>,
-    pub transmit_errors: Family<InterfaceLabels, Counter>,
-    pub conflicts: Family<PhaseLabel, Counter>,
-    pub takeovers: Counter,
-    pub record_writes: Family<ResultLabel, Counter>,
-    pub interface_start_errors: Counter,
+metric_group! {
+    /// Every layer-2 metric (prefix `herald_speaker_l2_`). Clones share the same values.
+    pub struct L2Metrics, prefix "l2" {
+        /// Addresses this node announces over layer 2
+        owned_addresses: Gauge,
+        /// Addresses this node was elected for but has no interface to announce on
+        owned_without_interface: Gauge,
+        /// ARP requests and Neighbor Solicitations answered
+        requests_answered: Family<RequestLabels, Counter>,
+        /// Gratuitous ARP and unsolicited Neighbor Advertisement frames sent
+        announcements_sent: Family<InterfaceLabels, Counter>,
+        /// RFC 5227 / RFC 4862 probes sent before a first announcement
+        probes_sent: Family<InterfaceLabels, Counter>,
+        /// Announcements sent to defend an owned address against another claimant
+        defences_sent: Family<InterfaceLabels, Counter>,
+        /// Received ARP/NDP frames that failed to parse
+        malformed_frames: Family<InterfaceLabels, Counter>,
+        /// Frames the kernel refused to send
+        transmit_errors: Family<InterfaceLabels, Counter>,
+        /// Reports of another MAC claiming an address, while probing or while owning
+        conflicts: Family<PhaseLabel, Counter>,
+        /// Addresses taken over from another node without probing
+        takeovers: Counter,
+        /// Writes of the current-announcer record on Services
+        record_writes: Family<ResultLabel, Counter>,
+        /// Failures to open an interface for announcing
+        interface_start_errors: Counter,
+    }
 }
 
 impl L2Metrics {
-    /// Registers every metric in `registry` (whose prefix is `herald_speaker`).
-    pub fn register(registry: &mut Registry) -> Self {
-        let metrics = L2Metrics::default();
-        let l2 = registry.sub_registry_with_prefix("l2");
-        l2.register(
-            "owned_addresses",
-            "Addresses this node announces over layer 2",
-            metrics.owned_addresses.clone(),
-        );
-        l2.register(
-            "owned_without_interface",
-            "Addresses this node was elected for but has no interface to announce on",
-            metrics.owned_without_interface.clone(),
-        );
-        l2.register(
-            "requests_answered",
-            "ARP requests and Neighbor Solicitations answered",
-            metrics.requests_answered.clone(),
-        );
-        l2.register(
-            "announcements_sent",
-            "Gratuitous ARP and unsolicited Neighbor Advertisement frames sent",
-            metrics.announcements_sent.clone(),
-        );
-        l2.register(
-            "probes_sent",
-            "RFC 5227 / RFC 4862 probes sent before a first announcement",
-            metrics.probes_sent.clone(),
-        );
-        l2.register(
-            "defences_sent",
-            "Announcements sent to defend an owned address against another claimant",
-            metrics.defences_sent.clone(),
-        );
-        l2.register(
-            "malformed_frames",
-            "Received ARP/NDP frames that failed to parse",
-            metrics.malformed_frames.clone(),
-        );
-        l2.register(
-            "transmit_errors",
-            "Frames the kernel refused to send",
-            metrics.transmit_errors.clone(),
-        );
-        l2.register(
-            "conflicts",
-            "Reports of another MAC claiming an address, while probing or while owning",
-            metrics.conflicts.clone(),
-        );
-        l2.register(
-            "takeovers",
-            "Addresses taken over from another node without probing",
-            metrics.takeovers.clone(),
-        );
-        l2.register(
-            "record_writes",
-            "Writes of the current-announcer record on Services",
-            metrics.record_writes.clone(),
-        );
-        l2.register(
-            "interface_start_errors",
-            "Failures to open an interface for announcing",
-            metrics.interface_start_errors.clone(),
-        );
-        metrics
-    }
-
     /// Adds the growth of one interface's announcer counters between two samples.
     pub fn add_counter_growth(&self, interface: &str, before: &Counters, after: &Counters) {
         let labels = InterfaceLabels {
@@ -172,6 +114,8 @@ impl L2Metrics {
 
 #[cfg(test)]
 mod tests {
+    use prometheus_client::registry::Registry;
+
     use super::*;
 
     #[test]

@@ -9,10 +9,12 @@
 //! - [`kube_edge`]: the Service annotation watch and the API writer (I/O).
 //! - [`metrics`]: the `herald_speaker_l2_*` metrics.
 //!
-//! [`L2Executor`] is the [`Executor`] the runtime calls with every plan. Besides those calls
-//! a background task re-runs the pass when the records change, when an announcer reports an
-//! address announced (so its record gets written), when the start-up hold ends, and once a
-//! second (record retries, counters, conflict expiry). Failover is driven by the plan: when
+//! [`L2Executor`] starts one owned task (the runtime's executor pattern,
+//! [`crate::runtime::executor`]) that owns the [`Engine`] and is fed the runtime's commands.
+//! Between commands the same task re-runs the pass when the records change, when an
+//! announcer reports an address announced (so its record gets written), when the start-up
+//! hold ends, and once a second (record retries, counters, conflict expiry). Writes go
+//! through the speaker's one queued writer ([`crate::api_writer`]). Failover is driven by the plan: when
 //! membership reports the owner dead, the runtime re-plans within its debounce (≤ 100 ms)
 //! and the next owner announces at once.
 
@@ -24,13 +26,10 @@ pub mod kube_edge;
 pub mod metrics;
 pub mod record;
 
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
-use kube::Client;
 use tokio::sync::{mpsc, watch};
-use tokio::task::JoinHandle;
 
 pub use engine::L2ExecutorConfig;
 use engine::{Engine, PassSummary};
@@ -38,47 +37,34 @@ use kube_edge::KubeEdge;
 use metrics::L2Metrics;
 use record::Records;
 
+use crate::api_writer::ApiAccess;
 use crate::l2::io::{InterfaceEvent, discover_interfaces};
 use crate::planner::NodePlan;
-use crate::runtime::executor::{ApplyReport, Executor, ExecutorError};
+use crate::runtime::executor::{
+    ApplyReport, Command, Executor, ExecutorError, ExecutorHandle, serve,
+};
+use crate::task::TaskHandle;
 
-/// How often the background task samples counters, retries record writes and expires
-/// conflicts.
+/// How often the task samples counters, retries record writes and expires conflicts.
 const TICK: Duration = Duration::from_secs(1);
 
 /// Layer-2 announcements (issue 5), as one of the runtime's executors.
-pub struct L2Executor {
-    engine: Arc<Mutex<Engine>>,
-    task: JoinHandle<()>,
-}
-
-impl std::fmt::Debug for L2Executor {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("L2Executor").finish_non_exhaustive()
-    }
-}
-
-impl Drop for L2Executor {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-fn lock(engine: &Mutex<Engine>) -> MutexGuard<'_, Engine> {
-    // A panic while holding the lock leaves plain data behind; carry on with it.
-    engine.lock().unwrap_or_else(PoisonError::into_inner)
-}
+#[derive(Debug)]
+pub struct L2Executor;
 
 impl L2Executor {
     pub const NAME: &'static str = "l2";
 
-    /// Starts the executor (needs a tokio runtime). With a client it reads and writes the
-    /// current-announcer records and publishes Events; without one (tests) it announces
-    /// only.
-    pub fn start(config: L2ExecutorConfig, client: Option<Client>, metrics: L2Metrics) -> Self {
+    /// Starts the executor's task (needs a tokio runtime) and returns its handle. With API
+    /// access it reads and writes the current-announcer records and publishes Events;
+    /// without it (tests) it announces only.
+    pub fn start(
+        config: L2ExecutorConfig,
+        api: Option<ApiAccess>,
+        metrics: L2Metrics,
+    ) -> ExecutorHandle {
         let (records_tx, records_rx) = watch::channel(None);
-        let kube =
-            client.map(|client| KubeEdge::start(client, &config.node, records_tx, metrics.clone()));
+        let kube = api.map(|api| KubeEdge::start(api, &config.node, records_tx, metrics.clone()));
         let (events_tx, events_rx) = std::sync::mpsc::channel::<InterfaceEvent>();
         let (async_events_tx, async_events_rx) = mpsc::unbounded_channel();
         // Announcer threads report on a std channel; this thread forwards to the task. It
@@ -95,17 +81,19 @@ impl L2Executor {
         if let Err(error) = bridge {
             tracing::error!(%error, "cannot start the layer-2 event thread; records are written on the next tick instead");
         }
-        let engine = Arc::new(Mutex::new(Engine::new(
-            config,
-            Instant::now(),
-            events_tx,
-            kube,
-            metrics,
-        )));
-        let task = tokio::spawn(background(Arc::clone(&engine), records_rx, async_events_rx));
-        L2Executor { engine, task }
+        let engine = Engine::new(config, Instant::now(), events_tx, kube, metrics);
+        let (commands, inbox) = mpsc::unbounded_channel();
+        let task = TaskHandle::spawn(run(State { engine }, inbox, records_rx, async_events_rx));
+        ExecutorHandle::new(Self::NAME, commands, task)
     }
+}
 
+/// The executor's state, owned by its task.
+struct State {
+    engine: Engine,
+}
+
+impl State {
     async fn pass(&mut self, plan: &NodePlan, full: bool) -> ApplyReport {
         let interfaces = match discover_interfaces().await {
             Ok(interfaces) => Some(interfaces),
@@ -114,7 +102,7 @@ impl L2Executor {
                 None
             }
         };
-        let mut engine = lock(&self.engine);
+        let engine = &mut self.engine;
         let repaired = if full { engine.repair() } else { Vec::new() };
         if let Some(interfaces) = interfaces {
             engine.set_interfaces(interfaces);
@@ -140,9 +128,9 @@ fn report(summary: PassSummary, repaired: Vec<String>) -> ApplyReport {
     }
 }
 
-impl Executor for L2Executor {
+impl Executor for State {
     fn name(&self) -> &'static str {
-        Self::NAME
+        L2Executor::NAME
     }
 
     fn apply<'a>(
@@ -160,23 +148,26 @@ impl Executor for L2Executor {
         Box::pin(async move { Ok(self.pass(plan, true).await) })
     }
 
-    /// Stops announcing at once. Records are left as they are: the node that takes over
-    /// (membership tells the others this node left) overwrites them.
+    /// Stops announcing at once (the task ends after this). Records are left as they are:
+    /// the node that takes over (membership tells the others this node left) overwrites
+    /// them.
     fn shutdown(&mut self) -> BoxFuture<'_, Result<(), ExecutorError>> {
         Box::pin(async move {
-            self.task.abort();
-            lock(&self.engine).stop();
+            self.engine.stop();
             Ok(())
         })
     }
 }
 
-async fn background(
-    engine: Arc<Mutex<Engine>>,
+/// The executor's task: serves the runtime's commands and re-runs the pass on records,
+/// announcer events, the end of the start-up hold and every [`TICK`].
+async fn run(
+    mut state: State,
+    mut commands: mpsc::UnboundedReceiver<Command>,
     mut records: watch::Receiver<Option<Records>>,
     mut events: mpsc::UnboundedReceiver<InterfaceEvent>,
 ) {
-    let hold_until = lock(&engine).hold_until();
+    let hold_until = state.engine.hold_until();
     let mut hold_over = false;
     let mut records_open = true;
     let mut events_open = true;
@@ -184,6 +175,12 @@ async fn background(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
+            command = commands.recv() => {
+                let Some(command) = command else { return };
+                if serve(command, &mut state).await.is_break() {
+                    return;
+                }
+            }
             changed = records.changed(), if records_open => {
                 if changed.is_err() {
                     records_open = false;
@@ -191,9 +188,8 @@ async fn background(
                 }
                 let current = records.borrow_and_update().clone();
                 if let Some(current) = current {
-                    let mut engine = lock(&engine);
-                    engine.set_records(current);
-                    engine.pass(Instant::now());
+                    state.engine.set_records(current);
+                    state.engine.pass(Instant::now());
                 }
             }
             event = events.recv(), if events_open => {
@@ -201,26 +197,24 @@ async fn background(
                     events_open = false;
                     continue;
                 };
-                let mut engine = lock(&engine);
-                let mut again = engine.handle_event(Instant::now(), &event);
+                let mut again = state.engine.handle_event(Instant::now(), &event);
                 // Drain what else is queued before passing once for all of it.
                 while let Ok(event) = events.try_recv() {
-                    again |= engine.handle_event(Instant::now(), &event);
+                    again |= state.engine.handle_event(Instant::now(), &event);
                 }
                 if again {
-                    engine.pass(Instant::now());
+                    state.engine.pass(Instant::now());
                 }
             }
             () = tokio::time::sleep_until(hold_until.into()), if !hold_over => {
                 hold_over = true;
-                lock(&engine).pass(Instant::now());
+                state.engine.pass(Instant::now());
             }
             _ = tick.tick() => {
-                let mut engine = lock(&engine);
                 let now = Instant::now();
-                engine.sample_counters();
-                engine.expire_conflicts(now);
-                engine.pass(now);
+                state.engine.sample_counters();
+                state.engine.expire_conflicts(now);
+                state.engine.pass(now);
             }
         }
     }
