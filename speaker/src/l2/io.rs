@@ -31,7 +31,6 @@ use super::announcer::{
 };
 use super::frames::MacAddr;
 pub use crate::net::interfaces::discover_interfaces;
-use super::interfaces::InterfaceInfo;
 use crate::task::ThreadHandle;
 
 /// How long the receive thread blocks before it looks at commands, timers and the stop flag.
