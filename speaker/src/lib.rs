@@ -10,6 +10,7 @@ pub mod convert;
 pub mod forwarding;
 pub mod l2;
 pub mod membership;
+pub mod metrics;
 pub mod model;
 pub mod net;
 pub mod observability;

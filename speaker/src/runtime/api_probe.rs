@@ -14,7 +14,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use kube::Client;
 use tokio::task::JoinHandle;
 
-use crate::observability::{Health, Metrics};
+use crate::metrics::Metrics;
+use crate::observability::Health;
 
 /// How often the API server is asked.
 pub const PROBE_INTERVAL: Duration = Duration::from_secs(5);

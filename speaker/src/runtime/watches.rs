@@ -26,7 +26,8 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::convert::{ClusterObjects, LABEL_SERVICE_NAME};
-use crate::observability::{Metrics, ResourceLabel};
+use crate::metrics::Metrics;
+use crate::observability::ResourceLabel;
 
 /// Copies of everything watched, taken at one moment.
 #[derive(Debug, Clone, Default)]
