@@ -12,6 +12,7 @@ pub mod forwarding;
 pub mod l2;
 pub mod membership;
 pub mod metric_group;
+pub mod metrics;
 pub mod model;
 pub mod net;
 pub mod observability;

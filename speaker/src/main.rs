@@ -21,7 +21,8 @@ use herald_speaker::convert::ConvertOptions;
 use herald_speaker::forwarding::{ForwardingExecutor, NftCommand, render_teardown};
 use herald_speaker::l2::executor::{L2Executor, L2ExecutorConfig};
 use herald_speaker::membership::{DEFAULT_MEMBERSHIP_PORT, MembershipConfig};
-use herald_speaker::observability::{self, Health, Metrics};
+use herald_speaker::metrics::Metrics;
+use herald_speaker::observability::{self, Health};
 use herald_speaker::runtime::{
     self, DEFAULT_RESYNC_INTERVAL, ExecutorHandle, Executors, KeySource, RuntimeConfig,
 };

@@ -1,11 +1,15 @@
 //! The speaker's metrics and its HTTP endpoint (`/metrics`, `/healthz`, `/readyz`).
 //!
-//! Owns the Prometheus registry ([`Metrics`], text exposition via `prometheus-client`) and
-//! the liveness/readiness flags ([`Health`]), including whether the speaker runs on stale
+//! Owns the runtime's own metrics ([`RuntimeMetrics`]: reconciles, plans, executor applies,
+//! watches, the API outage, membership), the [`Exposition`] seam through which the endpoint
+//! reads the text of every metric, and the liveness/readiness flags ([`Health`]), including whether the speaker runs on stale
 //! state (the API server unreachable, since when: `herald_speaker_api_stale_since_seconds`
 //! and the `/readyz` body; issue 11). [`respond`] is the pure request router;
 //! [`serve`] is the I/O edge: a hyper HTTP/1 server on a TCP listener, one task per
 //! connection, each bounded in time.
+//!
+//! Depends on nothing above it: the executors' metric groups are registered beside these in
+//! [`crate::metrics::Metrics`], which assembles the registry; this module never names them.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -66,10 +70,25 @@ pub struct EventLabel {
     pub event: &'static str,
 }
 
-/// Every metric the speaker exports (prefix `herald_speaker_`).
+/// The text exposition of a set of metrics: what `/metrics` serves.
+pub trait Exposition: Send + Sync {
+    /// The Prometheus (OpenMetrics) text of every metric.
+    fn encode(&self) -> String;
+}
+
+/// Encodes a registry as OpenMetrics text (empty if encoding fails).
+pub fn encode_registry(registry: &Registry) -> String {
+    let mut text = String::new();
+    if prometheus_client::encoding::text::encode(&mut text, registry).is_err() {
+        text.clear();
+    }
+    text
+}
+
+/// The runtime's own metrics (prefix `herald_speaker_`, from the registry they are
+/// registered in).
 #[derive(Debug)]
-pub struct Metrics {
-    registry: Registry,
+pub struct RuntimeMetrics {
     pub reconciles: Family<ReconcileLabels, Counter>,
     pub reconcile_seconds: Histogram,
     pub plan_forwarding_keys: Gauge,
@@ -89,25 +108,11 @@ pub struct Metrics {
     pub membership_running: Gauge,
     pub membership_live: Gauge,
     pub membership_events: Family<EventLabel, Counter>,
-    /// Layer-2 announcement metrics (`herald_speaker_l2_*`).
-    pub l2: crate::l2::executor::metrics::L2Metrics,
-    /// BGP session metrics (`herald_speaker_bgp_*`).
-    pub bgp: crate::bgp::executor::metrics::BgpMetrics,
-    /// Endpoint eviction and conntrack clean-up (`herald_speaker_forwarding_*`).
-    pub forwarding: crate::forwarding::metrics::ForwardingMetrics,
-    /// The queued API writer (`herald_speaker_api_writer_*`).
-    pub api_writer: crate::api_writer::ApiWriterMetrics,
 }
 
-impl Default for Metrics {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Metrics {
-    pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("herald_speaker");
+impl RuntimeMetrics {
+    /// Creates the runtime's metrics and registers them in `registry`.
+    pub fn register(registry: &mut Registry) -> Self {
         let reconciles = Family::<ReconcileLabels, Counter>::default();
         registry.register(
             "reconciles",
@@ -126,32 +131,32 @@ impl Metrics {
             gauge
         };
         let plan_forwarding_keys = gauge(
-            &mut registry,
+            registry,
             "plan_forwarding_keys",
             "Address/protocol/port entries this node forwards",
         );
         let plan_l2_addresses = gauge(
-            &mut registry,
+            registry,
             "plan_l2_addresses",
             "Addresses with a layer-2 announcement decision",
         );
         let plan_bgp_sessions = gauge(
-            &mut registry,
+            registry,
             "plan_bgp_sessions",
             "BGP peers this node should have a session with",
         );
         let plan_bgp_routes = gauge(
-            &mut registry,
+            registry,
             "plan_bgp_routes",
             "Prefixes to announce, summed over peers",
         );
         let plan_warnings = gauge(
-            &mut registry,
+            registry,
             "plan_warnings",
             "Things the planner left out (address outside pools, port clash, ...)",
         );
         let convert_problems = gauge(
-            &mut registry,
+            registry,
             "convert_problems",
             "Objects or parts of objects left out of the model as invalid",
         );
@@ -180,7 +185,7 @@ impl Metrics {
             watch_errors.clone(),
         );
         let api_stale_since = gauge(
-            &mut registry,
+            registry,
             "api_stale_since_seconds",
             "Unix time since which the speaker runs on stale state (the API server unreachable); 0 while it answers",
         );
@@ -191,12 +196,12 @@ impl Metrics {
             api_outages.clone(),
         );
         let membership_running = gauge(
-            &mut registry,
+            registry,
             "membership_running",
             "1 while the membership protocol runs (address and key known)",
         );
         let membership_live = gauge(
-            &mut registry,
+            registry,
             "membership_live_members",
             "Speakers membership currently sees alive, this one included",
         );
@@ -206,16 +211,7 @@ impl Metrics {
             "Membership datagrams and protocol events (received, accepted, sent, rejected_*, rejoins, protocol_errors)",
             membership_events.clone(),
         );
-        let l2 = crate::l2::executor::metrics::L2Metrics::register(&mut registry);
-        let bgp = crate::bgp::executor::metrics::BgpMetrics::register(&mut registry);
-        let forwarding = crate::forwarding::metrics::ForwardingMetrics::register(&mut registry);
-        let api_writer = crate::api_writer::ApiWriterMetrics::register(&mut registry);
         Self {
-            registry,
-            api_writer,
-            l2,
-            bgp,
-            forwarding,
             reconciles,
             reconcile_seconds,
             plan_forwarding_keys,
@@ -261,15 +257,6 @@ impl Metrics {
                 .get_or_create(&EventLabel { event })
                 .inc_by(new.saturating_sub(old));
         }
-    }
-
-    /// The Prometheus text exposition of every metric.
-    pub fn encode(&self) -> String {
-        let mut text = String::new();
-        if prometheus_client::encoding::text::encode(&mut text, &self.registry).is_err() {
-            text.clear();
-        }
-        text
     }
 }
 
@@ -413,7 +400,7 @@ impl Reply {
 }
 
 /// Routes one request: `GET /metrics`, `/healthz`, `/readyz` (HEAD too); 404 otherwise.
-pub fn respond(method: &str, path: &str, metrics: &Metrics, health: &Health) -> Reply {
+pub fn respond(method: &str, path: &str, metrics: &dyn Exposition, health: &Health) -> Reply {
     if method != "GET" && method != "HEAD" {
         return Reply::text(405, "method not allowed\n");
     }
@@ -443,9 +430,9 @@ pub fn respond(method: &str, path: &str, metrics: &Metrics, health: &Health) -> 
 }
 
 /// Binds `address` and serves until the returned task is aborted.
-pub async fn serve(
+pub async fn serve<M: Exposition + 'static>(
     address: SocketAddr,
-    metrics: Arc<Metrics>,
+    metrics: Arc<M>,
     health: Arc<Health>,
 ) -> std::io::Result<(SocketAddr, JoinHandle<()>)> {
     let listener = TcpListener::bind(address).await?;
@@ -467,7 +454,7 @@ pub async fn serve(
                     let reply = respond(
                         request.method().as_str(),
                         request.uri().path(),
-                        &metrics,
+                        metrics.as_ref(),
                         &health,
                     );
                     let head_only = request.method() == Method::HEAD;
@@ -503,6 +490,33 @@ fn to_response(reply: Reply, head_only: bool) -> Response<Full<Bytes>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The runtime's metrics in a registry of their own, as the speaker assembles them.
+    struct Metrics {
+        registry: Registry,
+        runtime: RuntimeMetrics,
+    }
+
+    impl Metrics {
+        fn new() -> Self {
+            let mut registry = Registry::with_prefix("herald_speaker");
+            let runtime = RuntimeMetrics::register(&mut registry);
+            Self { registry, runtime }
+        }
+    }
+
+    impl std::ops::Deref for Metrics {
+        type Target = RuntimeMetrics;
+        fn deref(&self) -> &RuntimeMetrics {
+            &self.runtime
+        }
+    }
+
+    impl Exposition for Metrics {
+        fn encode(&self) -> String {
+            encode_registry(&self.registry)
+        }
+    }
 
     #[test]
     fn readyz_fails_until_the_first_full_apply_and_healthz_follows_the_loop() {

@@ -11,6 +11,3 @@
 
 pub mod codec;
 pub mod fsm;
-
-#[cfg(test)]
-mod fsm_tests;

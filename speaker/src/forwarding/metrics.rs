@@ -1,6 +1,6 @@
 //! Forwarding's Prometheus metrics beyond the executor counters (prefix
 //! `herald_speaker_forwarding_`): endpoint eviction and connection-tracking clean-up.
-//! Registered by [`crate::observability::Metrics`]; no I/O.
+//! Registered by [`crate::metrics::Metrics`]; no I/O.
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;

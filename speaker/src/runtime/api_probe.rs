@@ -13,7 +13,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use kube::Client;
 
-use crate::observability::{Health, Metrics};
+use crate::metrics::Metrics;
+use crate::observability::Health;
 use crate::task::TaskHandle;
 
 /// How often the API server is asked.

@@ -28,7 +28,8 @@ use super::report::{DEFAULT_REPEAT_AFTER, RepeatLimiter};
 use super::watches::{Snapshot, WatchScope, Watches};
 use crate::convert::{ConvertProblem, convert};
 use crate::membership::MembershipCounters;
-use crate::observability::{ApplyLabels, ExecutorLabel, Health, Metrics, ReconcileLabels};
+use crate::metrics::Metrics;
+use crate::observability::{ApplyLabels, ExecutorLabel, Health, ReconcileLabels};
 use crate::planner::{NodePlan, PlanWarning, plan_evicting};
 
 /// First retry after a failed pass, and the cap of the doubling.

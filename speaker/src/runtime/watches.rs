@@ -25,7 +25,8 @@ use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
 
 use crate::convert::{ClusterObjects, LABEL_SERVICE_NAME};
-use crate::observability::{Metrics, ResourceLabel};
+use crate::metrics::Metrics;
+use crate::observability::ResourceLabel;
 use crate::task::TaskHandle;
 
 /// Copies of everything watched, taken at one moment.

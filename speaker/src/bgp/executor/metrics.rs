@@ -1,5 +1,5 @@
 //! The BGP executor's Prometheus metrics, per session (prefix `herald_speaker_bgp_`;
-//! registered by [`crate::observability::Metrics`]), and the pure bookkeeping that turns
+//! registered by [`crate::metrics::Metrics`]), and the pure bookkeeping that turns
 //! successive session snapshots into counter increments.
 
 use std::collections::BTreeMap;

@@ -1,5 +1,5 @@
 //! The layer-2 executor's Prometheus metrics (registered by
-//! [`crate::observability::Metrics`]; the membership size is exported there as
+//! [`crate::metrics::Metrics`]; the membership size is exported there as
 //! `herald_speaker_membership_live_members`).
 
 use prometheus_client::encoding::EncodeLabelSet;

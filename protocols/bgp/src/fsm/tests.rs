@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
 
-use super::codec::{self, Capabilities, Family, Message, RouteAttributes, error_code, subcode};
-use super::fsm::*;
+use super::*;
+use crate::codec::{self, Capabilities, Family, Message, RouteAttributes, error_code, subcode};
 
 const LOCAL_AS: u32 = 64512;
 const PEER_AS: u32 = 64500;
