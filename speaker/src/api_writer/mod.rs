@@ -74,6 +74,37 @@ pub trait ApiWrite: Send + Sync + std::fmt::Debug + 'static {
     fn abandoned(&self) {}
 }
 
+/// Sets (or with `None` removes) one annotation of a Service with a merge patch.
+pub async fn patch_service_annotation(
+    client: &kube::Client,
+    service: &crate::model::ServiceKey,
+    key: &str,
+    value: Option<&str>,
+) -> Result<k8s_openapi::api::core::v1::Service, kube::Error> {
+    let api: kube::Api<k8s_openapi::api::core::v1::Service> =
+        kube::Api::namespaced(client.clone(), &service.namespace);
+    let patch = serde_json::json!({"metadata": {"annotations": {key: value}}});
+    api.patch(
+        &service.name,
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(&patch),
+    )
+    .await
+}
+
+/// The usual shape of an [`ApiWrite`]: a request and what performing it needs (the client,
+/// the owner's outcome channel, ...), shared by every write of one owner.
+pub struct WriteWith<R, C> {
+    pub request: R,
+    pub context: Arc<C>,
+}
+
+impl<R: std::fmt::Debug, C> std::fmt::Debug for WriteWith<R, C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.request.fmt(f)
+    }
+}
+
 /// Label: what kind of queued write was dropped (`event`, `object`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct KindLabel {

@@ -231,6 +231,14 @@ mod tests {
         Some(k.to_string())
     }
 
+    /// The write ready at `now` (there must be one).
+    fn ready(queue: &mut WriteQueue<&'static str>, now: Instant) -> Queued<&'static str> {
+        match queue.next(now) {
+            Next::Ready(queued) => queued,
+            other => panic!("no write ready at {now:?}: {other:?}"),
+        }
+    }
+
     /// Hands out everything ready at `now`, in order.
     fn drain(queue: &mut WriteQueue<&'static str>, now: Instant) -> Vec<&'static str> {
         let mut out = Vec::new();
@@ -303,9 +311,7 @@ mod tests {
         let mut now = start;
         let mut waits = Vec::new();
         for _ in 0..4 {
-            let Next::Ready(first) = queue.next(now) else {
-                panic!("a write is ready at {now:?}");
-            };
+            let first = ready(&mut queue, now);
             assert_eq!(first.write, "a1", "the failed write is retried first");
             let Retried::Requeued(at) = queue.retry(first, now) else {
                 panic!("requeued");
@@ -322,45 +328,43 @@ mod tests {
         // The API answers again: everything goes out, and the next failure waits briefly.
         assert_eq!(drain(&mut queue, now), ["a1", "b1"]);
         queue.push(key("c"), "c1");
-        let Next::Ready(c) = queue.next(now) else {
-            panic!("ready");
-        };
+        let c = ready(&mut queue, now);
         assert_eq!(queue.retry(c, now), Retried::Requeued(now + 100 * MS));
+    }
+
+    /// Queues `first`, hands it out, queues `meanwhile` while it is in flight, then fails
+    /// it: what the retry did, and what is sent once the API answers again.
+    fn fail_in_flight(
+        queue: &mut WriteQueue<&'static str>,
+        first: (Option<String>, &'static str),
+        meanwhile: Vec<(Option<String>, &'static str)>,
+    ) -> (Retried<&'static str>, Vec<&'static str>) {
+        let now = Instant::now();
+        queue.push(first.0, first.1);
+        let in_flight = ready(queue, now);
+        for (key, write) in meanwhile {
+            queue.push(key, write);
+        }
+        let retried = queue.retry(in_flight, now);
+        (retried, drain(queue, now + Duration::from_secs(1)))
     }
 
     #[test]
     fn a_failed_write_with_a_newer_one_queued_for_its_key_is_dropped() {
-        let now = Instant::now();
         let mut queue = WriteQueue::new(limits(10, 10));
-        queue.push(key("a"), "a1");
-        let Next::Ready(in_flight) = queue.next(now) else {
-            panic!("ready");
-        };
-        // Queued while a1 was being sent.
-        queue.push(key("b"), "b1");
-        queue.push(key("a"), "a2");
-        assert_eq!(queue.retry(in_flight, now), Retried::Superseded("a1"));
-        assert_eq!(
-            drain(&mut queue, now + Duration::from_secs(1)),
-            ["b1", "a2"]
-        );
+        let meanwhile = vec![(key("b"), "b1"), (key("a"), "a2")];
+        let (retried, sent) = fail_in_flight(&mut queue, (key("a"), "a1"), meanwhile);
+        assert_eq!(retried, Retried::Superseded("a1"));
+        assert_eq!(sent, ["b1", "a2"]);
     }
 
     #[test]
     fn a_retried_event_over_the_bound_is_the_oldest_and_is_dropped() {
-        let now = Instant::now();
         let mut queue = WriteQueue::new(limits(10, 2));
-        queue.push(None, "e1");
-        let Next::Ready(in_flight) = queue.next(now) else {
-            panic!("ready");
-        };
-        queue.push(None, "e2");
-        queue.push(None, "e3");
-        assert_eq!(queue.retry(in_flight, now), Retried::DroppedOldest("e1"));
-        assert_eq!(
-            drain(&mut queue, now + Duration::from_secs(1)),
-            ["e2", "e3"]
-        );
+        let meanwhile = vec![(None, "e2"), (None, "e3")];
+        let (retried, sent) = fail_in_flight(&mut queue, (None, "e1"), meanwhile);
+        assert_eq!(retried, Retried::DroppedOldest("e1"));
+        assert_eq!(sent, ["e2", "e3"]);
     }
 
     #[test]

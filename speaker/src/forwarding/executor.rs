@@ -403,31 +403,21 @@ impl Executor for ForwardingExecutor {
         Self::NAME
     }
 
+    /// A resync first reads the table back and rebuilds it if it drifted.
     fn apply<'a>(
         &'a mut self,
         plan: &'a NodePlan,
+        full: bool,
     ) -> BoxFuture<'a, Result<ApplyReport, ExecutorError>> {
         Box::pin(async move {
-            let desired = self.desired(plan);
-            let mut report = self.apply_ruleset(desired).await?;
-            if let Some(note) = self.flush_stale(plan).await {
-                report.detail.push_str(&note);
-            }
-            Ok(report)
-        })
-    }
-
-    /// Reads the table back and rebuilds it if it drifted, then applies the plan.
-    fn resync<'a>(
-        &'a mut self,
-        plan: &'a NodePlan,
-    ) -> BoxFuture<'a, Result<ApplyReport, ExecutorError>> {
-        Box::pin(async move {
-            let drift = self
-                .forwarder
-                .repair()
-                .await
-                .map_err(|e| ExecutorError::new(Self::NAME, e))?;
+            let drift = if full {
+                self.forwarder
+                    .repair()
+                    .await
+                    .map_err(|e| ExecutorError::new(Self::NAME, e))?
+            } else {
+                Vec::new()
+            };
             let desired = self.desired(plan);
             let mut report = self.apply_ruleset(desired).await?;
             if let Some(note) = self.flush_stale(plan).await {

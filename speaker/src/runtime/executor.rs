@@ -84,8 +84,8 @@ impl ApplyReport {
 /// One part of the speaker that acts on the plan: the state an executor's task owns, and
 /// what it does with each [`Command`] ([`serve`]).
 ///
-/// `apply` is called after every change with the whole plan; `resync` at start and every
-/// resync interval, and should also check the real state for drift (someone deleted a
+/// `apply` is called after every change with the whole plan, and with `full` (a resync) at
+/// start and every resync interval, when it should also check the real state for drift (someone deleted a
 /// route, an nft table) and repair it; `shutdown` once, on SIGTERM, to remove what the
 /// executor set up (or hand over cleanly). Futures are boxed so that the trait is object
 /// safe ([`serve`] takes `&mut dyn Executor`).
@@ -93,18 +93,12 @@ pub trait Executor: Send {
     /// Name for logs and metric labels (`bgp`, `l2`, `forwarding`).
     fn name(&self) -> &'static str;
 
+    /// Applies the plan; with `full`, a resync (see above).
     fn apply<'a>(
         &'a mut self,
         plan: &'a NodePlan,
+        full: bool,
     ) -> BoxFuture<'a, Result<ApplyReport, ExecutorError>>;
-
-    /// Full resync; by default the same as [`Executor::apply`].
-    fn resync<'a>(
-        &'a mut self,
-        plan: &'a NodePlan,
-    ) -> BoxFuture<'a, Result<ApplyReport, ExecutorError>> {
-        self.apply(plan)
-    }
 
     fn shutdown(&mut self) -> BoxFuture<'_, Result<(), ExecutorError>>;
 
@@ -155,11 +149,7 @@ impl std::fmt::Debug for Command {
 pub async fn serve(command: Command, executor: &mut dyn Executor) -> ControlFlow<()> {
     match command {
         Command::Apply { plan, full, reply } => {
-            let result = if full {
-                executor.resync(&plan).await
-            } else {
-                executor.apply(&plan).await
-            };
+            let result = executor.apply(&plan, full).await;
             // The runtime may have stopped waiting (shutdown); the work is done either way.
             let _ = reply.send(result);
             ControlFlow::Continue(())
@@ -177,6 +167,18 @@ pub async fn serve(command: Command, executor: &mut dyn Executor) -> ControlFlow
             let _ = reply.send(executor.shutdown().await);
             ControlFlow::Break(())
         }
+    }
+}
+
+/// [`serve`] for what an executor's task received: a closed inbox (the handle is gone) ends
+/// the task too.
+pub async fn serve_received(
+    command: Option<Command>,
+    executor: &mut dyn Executor,
+) -> ControlFlow<()> {
+    match command {
+        Some(command) => serve(command, executor).await,
+        None => ControlFlow::Break(()),
     }
 }
 
@@ -209,11 +211,10 @@ impl ExecutorHandle {
         let name = executor.name();
         let (commands, mut inbox) = mpsc::unbounded_channel();
         let task = TaskHandle::spawn(async move {
-            while let Some(command) = inbox.recv().await {
-                if serve(command, &mut executor).await.is_break() {
-                    return;
-                }
-            }
+            while serve_received(inbox.recv().await, &mut executor)
+                .await
+                .is_continue()
+            {}
         });
         Self::new(name, commands, task)
     }
@@ -392,6 +393,7 @@ mod tests {
         fn apply<'a>(
             &'a mut self,
             _plan: &'a NodePlan,
+            _full: bool,
         ) -> BoxFuture<'a, Result<ApplyReport, ExecutorError>> {
             Box::pin(async move {
                 self.note("apply");

@@ -32,7 +32,9 @@ use tokio::sync::mpsc;
 use super::prune::{Prune, patch_operations};
 use super::report::{AnnotationWrite, StatusWrite};
 use super::secrets::SecretWatches;
-use crate::api_writer::{ApiAccess, ApiWrite, ApiWriter, Attempt};
+use crate::api_writer::{
+    ApiAccess, ApiWrite, ApiWriter, Attempt, WriteWith, patch_service_annotation,
+};
 use crate::model::{SecretKeyRef, ServiceKey};
 
 /// Page size when listing Services or BGPPeers.
@@ -238,16 +240,7 @@ struct WriteContext {
 }
 
 /// One [`Request`] as a write of the shared [`ApiWriter`].
-struct BgpWrite {
-    request: Request,
-    context: Arc<WriteContext>,
-}
-
-impl std::fmt::Debug for BgpWrite {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.request.fmt(f)
-    }
-}
+type BgpWrite = WriteWith<Request, WriteContext>;
 
 impl ApiWrite for BgpWrite {
     fn key(&self) -> Option<String> {
@@ -317,16 +310,13 @@ impl ApiWrite for BgpWrite {
                     }
                 }
                 Request::Annotation(write) => {
-                    let api: Api<Service> =
-                        Api::namespaced(context.client.clone(), &write.service.namespace);
-                    let patch = json!({"metadata": {"annotations": {&context.annotation_key: write.value}}});
-                    let result = api
-                        .patch(
-                            &write.service.name,
-                            &PatchParams::default(),
-                            &Patch::Merge(&patch),
-                        )
-                        .await;
+                    let result = patch_service_annotation(
+                        &context.client,
+                        &write.service,
+                        &context.annotation_key,
+                        write.value.as_deref(),
+                    )
+                    .await;
                     if let unavailable @ Attempt::Unavailable(_) = Attempt::of(&result) {
                         return unavailable;
                     }

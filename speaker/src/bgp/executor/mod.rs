@@ -67,7 +67,7 @@ use crate::net::interfaces::InterfaceInfo;
 use crate::net::interfaces::discover_interfaces;
 use crate::planner::{BgpPlan, NodePlan};
 use crate::runtime::executor::{
-    ApplyReport, Command, Executor, ExecutorError, ExecutorHandle, serve,
+    ApplyReport, Command, Executor, ExecutorError, ExecutorHandle, serve_received,
 };
 use crate::runtime::watches::Snapshot;
 use crate::task::TaskHandle;
@@ -260,20 +260,14 @@ impl Executor for Inner {
         BgpExecutor::NAME
     }
 
+    /// A resync reads the Secrets, interfaces and source addresses again (a rotated password
+    /// or a changed address restarts the session), then applies.
     fn apply<'a>(
         &'a mut self,
         plan: &'a NodePlan,
+        full: bool,
     ) -> BoxFuture<'a, Result<ApplyReport, ExecutorError>> {
-        Box::pin(self.apply_plan(&plan.bgp, false))
-    }
-
-    /// Reads the Secrets, interfaces and source addresses again (a rotated password or a
-    /// changed address restarts the session), then applies.
-    fn resync<'a>(
-        &'a mut self,
-        plan: &'a NodePlan,
-    ) -> BoxFuture<'a, Result<ApplyReport, ExecutorError>> {
-        Box::pin(self.apply_plan(&plan.bgp, true))
+        Box::pin(self.apply_plan(&plan.bgp, full))
     }
 
     /// Keeps the latest Node names, live speakers and BGPPeer entries for pruning.
@@ -683,8 +677,7 @@ async fn run(
     loop {
         tokio::select! {
             command = commands.recv() => {
-                let Some(command) = command else { return };
-                if serve(command, &mut inner).await.is_break() {
+                if serve_received(command, &mut inner).await.is_break() {
                     return;
                 }
             }

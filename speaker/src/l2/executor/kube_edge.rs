@@ -29,7 +29,9 @@ use tokio::sync::watch;
 use super::decide::RecordWrite;
 use super::metrics::{L2Metrics, ResultLabel};
 use super::record::{Records, record_key};
-use crate::api_writer::{ApiAccess, ApiWrite, ApiWriter, Attempt};
+use crate::api_writer::{
+    ApiAccess, ApiWrite, ApiWriter, Attempt, WriteWith, patch_service_annotation,
+};
 use crate::model::ServiceKey;
 use crate::task::TaskHandle;
 
@@ -183,16 +185,7 @@ struct WriteContext {
 }
 
 /// One [`ApiRequest`] as a write of the shared [`ApiWriter`].
-struct L2Write {
-    request: ApiRequest,
-    context: Arc<WriteContext>,
-}
-
-impl std::fmt::Debug for L2Write {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.request.fmt(f)
-    }
-}
+type L2Write = WriteWith<ApiRequest, WriteContext>;
 
 impl ApiWrite for L2Write {
     /// A record per Service and address, a condition per Service and type; Events are
@@ -257,16 +250,10 @@ async fn perform(
 ) -> Result<(), kube::Error> {
     match request {
         ApiRequest::Record(write) => {
-            let api: Api<Service> = Api::namespaced(client.clone(), &write.service.namespace);
             let value = write.record.as_ref().map(|r| r.encode());
-            let patch = json!({"metadata": {"annotations": {record_key(write.address): value}}});
-            let result = api
-                .patch(
-                    &write.service.name,
-                    &PatchParams::default(),
-                    &Patch::Merge(&patch),
-                )
-                .await;
+            let key = record_key(write.address);
+            let result =
+                patch_service_annotation(client, &write.service, &key, value.as_deref()).await;
             let label = ResultLabel {
                 result: if result.is_ok() { "ok" } else { "error" },
             };

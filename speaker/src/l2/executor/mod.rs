@@ -41,7 +41,7 @@ use crate::api_writer::ApiAccess;
 use crate::l2::io::{InterfaceEvent, discover_interfaces};
 use crate::planner::NodePlan;
 use crate::runtime::executor::{
-    ApplyReport, Command, Executor, ExecutorError, ExecutorHandle, serve,
+    ApplyReport, Command, Executor, ExecutorError, ExecutorHandle, serve_received,
 };
 use crate::task::TaskHandle;
 
@@ -133,19 +133,14 @@ impl Executor for State {
         L2Executor::NAME
     }
 
+    /// A resync also restarts announcers whose thread stopped and re-sends records not in
+    /// place.
     fn apply<'a>(
         &'a mut self,
         plan: &'a NodePlan,
+        full: bool,
     ) -> BoxFuture<'a, Result<ApplyReport, ExecutorError>> {
-        Box::pin(async move { Ok(self.pass(plan, false).await) })
-    }
-
-    /// Also restarts announcers whose thread stopped and re-sends records not in place.
-    fn resync<'a>(
-        &'a mut self,
-        plan: &'a NodePlan,
-    ) -> BoxFuture<'a, Result<ApplyReport, ExecutorError>> {
-        Box::pin(async move { Ok(self.pass(plan, true).await) })
+        Box::pin(async move { Ok(self.pass(plan, full).await) })
     }
 
     /// Stops announcing at once (the task ends after this). Records are left as they are:
@@ -176,8 +171,7 @@ async fn run(
     loop {
         tokio::select! {
             command = commands.recv() => {
-                let Some(command) = command else { return };
-                if serve(command, &mut state).await.is_break() {
+                if serve_received(command, &mut state).await.is_break() {
                     return;
                 }
             }
