@@ -218,6 +218,8 @@ pub fn peer_config(peer: &Peer, facts: &PeerFacts, node: &NodeFacts) -> Result<P
             Hop::Single
         },
         profile: bfd.profile,
+        strict: bfd.strict,
+        damping: bfd.damping,
     });
     Ok(config)
 }
@@ -364,6 +366,11 @@ mod tests {
                 passive: false,
             },
             minimum_ttl: 250,
+            strict: true,
+            damping: herald_bfd::DampingConfig {
+                initial: Duration::from_secs(1),
+                ..herald_bfd::DampingConfig::default()
+            },
         };
         let mut router = peer("router", "192.0.2.1");
         router.bfd = Some(settings);
@@ -379,6 +386,8 @@ mod tests {
         assert_eq!(bfd.peer_address, ip("192.0.2.1"));
         assert_eq!(bfd.local_address, Some(ip("192.0.2.11")));
         assert_eq!(bfd.profile, settings.profile);
+        assert!(bfd.strict);
+        assert_eq!(bfd.damping, settings.damping);
         router.ebgp_multihop = true;
         let plan = plan_with(&[router], &[]);
         let out = translate(&plan, &facts, &NodeFacts::default());
