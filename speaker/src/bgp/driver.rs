@@ -801,10 +801,6 @@ impl BgpManager {
     /// graceful-restart close for some peers, an administrative shutdown for the others) and
     /// waits (bounded) for their final messages to go out.
     pub async fn shutdown_each(mut self, reason_for: impl Fn(&str, &PeerConfig) -> StopReason) {
-        // BFD first, administratively: the router must not read the closing sessions as a
-        // path failure (RFC 5882 §3.2).
-        let bfd = std::mem::replace(&mut self.bfd, BfdManager::new(BfdMetrics::default()));
-        bfd.shutdown().await;
         let peers = std::mem::take(&mut self.peers);
         for (name, handle) in peers {
             let reason = reason_for(&name, &handle.config);
@@ -813,6 +809,13 @@ impl BgpManager {
         for task in self.retiring.drain(..) {
             let _ = tokio::time::timeout(WRITE_FLUSH_TIMEOUT * 2, task).await;
         }
+        // BFD last, administratively (AdminDown, RFC 5882 §3.2). Not first: a router that
+        // reads a remote AdminDown as a failure (FRR 8.4 does) would otherwise tear down a
+        // session that is closing for a graceful restart, with a NOTIFICATION, and flush the
+        // routes it should keep (RFC 4724). Closed first, the session is already in the
+        // router's helper mode when BFD goes down.
+        let bfd = std::mem::replace(&mut self.bfd, BfdManager::new(BfdMetrics::default()));
+        bfd.shutdown().await;
     }
 }
 
