@@ -653,6 +653,12 @@ fn resolve_bfd(
             passive: spec.passive_mode,
         },
         minimum_ttl: spec.minimum_ttl(),
+        strict: spec.strict_mode,
+        damping: herald_bfd::DampingConfig {
+            initial: spec.damping_initial_wait(),
+            max: spec.damping_maximum_wait(),
+            stable_after: spec.damping_stable_time(),
+        },
     })
 }
 

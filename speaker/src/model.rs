@@ -504,6 +504,9 @@ pub struct BfdSettings {
     pub profile: herald_bfd::Profile,
     /// Smallest received TTL accepted on a multihop session (RFC 5883 §5).
     pub minimum_ttl: u8,
+    /// Hold BGP back while BFD is not Up (`strictMode`, RFC 5882 §10.2).
+    pub strict: bool,
+    pub damping: herald_bfd::DampingConfig,
 }
 
 impl Peer {

@@ -129,6 +129,8 @@ fn side(netns: &str, ours: u8, theirs: u8, hold: Duration, report: mpsc::Sender<
                         local_address: Some(IpAddr::V4(Ipv4Addr::new(198, 18, ours, i))),
                         hop: Hop::Single,
                         profile,
+                        strict: false,
+                        damping: herald_bfd::DampingConfig::default(),
                     },
                 )
             })

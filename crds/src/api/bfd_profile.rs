@@ -22,6 +22,12 @@ pub const MAX_DETECT_MULTIPLIER: u32 = 255;
 pub const DEFAULT_MINIMUM_TTL: u32 = 254;
 pub const MIN_MINIMUM_TTL: u32 = 1;
 pub const MAX_MINIMUM_TTL: u32 = 254;
+/// Defaults and ranges of the damping fields, in milliseconds.
+pub const DEFAULT_DAMPING_INITIAL_WAIT_MS: u32 = 2_000;
+pub const DEFAULT_DAMPING_MAXIMUM_WAIT_MS: u32 = 60_000;
+pub const DEFAULT_DAMPING_STABLE_TIME_MS: u32 = 60_000;
+pub const MAX_DAMPING_MS: u32 = 3_600_000;
+pub const MIN_DAMPING_STABLE_TIME_MS: u32 = 1_000;
 
 /// Timing of the BFD sessions of the BGPPeers that name this profile.
 // kube's printcolumn(...) repeats keys such as `type_`, which clippy mistakes for duplicates.
@@ -58,12 +64,19 @@ pub const MAX_MINIMUM_TTL: u32 = 254;
         priority = 1
     ),
     printcolumn(
+        name = "Strict",
+        type_ = "boolean",
+        json_path = ".spec.strictMode",
+        priority = 1
+    ),
+    printcolumn(
         name = "Age",
         type_ = "date",
         json_path = ".metadata.creationTimestamp"
     )
 )]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = schema::bfd_profile_spec_rules()))]
 pub struct BFDProfileSpec {
     /// Shortest interval, in milliseconds, between received control packets that this side
     /// can handle (bfd.RequiredMinRxInterval), 10..60000. Unset: 300. The peer sends no
@@ -98,6 +111,34 @@ pub struct BFDProfileSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "schema::bfd_minimum_ttl")]
     pub minimum_ttl: Option<u32>,
+
+    /// Keep the BGP session down while its BFD session is not Up: BGP is not brought up
+    /// before BFD is (RFC 5882 §10.2), and after a BFD failure it waits for BFD to come back
+    /// (and for damping to release it) instead of reconnecting over a path BFD calls dead.
+    /// FRR calls this `bfd strict`. Off: BGP runs whatever BFD says, and only a BFD Up → Down
+    /// tears it down. A remote AdminDown never holds BGP (RFC 5882 §3.2).
+    #[serde(default)]
+    pub strict_mode: bool,
+
+    /// Damping of BFD flaps before they reach BGP: after the second Up → Down within
+    /// `dampingStableTime`, the next Up is passed on only after this many milliseconds,
+    /// doubling with each further flap up to `dampingMaximumWait`. Down always passes at once.
+    /// 0..3600000; 0 turns damping off. Unset: 2000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "schema::bfd_damping_wait")]
+    pub damping_initial_wait: Option<u32>,
+
+    /// Longest hold-back of an Up by damping, in milliseconds, 0..3600000, not below
+    /// `dampingInitialWait`. Unset: 60000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "schema::bfd_damping_wait")]
+    pub damping_maximum_wait: Option<u32>,
+
+    /// How long, in milliseconds, a session must stay Up for its past flaps to be forgotten,
+    /// 1000..3600000. Unset: 60000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "schema::bfd_damping_stable_time")]
+    pub damping_stable_time: Option<u32>,
 }
 
 impl BFDProfileSpec {
@@ -128,16 +169,48 @@ impl BFDProfileSpec {
             .clamp(MIN_MINIMUM_TTL, MAX_MINIMUM_TTL);
         u8::try_from(value).unwrap_or(u8::MAX)
     }
+
+    /// `dampingInitialWait` or 2 s (0: no damping).
+    pub fn damping_initial_wait(&self) -> Duration {
+        millis_in(
+            self.damping_initial_wait,
+            DEFAULT_DAMPING_INITIAL_WAIT_MS,
+            0,
+            MAX_DAMPING_MS,
+        )
+    }
+
+    /// `dampingMaximumWait` or 60 s, never below the initial wait.
+    pub fn damping_maximum_wait(&self) -> Duration {
+        millis_in(
+            self.damping_maximum_wait,
+            DEFAULT_DAMPING_MAXIMUM_WAIT_MS,
+            0,
+            MAX_DAMPING_MS,
+        )
+        .max(self.damping_initial_wait())
+    }
+
+    /// `dampingStableTime` or 60 s.
+    pub fn damping_stable_time(&self) -> Duration {
+        millis_in(
+            self.damping_stable_time,
+            DEFAULT_DAMPING_STABLE_TIME_MS,
+            MIN_DAMPING_STABLE_TIME_MS,
+            MAX_DAMPING_MS,
+        )
+    }
+}
+
+/// A millisecond field with its default, clamped to its range.
+fn millis_in(ms: Option<u32>, default: u32, min: u32, max: u32) -> Duration {
+    Duration::from_millis(ms.unwrap_or(default).clamp(min, max).into())
 }
 
 /// An interval field, clamped to its range (the apiserver enforces the range; the clamp
 /// protects against objects written before a CRD update).
 fn interval(ms: Option<u32>) -> Duration {
-    Duration::from_millis(
-        ms.unwrap_or(DEFAULT_INTERVAL_MS)
-            .clamp(MIN_INTERVAL_MS, MAX_INTERVAL_MS)
-            .into(),
-    )
+    millis_in(ms, DEFAULT_INTERVAL_MS, MIN_INTERVAL_MS, MAX_INTERVAL_MS)
 }
 
 #[cfg(test)]
@@ -152,6 +225,25 @@ mod tests {
         assert_eq!(spec.detect_multiplier(), 3);
         assert_eq!(spec.minimum_ttl(), 254);
         assert!(!spec.passive_mode);
+        assert!(!spec.strict_mode);
+        assert_eq!(spec.damping_initial_wait(), Duration::from_secs(2));
+        assert_eq!(spec.damping_maximum_wait(), Duration::from_secs(60));
+        assert_eq!(spec.damping_stable_time(), Duration::from_secs(60));
+    }
+
+    #[test]
+    fn a_maximum_wait_below_the_initial_one_is_raised_to_it() {
+        let spec = BFDProfileSpec {
+            damping_initial_wait: Some(5_000),
+            damping_maximum_wait: Some(1_000),
+            ..BFDProfileSpec::default()
+        };
+        assert_eq!(spec.damping_maximum_wait(), Duration::from_secs(5));
+        let off = BFDProfileSpec {
+            damping_initial_wait: Some(0),
+            ..BFDProfileSpec::default()
+        };
+        assert_eq!(off.damping_initial_wait(), Duration::ZERO);
     }
 
     #[test]
@@ -162,10 +254,13 @@ mod tests {
             detect_multiplier: Some(1000),
             passive_mode: true,
             minimum_ttl: Some(0),
+            damping_stable_time: Some(0),
+            ..BFDProfileSpec::default()
         };
         assert_eq!(spec.receive_interval(), Duration::from_millis(10));
         assert_eq!(spec.transmit_interval(), Duration::from_millis(60_000));
         assert_eq!(spec.detect_multiplier(), 255);
         assert_eq!(spec.minimum_ttl(), 1);
+        assert_eq!(spec.damping_stable_time(), Duration::from_secs(1));
     }
 }

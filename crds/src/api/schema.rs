@@ -428,6 +428,31 @@ pub fn bfd_minimum_ttl(_: &mut SchemaGenerator) -> Schema {
     optional_integer_in("minimumTtl", 1..=254, "")
 }
 
+/// `dampingInitialWait` / `dampingMaximumWait`: 0..=3600000 ms (0 turns damping off).
+pub fn bfd_damping_wait(_: &mut SchemaGenerator) -> Schema {
+    optional_integer_in(
+        "dampingInitialWait and dampingMaximumWait",
+        0..=3_600_000,
+        " ms",
+    )
+}
+
+/// `dampingStableTime`: 1000..=3600000 ms.
+pub fn bfd_damping_stable_time(_: &mut SchemaGenerator) -> Schema {
+    optional_integer_in("dampingStableTime", 1_000..=3_600_000, " ms")
+}
+
+/// Rules on the whole BFDProfile spec: the damping delays in order (defaults 2000 and 60000 ms
+/// where unset, as in `herald_crds::api::bfd_profile`).
+pub fn bfd_profile_spec_rules() -> Value {
+    json!([{
+        "rule": "(has(self.dampingInitialWait) ? self.dampingInitialWait : 2000) \
+                 <= (has(self.dampingMaximumWait) ? self.dampingMaximumWait : 60000)",
+        "message": "dampingMaximumWait must not be shorter than dampingInitialWait (defaults 60000 and 2000 ms)",
+        "fieldPath": ".dampingMaximumWait",
+    }])
+}
+
 /// The name of one Kubernetes object, optional (`Option<String>`).
 pub fn optional_object_name(generator: &mut SchemaGenerator) -> Schema {
     let mut schema = object_name(generator);

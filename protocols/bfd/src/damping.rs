@@ -53,6 +53,12 @@ impl Damper {
         self.reported_up
     }
 
+    /// Takes a new policy; flaps counted so far are kept, an Up already held back keeps its
+    /// release time.
+    pub fn set_config(&mut self, config: DampingConfig) {
+        self.config = config;
+    }
+
     /// Consecutive flaps counted so far.
     pub fn flaps(&self) -> u32 {
         self.flaps

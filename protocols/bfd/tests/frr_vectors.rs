@@ -9,11 +9,12 @@
 //! payloads below are copied from that capture; every packet left with IP TTL / hop limit 255
 //! from source port 49152.
 
-use std::time::{Duration, Instant};
+mod support;
 
-use herald_bfd::{
-    ControlPacket, Diagnostic, Input, Output, Profile, Session, SessionConfig, State,
-};
+use std::time::Instant;
+
+use herald_bfd::{ControlPacket, Diagnostic, Input, Profile, State};
+use support::sends;
 
 fn hex(s: &str) -> Vec<u8> {
     (0..s.len())
@@ -91,22 +92,7 @@ fn frr_poll_final_and_neighbor_down_flags_decode_as_sent() {
 }
 
 fn profile_300() -> Profile {
-    Profile {
-        desired_min_tx: Duration::from_millis(300),
-        required_min_rx: Duration::from_millis(300),
-        detect_mult: 3,
-        passive: false,
-    }
-}
-
-fn sends(outputs: &[Output]) -> Vec<ControlPacket> {
-    outputs
-        .iter()
-        .filter_map(|o| match o {
-            Output::Send(p) => Some(p.clone()),
-            _ => None,
-        })
-        .collect()
+    support::profile(300, 300, 3, false)
 }
 
 /// Herald plays FRR's a (discriminator 0xf13c249f) against b's captured packets and must send
@@ -114,14 +100,7 @@ fn sends(outputs: &[Output]) -> Vec<ControlPacket> {
 #[test]
 fn herald_answers_frr_packets_with_the_packets_frr_sent() {
     let t0 = Instant::now();
-    let mut herald = Session::new(
-        SessionConfig {
-            local_discriminator: 0xf13c_249f,
-            profile: profile_300(),
-            jitter_seed: 7,
-        },
-        t0,
-    );
+    let mut herald = support::session(0xf13c_249f, profile_300(), 7, t0);
     let _ = herald.handle(t0, Input::Timer);
     let without_echo = |v: &str| {
         let mut p = ControlPacket::decode(&hex(v)).expect("valid");
@@ -163,14 +142,7 @@ const FRR_UP_FINAL_FROM_B: &str = "20d0031832fd171af13c249f000493e0000493e00000c
 #[test]
 fn frr_admin_down_takes_an_up_herald_session_down_with_diag_3_like_frr_itself() {
     let t0 = Instant::now();
-    let mut herald = Session::new(
-        SessionConfig {
-            local_discriminator: 0x32fd_171a,
-            profile: profile_300(),
-            jitter_seed: 7,
-        },
-        t0,
-    );
+    let mut herald = support::session(0x32fd_171a, profile_300(), 7, t0);
     let mut up = ControlPacket::decode(&hex(FRR_UP_FINAL)).expect("valid");
     up.final_ = false;
     let mut init = up.clone();

@@ -4,21 +4,14 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use herald_bfd::{
-    ControlPacket, Damper, DampingConfig, Input, Output, Profile, Session, SessionConfig, State,
-};
+mod support;
 
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
+use herald_bfd::{ControlPacket, Damper, DampingConfig, Input, Output, Profile, Session, State};
+use support::ms;
 
+/// A profile sending and receiving every `tx` milliseconds.
 fn profile(tx: u64, mult: u8, passive: bool) -> Profile {
-    Profile {
-        desired_min_tx: ms(tx),
-        required_min_rx: ms(tx),
-        detect_mult: mult,
-        passive,
-    }
+    support::profile(tx, tx, mult, passive)
 }
 
 /// Two endpoints and a link with a fixed one-way delay that can be cut.
@@ -37,19 +30,12 @@ struct Pair {
 impl Pair {
     fn new(a: Profile, b: Profile) -> Pair {
         let now = Instant::now();
-        let mk = |discr, profile, seed| {
-            Session::new(
-                SessionConfig {
-                    local_discriminator: discr,
-                    profile,
-                    jitter_seed: seed,
-                },
-                now,
-            )
-        };
         Pair {
             now,
-            ends: [mk(11, a, 1), mk(22, b, 2)],
+            ends: [
+                support::session(11, a, 1, now),
+                support::session(22, b, 2, now),
+            ],
             wire: VecDeque::new(),
             delay: ms(1),
             link_up: true,

@@ -1,36 +1,21 @@
 //! The session state machine, one transition per test (RFC 5880 §6.2, §6.5, §6.8).
 
-use std::time::{Duration, Instant};
+mod support;
 
-use herald_bfd::{
-    ControlPacket, Diagnostic, DropReason, Input, Output, Profile, Session, SessionConfig, State,
-};
+use std::time::Instant;
+
+use herald_bfd::{ControlPacket, Diagnostic, DropReason, Input, Output, Profile, Session, State};
+use support::{changes, ms, sends};
 
 const LOCAL: u32 = 0x0101_0101;
 const REMOTE: u32 = 0x0202_0202;
 
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
-
 fn profile(tx: u64, rx: u64, mult: u8) -> Profile {
-    Profile {
-        desired_min_tx: ms(tx),
-        required_min_rx: ms(rx),
-        detect_mult: mult,
-        passive: false,
-    }
+    support::profile(tx, rx, mult, false)
 }
 
 fn session_with(profile: Profile, now: Instant) -> Session {
-    Session::new(
-        SessionConfig {
-            local_discriminator: LOCAL,
-            profile,
-            jitter_seed: 42,
-        },
-        now,
-    )
+    support::session(LOCAL, profile, 42, now)
 }
 
 fn session(now: Instant) -> Session {
@@ -57,24 +42,32 @@ fn from_remote(state: State, knows_us: bool) -> ControlPacket {
     }
 }
 
-fn sends(outputs: &[Output]) -> Vec<ControlPacket> {
-    outputs
-        .iter()
-        .filter_map(|o| match o {
-            Output::Send(p) => Some(p.clone()),
-            _ => None,
-        })
-        .collect()
+/// A session in `state` (Down, Init, or Up with its poll completed) at `now`.
+fn session_in(state: State, now: Instant) -> Session {
+    match state {
+        State::Up => settled_up_session(now),
+        State::Init => {
+            let mut s = session(now);
+            let _ = s.handle(now, Input::Packet(from_remote(State::Down, false)));
+            s
+        }
+        _ => session(now),
+    }
 }
 
-fn changes(outputs: &[Output]) -> Vec<(State, State, Diagnostic)> {
-    outputs
-        .iter()
-        .filter_map(|o| match o {
-            Output::StateChanged { from, to, diag } => Some((*from, *to, *diag)),
-            _ => None,
-        })
-        .collect()
+/// A session in `local` hears the remote in `remote` (addressed to us when `knows_us`): the
+/// transition it makes, if any, and the state it ends in (RFC 5880 §6.8.6).
+fn hearing(
+    local: State,
+    remote: State,
+    knows_us: bool,
+) -> (Option<(State, State, Diagnostic)>, State, Vec<Output>) {
+    let t0 = Instant::now();
+    let mut s = session_in(local, t0);
+    let out = s.handle(t0, Input::Packet(from_remote(remote, knows_us)));
+    let change = changes(&out);
+    assert!(change.len() <= 1, "{change:?}");
+    (change.first().copied(), s.state(), out)
 }
 
 /// Brings a session Up through Down -> Init -> Up.
@@ -123,13 +116,8 @@ fn a_session_that_is_not_up_transmits_no_faster_than_once_a_second() {
 
 #[test]
 fn down_hearing_down_goes_init_and_says_so_at_once() {
-    let t0 = Instant::now();
-    let mut s = session(t0);
-    let out = s.handle(t0, Input::Packet(from_remote(State::Down, false)));
-    assert_eq!(
-        changes(&out),
-        vec![(State::Down, State::Init, Diagnostic::None)]
-    );
+    let (change, _, out) = hearing(State::Down, State::Down, false);
+    assert_eq!(change, Some((State::Down, State::Init, Diagnostic::None)));
     let sent = sends(&out);
     assert_eq!(sent[0].state, State::Init);
     assert_eq!(sent[0].your_discriminator, REMOTE);
@@ -137,97 +125,47 @@ fn down_hearing_down_goes_init_and_says_so_at_once() {
 
 #[test]
 fn down_hearing_init_goes_up() {
-    let t0 = Instant::now();
-    let mut s = session(t0);
-    let out = s.handle(t0, Input::Packet(from_remote(State::Init, true)));
-    assert_eq!(
-        changes(&out),
-        vec![(State::Down, State::Up, Diagnostic::None)]
-    );
+    let (change, _, _) = hearing(State::Down, State::Init, true);
+    assert_eq!(change, Some((State::Down, State::Up, Diagnostic::None)));
 }
 
 #[test]
-fn down_hearing_up_stays_down() {
-    let t0 = Instant::now();
-    let mut s = session(t0);
-    let out = s.handle(t0, Input::Packet(from_remote(State::Up, true)));
-    assert!(changes(&out).is_empty());
-    assert_eq!(s.state(), State::Down);
+fn down_hearing_up_or_admin_down_stays_down() {
+    for (remote, knows_us) in [(State::Up, true), (State::AdminDown, false)] {
+        let (change, state, _) = hearing(State::Down, remote, knows_us);
+        assert_eq!((change, state), (None, State::Down), "{remote:?}");
+    }
 }
 
 #[test]
 fn init_hearing_init_or_up_goes_up() {
     for remote in [State::Init, State::Up] {
-        let t0 = Instant::now();
-        let mut s = session(t0);
-        let _ = s.handle(t0, Input::Packet(from_remote(State::Down, false)));
-        let out = s.handle(t0, Input::Packet(from_remote(remote, true)));
-        assert_eq!(
-            changes(&out),
-            vec![(State::Init, State::Up, Diagnostic::None)]
-        );
+        let (change, _, _) = hearing(State::Init, remote, true);
+        assert_eq!(change, Some((State::Init, State::Up, Diagnostic::None)));
     }
 }
 
 #[test]
 fn init_hearing_down_stays_init() {
-    let t0 = Instant::now();
-    let mut s = session(t0);
-    let _ = s.handle(t0, Input::Packet(from_remote(State::Down, false)));
-    let out = s.handle(t0, Input::Packet(from_remote(State::Down, true)));
-    assert!(changes(&out).is_empty());
-    assert_eq!(s.state(), State::Init);
+    let (change, state, _) = hearing(State::Init, State::Down, true);
+    assert_eq!((change, state), (None, State::Init));
 }
 
 #[test]
 fn up_hearing_down_goes_down_with_neighbor_signaled_session_down() {
-    let t0 = Instant::now();
-    let mut s = settled_up_session(t0);
-    let out = s.handle(t0, Input::Packet(from_remote(State::Down, false)));
-    assert_eq!(
-        changes(&out),
-        vec![(
-            State::Up,
-            State::Down,
-            Diagnostic::NeighborSignaledSessionDown
-        )]
-    );
-    assert_eq!(sends(&out)[0].diag, Diagnostic::NeighborSignaledSessionDown);
+    let (change, _, out) = hearing(State::Up, State::Down, false);
+    let diag = Diagnostic::NeighborSignaledSessionDown;
+    assert_eq!(change, Some((State::Up, State::Down, diag)));
+    assert_eq!(sends(&out)[0].diag, diag);
 }
 
 #[test]
 fn up_or_init_hearing_admin_down_goes_down_with_diag_3() {
-    let t0 = Instant::now();
-    let mut up = settled_up_session(t0);
-    let out = up.handle(t0, Input::Packet(from_remote(State::AdminDown, true)));
-    assert_eq!(
-        changes(&out),
-        vec![(
-            State::Up,
-            State::Down,
-            Diagnostic::NeighborSignaledSessionDown
-        )]
-    );
-    let mut init = session(t0);
-    let _ = init.handle(t0, Input::Packet(from_remote(State::Down, false)));
-    let out = init.handle(t0, Input::Packet(from_remote(State::AdminDown, true)));
-    assert_eq!(
-        changes(&out),
-        vec![(
-            State::Init,
-            State::Down,
-            Diagnostic::NeighborSignaledSessionDown
-        )]
-    );
-}
-
-#[test]
-fn down_hearing_admin_down_stays_down() {
-    let t0 = Instant::now();
-    let mut s = session(t0);
-    let out = s.handle(t0, Input::Packet(from_remote(State::AdminDown, false)));
-    assert!(changes(&out).is_empty());
-    assert_eq!(s.state(), State::Down);
+    for local in [State::Up, State::Init] {
+        let (change, _, _) = hearing(local, State::AdminDown, true);
+        let diag = Diagnostic::NeighborSignaledSessionDown;
+        assert_eq!(change, Some((local, State::Down, diag)));
+    }
 }
 
 #[test]
@@ -585,5 +523,37 @@ mod arbitrary {
                 }
             }
         }
+    }
+}
+
+/// Herald's BFD runs in the speaker process, so it shares fate with the control plane: every
+/// packet it sends, in every state, has the C bit clear (RFC 5880 §4.1, RFC 5882 §4.3.1).
+/// A router that checks it (FRR's `bfd check-control-plane-failure`) may then treat a BFD
+/// Down during a graceful restart as the restart rather than a path failure.
+#[test]
+fn every_packet_says_the_session_is_control_plane_dependent() {
+    let t0 = Instant::now();
+    let mut s = session(t0);
+    let mut all = sends(&s.handle(t0, Input::Timer));
+    all.extend(sends(
+        &s.handle(t0, Input::Packet(from_remote(State::Down, false))),
+    ));
+    all.extend(sends(
+        &s.handle(t0, Input::Packet(from_remote(State::Up, true))),
+    ));
+    let mut poll = from_remote(State::Up, true);
+    poll.poll = true;
+    all.extend(sends(&s.handle(t0, Input::Packet(poll))));
+    all.extend(sends(&s.handle(t0 + ms(2000), Input::Timer)));
+    all.extend(sends(&s.handle(t0 + ms(2000), Input::AdminDown)));
+    let states: std::collections::BTreeSet<_> = all.iter().map(|p| p.state.as_str()).collect();
+    assert_eq!(
+        states.len(),
+        4,
+        "Down, Init, Up and AdminDown sent: {states:?}"
+    );
+    for packet in all {
+        assert!(!packet.control_plane_independent, "{packet:?}");
+        assert_eq!(packet.encode()[1] & 0x08, 0, "{packet:?}");
     }
 }

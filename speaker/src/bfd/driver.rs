@@ -3,9 +3,10 @@
 //! and demultiplexes datagrams; and the declarative [`BfdManager`].
 //!
 //! Owns: sockets (through [`super::socket`]), the TTL check of every received packet, turning
-//! session outputs into datagrams, metrics and a damped path state ([`PathState`], published
+//! session outputs into datagrams, metrics and a damped path state ([`PathView`], published
 //! on a `watch` channel that the BGP peer task of the same name follows: RFC 5882 coupling).
-//! Protocol decisions are the session's; damping is [`Damper`]'s.
+//! Protocol decisions are the session's; damping is [`Damper`]'s; what BGP does about the path
+//! is `herald_bfd::coupling`'s.
 //!
 //! Task ownership: every spawned task is held by an [`TaskHandle`] or by a session handle
 //! whose task is awaited (bounded) or aborted when the manager goes away.
@@ -20,6 +21,7 @@ use herald_bfd::{
     ControlPacket, Damper, DampingConfig, Diagnostic, Input, Output, Profile, Session,
     SessionConfig, State,
 };
+pub use herald_bfd::{PathState, PathView};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 
@@ -42,6 +44,9 @@ pub struct BfdPeerConfig {
     pub local_address: Option<IpAddr>,
     pub hop: Hop,
     pub profile: Profile,
+    /// Hold BGP back while the session is not Up (`strictMode`).
+    pub strict: bool,
+    pub damping: DampingConfig,
 }
 
 impl BfdPeerConfig {
@@ -53,16 +58,6 @@ impl BfdPeerConfig {
             self.hop.is_multihop(),
         )
     }
-}
-
-/// What BGP sees of a peer's BFD session (damped).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PathState {
-    /// No BFD for this peer, or the remote took the session administratively down (which is
-    /// not a path failure, RFC 5882 §3.2).
-    Unmonitored,
-    Down,
-    Up,
 }
 
 /// A session's state for status and logs.
@@ -88,6 +83,7 @@ type Registry = Arc<Mutex<HashMap<(IpAddr, bool), mpsc::Sender<Arrival>>>>;
 #[derive(Debug)]
 enum Command {
     SetProfile(Profile),
+    SetDamping(DampingConfig),
     Stop,
 }
 
@@ -104,10 +100,9 @@ struct SessionHandle {
 pub struct BfdManager {
     registry: Registry,
     metrics: BfdMetrics,
-    damping: DampingConfig,
     listeners: HashMap<(bool, u16), TaskHandle>,
     sessions: BTreeMap<String, SessionHandle>,
-    paths: BTreeMap<String, watch::Sender<PathState>>,
+    paths: BTreeMap<String, watch::Sender<PathView>>,
     retiring: Vec<TaskHandle>,
 }
 
@@ -116,7 +111,6 @@ impl BfdManager {
         Self {
             registry: Arc::default(),
             metrics,
-            damping: DampingConfig::default(),
             listeners: HashMap::new(),
             sessions: BTreeMap::new(),
             paths: BTreeMap::new(),
@@ -130,11 +124,14 @@ impl BfdManager {
 
     /// The damped path state of `peer`'s session, `Unmonitored` while it has none. The
     /// channel outlives session restarts.
-    pub fn subscribe(&mut self, peer: &str) -> watch::Receiver<PathState> {
+    pub fn subscribe(&mut self, peer: &str) -> watch::Receiver<PathView> {
+        self.path(peer).subscribe()
+    }
+
+    fn path(&mut self, peer: &str) -> &watch::Sender<PathView> {
         self.paths
             .entry(peer.to_owned())
-            .or_insert_with(|| watch::channel(PathState::Unmonitored).0)
-            .subscribe()
+            .or_insert_with(|| watch::channel(PathView::UNMONITORED).0)
     }
 
     /// Makes the running sessions match `desired` (by BGPPeer name). A session that cannot
@@ -162,6 +159,16 @@ impl BfdManager {
                 if handle.config.profile != config.profile {
                     handle.config.profile = config.profile;
                     let _ = handle.commands.send(Command::SetProfile(config.profile));
+                }
+                if handle.config.damping != config.damping {
+                    handle.config.damping = config.damping;
+                    let _ = handle.commands.send(Command::SetDamping(config.damping));
+                }
+                if handle.config.strict != config.strict {
+                    handle.config.strict = config.strict;
+                    if let Some(path) = self.paths.get(name) {
+                        path.send_modify(|view| view.strict = config.strict);
+                    }
                 }
                 continue;
             }
@@ -198,11 +205,13 @@ impl BfdManager {
             registry.insert((config.peer_address, config.hop.is_multihop()), arrivals_tx);
         }
         let (commands, command_rx) = mpsc::unbounded_channel();
-        let path = self
-            .paths
-            .entry(name.to_owned())
-            .or_insert_with(|| watch::channel(PathState::Unmonitored).0)
-            .clone();
+        // A new session is Down: published here, before any BGP session starts, so that a
+        // strict one is held from the first moment.
+        let path = self.path(name).clone();
+        path.send_replace(PathView {
+            state: PathState::Down,
+            strict: config.strict,
+        });
         let now = Instant::now();
         let session = Session::new(
             SessionConfig {
@@ -217,7 +226,7 @@ impl BfdManager {
             name: name.to_owned(),
             hop: config.hop,
             session,
-            damper: Damper::new(self.damping),
+            damper: Damper::new(config.damping),
             remote_admin_down: false,
             socket: sender,
             metrics: self.metrics.clone(),
@@ -242,7 +251,7 @@ impl BfdManager {
         self.retiring.push(handle.task);
         self.metrics.forget(name);
         if let Some(path) = self.paths.get(name) {
-            path.send_replace(PathState::Unmonitored);
+            path.send_replace(PathView::UNMONITORED);
         }
     }
 
@@ -334,7 +343,7 @@ struct SessionTask {
     remote_admin_down: bool,
     socket: UdpSocket,
     metrics: BfdMetrics,
-    path: watch::Sender<PathState>,
+    path: watch::Sender<PathView>,
     status: watch::Sender<BfdStatus>,
 }
 
@@ -362,6 +371,7 @@ impl SessionTask {
             tokio::select! {
                 command = commands.recv() => match command {
                     Some(Command::SetProfile(profile)) => self.input(Input::SetProfile(profile)),
+                    Some(Command::SetDamping(config)) => self.damper.set_config(config),
                     Some(Command::Stop) | None => {
                         self.input(Input::AdminDown);
                         break;
@@ -442,7 +452,8 @@ impl SessionTask {
         } else {
             PathState::Down
         };
-        let previous = self.path.send_replace(state);
+        let strict = self.path.borrow().strict;
+        let previous = self.path.send_replace(PathView { state, strict }).state;
         if previous == PathState::Up && state == PathState::Down {
             self.metrics
                 .bgp_teardowns
@@ -465,6 +476,8 @@ mod tests {
             local_address: None,
             hop: port_hop,
             profile: Profile::default(),
+            strict: false,
+            damping: DampingConfig::default(),
         }
     }
 

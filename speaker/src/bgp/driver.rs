@@ -28,7 +28,7 @@ pub use super::peer::{
     BGP_PORT, DesiredBgp, EBGP_MULTIHOP_TTL, EBGP_SINGLE_HOP_TTL, PeerConfig, PeerStatus,
     TCP_MD5_MAX_KEY_LEN,
 };
-use crate::bfd::driver::{BfdManager, BfdPeerConfig, BfdStatus, PathState};
+use crate::bfd::driver::{BfdManager, BfdPeerConfig, BfdStatus, PathView};
 use crate::bfd::metrics::BfdMetrics;
 use crate::task::TaskHandle;
 
@@ -187,7 +187,9 @@ struct PeerTask {
     status: watch::Sender<PeerStatus>,
     flushing: Vec<JoinHandle<()>>,
     /// The damped state of the peer's BFD session (RFC 5882): Up → Down tears BGP down.
-    bfd: watch::Receiver<PathState>,
+    bfd: watch::Receiver<PathView>,
+    /// Stopped until BFD comes up (strict mode, `herald_bfd::coupling`).
+    held_for_bfd: bool,
 }
 
 fn now() -> std::time::Instant {
@@ -200,7 +202,7 @@ impl PeerTask {
         mut commands: mpsc::UnboundedReceiver<PeerCommand>,
         mut events: mpsc::Receiver<ConnEvent>,
     ) {
-        self.input(Input::Start);
+        self.start_unless_held_for_bfd();
         loop {
             let deadline = self.session.poll_timeout();
             let sleep = async {
@@ -248,12 +250,44 @@ impl PeerTask {
         self.apply(outputs);
     }
 
-    /// BFD saw the path to the peer fail: take the session down now rather than at the hold
-    /// time (RFC 5882 §4.3).
-    fn on_path(&mut self, (previous, current): (PathState, PathState)) {
-        if previous == PathState::Up && current == PathState::Down {
-            tracing::warn!(peer = %self.config.peer_address, "BFD down: closing the BGP session");
-            self.input(Input::BfdDown);
+    /// The first start: not while a strict BFD session is not Up (RFC 5882 §10.2).
+    fn start_unless_held_for_bfd(&mut self) {
+        if herald_bfd::coupling::may_start(*self.bfd.borrow_and_update()) {
+            self.input(Input::Start);
+        } else {
+            tracing::info!(peer = %self.config.peer_address, "BGP waits for BFD (strict mode)");
+            self.held_for_bfd = true;
+        }
+    }
+
+    /// A change of the BFD path: a failure takes the session down now rather than at the hold
+    /// time (RFC 5882 §4.3); strict mode holds it until BFD is Up. The decision is
+    /// `herald_bfd::coupling`'s.
+    fn on_path(&mut self, (previous, current): (PathView, PathView)) {
+        use herald_bfd::BgpAction;
+        let established = self.session.status().state == State::Established;
+        let peer = self.config.peer_address;
+        for action in
+            herald_bfd::coupling::bgp_actions(previous, current, self.held_for_bfd, established)
+        {
+            match action {
+                BgpAction::TearDown => {
+                    tracing::warn!(%peer, "BFD down: closing the BGP session");
+                    self.input(Input::BfdDown);
+                }
+                BgpAction::Hold => {
+                    tracing::info!(%peer, "BGP waits for BFD (strict mode)");
+                    self.held_for_bfd = true;
+                    self.input(Input::Stop(StopReason::AdministrativeShutdown(
+                        "waiting for BFD".into(),
+                    )));
+                }
+                BgpAction::Release => {
+                    tracing::info!(%peer, "BFD allows BGP again");
+                    self.held_for_bfd = false;
+                    self.input(Input::Start);
+                }
+            }
         }
     }
 
@@ -426,7 +460,7 @@ struct PeerHandle {
 
 /// The next change of a BFD path state, as (previous, current); never returns once the
 /// sending side is gone.
-async fn next_path(path: &mut watch::Receiver<PathState>) -> (PathState, PathState) {
+async fn next_path(path: &mut watch::Receiver<PathView>) -> (PathView, PathView) {
     let previous = *path.borrow();
     if path.changed().await.is_err() {
         return std::future::pending().await;
@@ -434,7 +468,7 @@ async fn next_path(path: &mut watch::Receiver<PathState>) -> (PathState, PathSta
     (previous, *path.borrow_and_update())
 }
 
-fn spawn_peer(config: PeerConfig, bfd: watch::Receiver<PathState>) -> PeerHandle {
+fn spawn_peer(config: PeerConfig, bfd: watch::Receiver<PathView>) -> PeerHandle {
     let (commands, command_rx) = mpsc::unbounded_channel();
     let (events, event_rx) = mpsc::channel(EVENT_QUEUE);
     let session = Session::new(config.session.clone());
@@ -451,6 +485,7 @@ fn spawn_peer(config: PeerConfig, bfd: watch::Receiver<PathState>) -> PeerHandle
         status: status_tx,
         flushing: Vec::new(),
         bfd,
+        held_for_bfd: false,
     };
     let task = TaskHandle::spawn(task.run(command_rx, event_rx));
     PeerHandle {
@@ -602,6 +637,15 @@ impl BgpManager {
                 self.retire(handle, StopReason::PeerDeconfigured);
             }
         }
+        // BFD first: a new peer's task starts from its BFD session's state (strict mode).
+        let bfd: BTreeMap<String, BfdPeerConfig> = desired
+            .peers
+            .iter()
+            .filter_map(|(name, config)| config.bfd.clone().map(|bfd| (name.clone(), bfd)))
+            .collect();
+        for (name, error) in self.bfd.apply(&bfd) {
+            tracing::warn!(peer = %name, %error, "BFD session cannot start; BGP runs without it");
+        }
         for (name, config) in &desired.peers {
             if !self.peers.contains_key(name) {
                 if let (Some(listener), Some(password)) = (&self.listener, &config.password) {
@@ -613,14 +657,6 @@ impl BgpManager {
                 }
                 self.peers.insert(name.clone(), handle);
             }
-        }
-        let bfd: BTreeMap<String, BfdPeerConfig> = desired
-            .peers
-            .iter()
-            .filter_map(|(name, config)| config.bfd.clone().map(|bfd| (name.clone(), bfd)))
-            .collect();
-        for (name, error) in self.bfd.apply(&bfd) {
-            tracing::warn!(peer = %name, %error, "BFD session cannot start; BGP runs without it");
         }
         let empty = BTreeMap::new();
         for (name, handle) in &mut self.peers {
@@ -681,10 +717,6 @@ impl BgpManager {
     /// graceful-restart close for some peers, an administrative shutdown for the others) and
     /// waits (bounded) for their final messages to go out.
     pub async fn shutdown_each(mut self, reason_for: impl Fn(&str, &PeerConfig) -> StopReason) {
-        // BFD first, administratively: the router must not read the closing sessions as a
-        // path failure (RFC 5882 §3.2).
-        let bfd = std::mem::replace(&mut self.bfd, BfdManager::new(BfdMetrics::default()));
-        bfd.shutdown().await;
         let peers = std::mem::take(&mut self.peers);
         for (name, handle) in peers {
             let reason = reason_for(&name, &handle.config);
@@ -693,6 +725,13 @@ impl BgpManager {
         for task in self.retiring.drain(..) {
             let _ = tokio::time::timeout(WRITE_FLUSH_TIMEOUT * 2, task).await;
         }
+        // BFD last, administratively (AdminDown, RFC 5882 §3.2). Not first: a router that
+        // reads a remote AdminDown as a failure (FRR 8.4 does) would otherwise tear down a
+        // session that is closing for a graceful restart, with a NOTIFICATION, and flush the
+        // routes it should keep (RFC 4724). Closed first, the session is already in the
+        // router's helper mode when BFD goes down.
+        let bfd = std::mem::replace(&mut self.bfd, BfdManager::new(BfdMetrics::default()));
+        bfd.shutdown().await;
     }
 }
 

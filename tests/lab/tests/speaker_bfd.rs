@@ -304,6 +304,346 @@ fn bfd_with_frr_detects_a_pulled_cable_within_the_detection_time_while_bgp_alone
     Ok(())
 }
 
+/// Drops (`on`) or lets through every BFD packet node `node` receives, single hop and
+/// multihop, in an nftables table of its own.
+fn block_bfd(world: &World, node: usize, on: bool) -> Result<()> {
+    if !on {
+        nft(world, node, &["delete", "table", "inet", "hlbfdblock"])?;
+        return Ok(());
+    }
+    nft(world, node, &["add", "table", "inet", "hlbfdblock"])?;
+    nft(
+        world,
+        node,
+        &[
+            "add",
+            "chain",
+            "inet",
+            "hlbfdblock",
+            "in",
+            "{",
+            "type",
+            "filter",
+            "hook",
+            "input",
+            "priority",
+            "-300",
+            ";",
+            "}",
+        ],
+    )?;
+    nft(
+        world,
+        node,
+        &[
+            "add",
+            "rule",
+            "inet",
+            "hlbfdblock",
+            "in",
+            "udp",
+            "dport",
+            "{",
+            "3784",
+            ",",
+            "4784",
+            "}",
+            "drop",
+        ],
+    )?;
+    Ok(())
+}
+
+/// True when the router's BGP session with `peer` is Established.
+fn frr_established(frr: &FrrInstance, peer: &str) -> Result<bool> {
+    Ok(frr.bgp_summary()?.is_established(peer))
+}
+
+/// Checks for `how_long` that the router's session with `peer` never becomes Established.
+fn assert_stays_down(frr: &FrrInstance, peer: &str, how_long: Duration, why: &str) -> Result<()> {
+    let until = Instant::now() + how_long;
+    while Instant::now() < until {
+        assert!(!frr_established(frr, peer)?, "{why}: {peer} came up");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    Ok(())
+}
+
+/// Strict mode (RFC 5882 §10.2) and multihop BFD (RFC 5883) against FRR, in one lab. Node 1's
+/// peer names a strict single-hop profile, node 2's a plain profile on an `ebgpMultiHop`
+/// session, so node 2 is both the multihop proof and the control: with BFD missing at the
+/// router, node 2's BGP runs and node 1's does not; once the router runs BFD both come up
+/// (node 2's as a multihop session on UDP 4784); with BFD packets dropped on both nodes, both
+/// BGP sessions go down, node 2's comes back over TCP at once and node 1's waits until BFD is
+/// Up again.
+#[test]
+fn strict_mode_holds_bgp_until_bfd_is_up_while_a_plain_multihop_profile_lets_it_run() -> Result<()>
+{
+    let mut world = World::bgp("bfds", 2)?;
+    let (n1, n2) = (world.lan_v4(1)?, world.lan_v4(2)?);
+    let (node1, node2) = (world.node_name(1)?, world.node_name(2)?);
+    // The router runs no BFD with either node yet (the profile is defined, not used).
+    let config = world
+        .router_config()
+        .each_neighbor(|n| {
+            if n.address.to_string() == n2 {
+                n.ebgp_multihop = Some(2);
+            }
+        })
+        .extra(&frr_bfd(&[]));
+    world.start_frr(&config)?;
+    let timing = |extra: Value| {
+        let mut spec =
+            json!({"receiveInterval": 100, "transmitInterval": 100, "detectMultiplier": 3});
+        if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra.as_object()) {
+            spec.extend(extra.clone());
+        }
+        spec
+    };
+    world.install_object("BFDProfile", "strict", timing(json!({"strictMode": true})))?;
+    world.install_object("BFDProfile", "plain", timing(json!({})))?;
+    let only = |node: &str| json!([{"matchLabels": {"kubernetes.io/hostname": node}}]);
+    world.peer(
+        "router-strict",
+        "192.0.2.1",
+        json!({"bfdProfile": "strict", "nodeSelectors": only(&node1)}),
+    )?;
+    world.peer(
+        "router-multihop",
+        "192.0.2.1",
+        json!({"bfdProfile": "plain", "ebgpMultiHop": true, "nodeSelectors": only(&node2)}),
+    )?;
+    world.advertise(json!({}))?;
+    world.add_pod(1, "web-1", "web")?;
+    world.add_pod(2, "web-2", "web")?;
+    world.apply_service(&world.service("web", "web", "Cluster"), &[VIP])?;
+    world.wait_ready_endpoints("web", 2)?;
+    world.start_all_speakers()?;
+
+    // No BFD at the router: the plain profile's BGP runs, the strict one's is held.
+    let frr = world.lab.frr()?;
+    frr.wait_established(parse_ip(&n2)?, CONVERGE)?;
+    assert_stays_down(
+        frr,
+        &n1,
+        Duration::from_secs(6),
+        "strict mode with BFD down",
+    )?;
+    assert_eq!(
+        world.metric(1, "herald_speaker_bfd_session_up{peer=\"router-strict\"}")?,
+        0.0
+    );
+
+    // The router starts BFD with both: node 2's is multihop; node 1's BGP follows its BFD.
+    let started = Instant::now();
+    frr.configure(&[
+        &format!("router bgp {ROUTER_ASN}"),
+        &format!("neighbor {n1} bfd profile fast"),
+        &format!("neighbor {n2} bfd profile fast"),
+    ])?;
+    for peer in [&n1, &n2] {
+        wait_frr_bfd(frr, peer, "up", BFD_UP, |s| status_is(s, "up"))?;
+    }
+    let multihop = frr_bfd_peer(frr, &n2)?.unwrap_or_default();
+    assert_eq!(multihop["multihop"], true, "{multihop}");
+    assert_eq!(
+        frr_bfd_peer(frr, &n1)?.unwrap_or_default()["multihop"],
+        false
+    );
+    frr.wait_established(parse_ip(&n1)?, CONVERGE)?;
+    println!(
+        "strict: BFD up and then BGP established {:?} after the router enabled BFD",
+        started.elapsed()
+    );
+    assert_eq!(
+        world.metric(2, "herald_speaker_bfd_session_up{peer=\"router-multihop\"}")?,
+        1.0
+    );
+    world.wait_gateways(VIP_ROUTE, &[n1.clone(), n2.clone()], CONVERGE)?;
+
+    // BFD packets dropped on both nodes: both BGP sessions are torn down; node 2's comes back
+    // over the still working TCP path, node 1's stays down while its BFD is.
+    block_bfd(&world, 1, true)?;
+    block_bfd(&world, 2, true)?;
+    let outcome = (|| -> Result<()> {
+        for peer in [&n1, &n2] {
+            wait_frr_bfd(frr, peer, "down (packets dropped)", CONVERGE, |s| {
+                !status_is(s, "up")
+            })?;
+        }
+        poll_until(
+            "node 1's BGP session down after its BFD failed",
+            CONVERGE,
+            Duration::from_millis(100),
+            || {
+                Ok(match frr_established(frr, &n1)? {
+                    false => Poll::Ready(()),
+                    true => Poll::Pending("established".into()),
+                })
+            },
+        )?;
+        frr.wait_established(parse_ip(&n2)?, CONVERGE)?;
+        assert_stays_down(
+            frr,
+            &n1,
+            Duration::from_secs(6),
+            "strict mode after a BFD failure",
+        )
+    })();
+    block_bfd(&world, 1, false)?;
+    block_bfd(&world, 2, false)?;
+    outcome?;
+    assert!(
+        world.metric_sum(1, "herald_speaker_bfd_bgp_teardowns_total")? >= 1.0,
+        "the failure tore node 1's BGP session down"
+    );
+    let released = Instant::now();
+    wait_frr_bfd(frr, &n1, "up again", CONVERGE, |s| status_is(s, "up"))?;
+    frr.wait_established(parse_ip(&n1)?, CONVERGE)?;
+    println!(
+        "strict: BGP established again {:?} after BFD packets were let through",
+        released.elapsed()
+    );
+    world.wait_gateways(VIP_ROUTE, &[n1, n2], CONVERGE)?;
+    Ok(())
+}
+
+/// Watches the router's route to the VIP for `how_long`; returns how long it kept every one of
+/// `gateways`, or `None` when it kept them throughout.
+fn kept_for(world: &World, gateways: &[String], how_long: Duration) -> Result<Option<Duration>> {
+    let start = Instant::now();
+    while start.elapsed() < how_long {
+        let have: Vec<String> = world
+            .router_route(VIP_ROUTE)?
+            .map(|r| r.gateways().into_iter().collect())
+            .unwrap_or_default();
+        if !gateways.iter().all(|g| have.contains(g)) {
+            return Ok(Some(start.elapsed()));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(None)
+}
+
+/// Graceful restart (RFC 4724) with BFD beside it, against FRR 8.4 (`bgp graceful-restart`,
+/// BFD 100 ms × 3). Herald's BFD is control-plane dependent (C bit clear), and on a planned
+/// restart it sends AdminDown before it closes BGP without a NOTIFICATION.
+///
+/// - A planned restart (SIGTERM) keeps node 1's route at the router.
+/// - A crash (SIGKILL) keeps it too: the kernel closes the TCP connection at once, FRR enters
+///   graceful-restart helper mode before BFD notices, and the node's data plane is intact
+///   (that is what graceful restart is for; the restart time bounds it).
+/// - A pulled cable takes the route away within BFD's detection time.
+/// - With `neighbor X bfd check-control-plane-failure` on the router, FRR ignores a BFD Down
+///   from a graceful-restart peer whose C bit is clear: the same cable pull waits for the hold
+///   time. That shows FRR reads Herald's C bit as clear, and why that option must stay off
+///   for Herald peers.
+#[test]
+fn graceful_restart_keeps_routes_over_a_restart_while_a_cable_pull_drops_them_within_bfd_time()
+-> Result<()> {
+    let mut world = World::bgp("bfdgr", 2)?;
+    let (n1, n2) = (world.lan_v4(1)?, world.lan_v4(2)?);
+    let config = world
+        .router_config()
+        .extra(&format!(
+            "router bgp {ROUTER_ASN}\n bgp graceful-restart\nexit\n!\n"
+        ))
+        .extra(&frr_bfd(std::slice::from_ref(&n1)));
+    world.start_frr(&config)?;
+    world.install_object(
+        "BFDProfile",
+        "fast",
+        json!({"receiveInterval": 100, "transmitInterval": 100, "detectMultiplier": 3}),
+    )?;
+    world.peer(
+        "router",
+        "192.0.2.1",
+        json!({"bfdProfile": "fast", "enableGracefulRestart": true, "holdTime": "9s", "keepaliveTime": "3s"}),
+    )?;
+    world.advertise(json!({}))?;
+    world.add_pod(1, "web-1", "web")?;
+    world.add_pod(2, "web-2", "web")?;
+    world.apply_service(&world.service("web", "web", "Cluster"), &[VIP])?;
+    world.wait_ready_endpoints("web", 2)?;
+    world.start_all_speakers()?;
+    let both = [n1.clone(), n2.clone()];
+    let up = |world: &World| -> Result<()> {
+        let frr = world.lab.frr()?;
+        wait_frr_bfd(frr, &n1, "up", CONVERGE, |s| status_is(s, "up"))?;
+        frr.wait_established(parse_ip(&n1)?, CONVERGE)?;
+        world.wait_gateways(VIP_ROUTE, &both, CONVERGE)?;
+        Ok(())
+    };
+    up(&world)?;
+    let neighbor = world
+        .lab
+        .frr()?
+        .vtysh(&format!("show bgp neighbors {n1}"))?;
+    assert!(
+        neighbor.contains("Graceful Restart"),
+        "graceful restart negotiated:\n{neighbor}"
+    );
+    let watch = Duration::from_secs(5);
+
+    // Twice: the order of BFD's AdminDown and BGP's close is what decides, so a race
+    // would show.
+    let mut planned = Vec::new();
+    let mut bfd_after = Value::Null;
+    for _ in 0..2 {
+        world.speaker_mut(1)?.terminate(Duration::from_secs(10))?;
+        let lost = kept_for(&world, &both, watch)?;
+        bfd_after = frr_bfd_peer(world.lab.frr()?, &n1)?.unwrap_or_default();
+        println!("planned restart (SIGTERM): route lost after {lost:?} (None: kept for {watch:?})");
+        planned.push(lost);
+        world.start_speaker(1)?;
+        up(&world)?;
+    }
+
+    world.speaker_mut(1)?.kill()?;
+    let crash = kept_for(&world, &both, watch)?;
+    println!("crash (SIGKILL): route lost after {crash:?} (None: kept for {watch:?})");
+    world.start_speaker(1)?;
+    up(&world)?;
+
+    let cable_pull = |world: &World| -> Result<Duration> {
+        world.lab.set_node_lan(1, false)?;
+        let removed = world.wait_gateways(VIP_ROUTE, std::slice::from_ref(&n2), CONVERGE);
+        world.lab.set_node_lan(1, true)?;
+        removed
+    };
+    let cable = cable_pull(&world)?;
+    println!("cable pull: next hop removed after {cable:?}");
+    up(&world)?;
+
+    world.lab.frr()?.configure(&[
+        &format!("router bgp {ROUTER_ASN}"),
+        &format!("neighbor {n1} bfd check-control-plane-failure"),
+    ])?;
+    let checked = cable_pull(&world)?;
+    println!(
+        "cable pull, router with check-control-plane-failure: next hop removed after {checked:?}"
+    );
+
+    assert_eq!(
+        bfd_after["remote-diagnostic"], "administratively down",
+        "the planned restart sent AdminDown: {bfd_after}"
+    );
+    assert_eq!(planned, [None, None], "a planned restart keeps the route");
+    assert_eq!(
+        crash, None,
+        "a crash keeps the route (graceful-restart helper)"
+    );
+    assert!(
+        cable < Duration::from_secs(3),
+        "a cable pull drops the route within BFD time: {cable:?}"
+    );
+    assert!(
+        checked > Duration::from_secs(3),
+        "with check-control-plane-failure FRR ignores the BFD Down of a C-bit-clear peer: {checked:?}"
+    );
+    Ok(())
+}
+
 /// Nearest-rank percentile of sorted `values`.
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;

@@ -218,6 +218,8 @@ pub fn peer_config(peer: &Peer, facts: &PeerFacts, node: &NodeFacts) -> Result<P
             Hop::Single
         },
         profile: bfd.profile,
+        strict: bfd.strict,
+        damping: bfd.damping,
     });
     Ok(config)
 }

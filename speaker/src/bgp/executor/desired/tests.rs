@@ -75,6 +75,11 @@ fn a_peer_with_a_bfd_profile_gets_a_single_hop_session_or_a_multihop_one_when_mu
             passive: false,
         },
         minimum_ttl: 250,
+        strict: true,
+        damping: herald_bfd::DampingConfig {
+            initial: Duration::from_secs(1),
+            ..herald_bfd::DampingConfig::default()
+        },
     };
     let mut router = peer("router", "192.0.2.1");
     router.bfd = Some(settings);
@@ -90,6 +95,8 @@ fn a_peer_with_a_bfd_profile_gets_a_single_hop_session_or_a_multihop_one_when_mu
     assert_eq!(bfd.peer_address, ip("192.0.2.1"));
     assert_eq!(bfd.local_address, Some(ip("192.0.2.11")));
     assert_eq!(bfd.profile, settings.profile);
+    assert!(bfd.strict);
+    assert_eq!(bfd.damping, settings.damping);
     router.ebgp_multihop = true;
     let plan = plan_with(&[router], &[]);
     let out = translate(&plan, &facts, &NodeFacts::default());
