@@ -6,6 +6,7 @@
 
 pub mod bfd;
 pub mod bgp;
+pub mod checkpoint;
 pub mod convert;
 pub mod forwarding;
 pub mod l2;

@@ -95,6 +95,8 @@ pub struct Metrics {
     pub bgp: crate::bgp::executor::metrics::BgpMetrics,
     /// Endpoint eviction and conntrack clean-up (`herald_speaker_forwarding_*`).
     pub forwarding: crate::forwarding::metrics::ForwardingMetrics,
+    /// The on-node checkpoint (`herald_speaker_checkpoint_*`).
+    pub checkpoint: crate::checkpoint::CheckpointMetrics,
 }
 
 impl Default for Metrics {
@@ -207,7 +209,9 @@ impl Metrics {
         let l2 = crate::l2::executor::metrics::L2Metrics::register(&mut registry);
         let bgp = crate::bgp::executor::metrics::BgpMetrics::register(&mut registry);
         let forwarding = crate::forwarding::metrics::ForwardingMetrics::register(&mut registry);
+        let checkpoint = crate::checkpoint::CheckpointMetrics::register(&mut registry);
         Self {
+            checkpoint,
             registry,
             l2,
             bgp,

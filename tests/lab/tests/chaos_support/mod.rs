@@ -99,17 +99,29 @@ impl BgpChaos {
     /// Sets the world up and waits until the router has both routes via both nodes and the
     /// client reaches both addresses.
     pub fn start(hint: &str) -> Result<BgpChaos> {
+        Self::start_with(hint, true, &[])
+    }
+
+    /// [`BgpChaos::start`], with TCP-MD5 (`md5`) or without, and `speaker_args` added to
+    /// every speaker's command line.
+    pub fn start_with(hint: &str, md5: bool, speaker_args: &[&str]) -> Result<BgpChaos> {
         let mut world = World::bgp(hint, 2)?;
-        let config = world
-            .router_config()
-            .each_neighbor(|n| n.password = Some(PASSWORD.to_string()));
+        world.speaker_args(speaker_args);
+        let mut config = world.router_config();
+        if md5 {
+            config = config.each_neighbor(|n| n.password = Some(PASSWORD.to_string()));
+        }
         world.start_frr(&config)?;
-        world.password_secret("bgp-auth", PASSWORD)?;
-        world.peer(
-            "router",
-            "192.0.2.1",
-            json!({"passwordSecret": {"name": "bgp-auth"}}),
-        )?;
+        if md5 {
+            world.password_secret("bgp-auth", PASSWORD)?;
+            world.peer(
+                "router",
+                "192.0.2.1",
+                json!({"passwordSecret": {"name": "bgp-auth"}}),
+            )?;
+        } else {
+            world.peer("router", "192.0.2.1", json!({}))?;
+        }
         world.advertise(json!({}))?;
         world.add_pod(1, "web-1", "web")?;
         world.add_pod(2, "web-2", "web")?;
