@@ -17,10 +17,11 @@
 //! API and announces nothing, as it did before checkpoints existed. A resumed speaker
 //! writes no checkpoint (it learned nothing new).
 //!
-//! What the file holds: the watched objects, the memberlist Secret included (without the
-//! key membership cannot run, and a speaker that believes itself alone would announce
-//! every layer-2 address). BGP password Secrets are not held: password-protected peers stay
-//! down after a restart until the API answers. The file is mode 0600.
+//! What the file holds: the watched objects, no Secret (neither the memberlist key nor BGP
+//! passwords: password-protected peers stay down after a restart until the API answers).
+//! A resumed speaker resumes BGP and forwarding; it stays out of layer 2 and membership
+//! until the API answers ([`format::for_resume`]), and the nodes that kept running keep
+//! announcing the layer-2 addresses. The file is mode 0600.
 
 pub mod format;
 pub mod metrics;
@@ -92,7 +93,7 @@ pub fn load(
                 services = checkpoint.snapshot.services.len(),
                 "usable checkpoint; resumed from if the API server does not answer"
             );
-            Some(checkpoint.snapshot)
+            Some(format::for_resume(checkpoint.snapshot))
         }
         Err(refusal) => {
             metrics.refused(refusal.reason());

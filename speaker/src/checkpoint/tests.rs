@@ -90,16 +90,20 @@ fn a_checkpoint_reads_back_as_the_snapshot_it_was_written_from() {
         encode_body(&original).expect("encodes"),
         "the body round-trips byte for byte"
     );
-    assert!(back.snapshot.memberlist_secret.is_some());
+    assert!(
+        back.snapshot.memberlist_secret.is_none(),
+        "no Secret is ever written"
+    );
 }
 
 #[test]
 fn a_restored_speaker_plans_only_the_addresses_its_checkpoint_holds() {
     let live: BTreeSet<String> = ["n1".to_string(), "n2".to_string()].into();
     let original = snapshot("198.51.100.10");
-    let restored = decode(&file_of(&original, "n1", 1_000))
+    let mut restored = decode(&file_of(&original, "n1", 1_000))
         .expect("decodes")
         .snapshot;
+    restored.memberlist_secret = original.memberlist_secret.clone();
     let config = runtime_config();
     let from_live = compute_pass(&original, &config, &live, &BTreeSet::new()).plan;
     let from_checkpoint = compute_pass(&restored, &config, &live, &BTreeSet::new()).plan;
@@ -154,7 +158,7 @@ fn a_corrupt_checkpoint_is_refused_not_half_believed() {
 #[test]
 fn a_body_that_lacks_a_kind_is_corrupt_not_empty() {
     // Right checksum, but no "pools": read as empty it would withdraw every address.
-    let body = br#"{"services":[],"endpoint_slices":[],"nodes":[],"l2_advertisements":[],"bgp_advertisements":[],"peers":[],"communities":[],"bfd_profiles":[],"memberlist_secret":null}"#;
+    let body = br#"{"services":[],"endpoint_slices":[],"nodes":[],"l2_advertisements":[],"bgp_advertisements":[],"peers":[],"communities":[],"bfd_profiles":[]}"#;
     assert_eq!(
         decode(&encode("n1", 5, body))
             .map(|_| ())
@@ -324,4 +328,23 @@ fn the_file_is_written_atomically_private_and_read_back_by_load() {
         1
     );
     let _ = std::fs::remove_dir_all(config.directory.parent().expect("parent"));
+}
+
+#[test]
+fn a_resumed_speaker_plans_bgp_and_forwarding_but_no_layer_2() {
+    let live: BTreeSet<String> = ["n1".to_string()].into();
+    let original = snapshot("198.51.100.10");
+    let config = runtime_config();
+    let from_live = compute_pass(&original, &config, &live, &BTreeSet::new()).plan;
+    assert!(!from_live.l2.is_empty(), "the test must plan layer 2 live");
+    let resumed = format::for_resume(
+        decode(&file_of(&original, "n1", 1_000))
+            .expect("decodes")
+            .snapshot,
+    );
+    assert!(resumed.memberlist_secret.is_none());
+    let plan = compute_pass(&resumed, &config, &live, &BTreeSet::new()).plan;
+    assert!(plan.l2.is_empty(), "{:?}", plan.l2);
+    assert_eq!(plan.forwarding, from_live.forwarding);
+    assert_eq!(plan.bgp, from_live.bgp);
 }

@@ -141,6 +141,8 @@ struct Reconciler {
     applied: Option<NodePlan>,
     counters_seen: MembershipCounters,
     eviction: EvictionTracker,
+    /// Running from the checkpoint: membership stays stopped (see `checkpoint::format::for_resume`).
+    hold_membership: bool,
 }
 
 impl Reconciler {
@@ -267,6 +269,9 @@ impl Reconciler {
     }
 
     async fn sync_membership(&mut self, snapshot: &Snapshot) {
+        if self.hold_membership {
+            return;
+        }
         let (settings, blockers) = membership_settings(snapshot, &self.config);
         let now = Instant::now();
         let verdict = self.blockers.observe(now, &blockers);
@@ -435,6 +440,7 @@ pub async fn run(
         applied: None,
         counters_seen: MembershipCounters::default(),
         eviction: EvictionTracker::default(),
+        hold_membership: from_checkpoint.is_some(),
     };
     let mut debouncer = Debouncer::default();
     let mut retry = RetryBackoff::new(RETRY_INITIAL, RETRY_MAX);
@@ -494,6 +500,7 @@ pub async fn run(
             () = watches.wait_ready(), if from_checkpoint.is_some() => {
                 tracing::info!("the first complete lists arrived: leaving the checkpoint for the live state");
                 from_checkpoint = None;
+                reconciler.hold_membership = false;
                 reconciler.metrics.checkpoint.resumed.set(0);
                 next_resync = Instant::now();
             }
