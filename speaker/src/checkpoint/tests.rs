@@ -11,10 +11,8 @@ use super::format::{
     refresh_interval, usable, write_due,
 };
 use super::*;
-use crate::convert::ConvertOptions;
-use crate::membership::MembershipConfig;
-use crate::runtime::reconcile::compute_pass;
-use crate::runtime::{KeySource, RuntimeConfig};
+use crate::convert::{ConvertOptions, convert};
+use crate::planner::{NodePlan, plan};
 
 fn object<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> T {
     serde_json::from_value(value).expect("test object")
@@ -57,19 +55,10 @@ fn snapshot(address: &str) -> Snapshot {
     }
 }
 
-fn runtime_config() -> RuntimeConfig {
-    RuntimeConfig {
-        node_name: "n1".into(),
-        install_namespace: "herald-system".into(),
-        convert: ConvertOptions::default(),
-        key_source: KeySource::Secret("herald-memberlist".into()),
-        memberlist_bind: None,
-        memberlist_port: 7946,
-        membership: MembershipConfig::default(),
-        resync_interval: Duration::from_secs(30),
-        endpoint_eviction: true,
-        checkpoint: None,
-    }
+/// Node n1's plan from `snapshot`, as the runtime computes it.
+fn plan_on_n1(snapshot: &Snapshot, live: &BTreeSet<String>) -> NodePlan {
+    let conversion = convert(&snapshot.objects(), &ConvertOptions::default());
+    plan(&conversion.model, "n1", live)
 }
 
 fn file_of(snapshot: &Snapshot, node: &str, confirmed: u64) -> Vec<u8> {
@@ -104,9 +93,8 @@ fn a_restored_speaker_plans_only_the_addresses_its_checkpoint_holds() {
         .expect("decodes")
         .snapshot;
     restored.memberlist_secret = original.memberlist_secret.clone();
-    let config = runtime_config();
-    let from_live = compute_pass(&original, &config, &live, &BTreeSet::new()).plan;
-    let from_checkpoint = compute_pass(&restored, &config, &live, &BTreeSet::new()).plan;
+    let from_live = plan_on_n1(&original, &live);
+    let from_checkpoint = plan_on_n1(&restored, &live);
     assert_eq!(
         from_checkpoint, from_live,
         "the same plan as from the watches"
@@ -334,8 +322,7 @@ fn the_file_is_written_atomically_private_and_read_back_by_load() {
 fn a_resumed_speaker_plans_bgp_and_forwarding_but_no_layer_2() {
     let live: BTreeSet<String> = ["n1".to_string()].into();
     let original = snapshot("198.51.100.10");
-    let config = runtime_config();
-    let from_live = compute_pass(&original, &config, &live, &BTreeSet::new()).plan;
+    let from_live = plan_on_n1(&original, &live);
     assert!(!from_live.l2.is_empty(), "the test must plan layer 2 live");
     let resumed = format::for_resume(
         decode(&file_of(&original, "n1", 1_000))
@@ -343,8 +330,8 @@ fn a_resumed_speaker_plans_bgp_and_forwarding_but_no_layer_2() {
             .snapshot,
     );
     assert!(resumed.memberlist_secret.is_none());
-    let plan = compute_pass(&resumed, &config, &live, &BTreeSet::new()).plan;
-    assert!(plan.l2.is_empty(), "{:?}", plan.l2);
-    assert_eq!(plan.forwarding, from_live.forwarding);
-    assert_eq!(plan.bgp, from_live.bgp);
+    let resumed_plan = plan_on_n1(&resumed, &live);
+    assert!(resumed_plan.l2.is_empty(), "{:?}", resumed_plan.l2);
+    assert_eq!(resumed_plan.forwarding, from_live.forwarding);
+    assert_eq!(resumed_plan.bgp, from_live.bgp);
 }

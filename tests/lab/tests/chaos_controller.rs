@@ -22,86 +22,16 @@ mod common;
 
 use std::time::Duration;
 
-use chaos_support::{BGP_V4, BGP_V6, BgpChaos, conclude};
+use chaos_support::{
+    BGP_V4, BGP_V6, BgpChaos, compare_versions, conclude, controller_metric, versions,
+    wait_controller_restored,
+};
 use herald_lab::Result;
 use herald_lab::chaos::ApiFreeze;
 use herald_lab::wait::{Poll, poll_until};
-use serde_json::Value;
 
 const FREEZE: Duration = Duration::from_secs(20);
 const AFTER: Duration = Duration::from_secs(20);
-
-/// resourceVersion and ingress addresses of the two Services, and the pool's
-/// resourceVersion.
-fn versions(chaos: &BgpChaos) -> Result<Vec<(String, String)>> {
-    let world = &chaos.world;
-    let mut out = Vec::new();
-    for service in ["web4", "web6"] {
-        let object = world.apps.get("service", service)?.unwrap_or(Value::Null);
-        out.push((
-            format!("service {service}"),
-            format!(
-                "{} {}",
-                object["metadata"]["resourceVersion"], object["status"]["loadBalancer"]
-            ),
-        ));
-    }
-    let pool = world
-        .install
-        .get("ipaddresspool", "bgp")?
-        .unwrap_or(Value::Null);
-    out.push((
-        "pool bgp".into(),
-        pool["metadata"]["resourceVersion"].to_string(),
-    ));
-    Ok(out)
-}
-
-/// The controller metric `name` of the controller in node `node`'s namespace.
-fn controller_metric(chaos: &BgpChaos, node: usize, name: &str) -> Result<f64> {
-    let metrics = chaos.world.lab.exec_in_node(
-        node,
-        &[
-            "curl",
-            "-s",
-            "--max-time",
-            "2",
-            "http://127.0.0.1:7472/metrics",
-        ],
-    )?;
-    Ok(herald_lab::herald::metric_sum(&metrics, name))
-}
-
-/// Waits until the controller in `node` has taken both addresses over, then lets its first
-/// writes settle.
-fn wait_restored(chaos: &BgpChaos, node: usize) -> Result<()> {
-    poll_until(
-        "the controller to restore both addresses",
-        Duration::from_secs(60),
-        Duration::from_millis(500),
-        || {
-            let restored = controller_metric(chaos, node, "herald_controller_restored_addresses")?;
-            Ok(if restored >= 2.0 {
-                Poll::Ready(())
-            } else {
-                Poll::Pending(format!("restored {restored}"))
-            })
-        },
-    )?;
-    std::thread::sleep(Duration::from_secs(10));
-    Ok(())
-}
-
-/// Compares the resourceVersions and addresses with `before`.
-fn compare(before: &[(String, String)], after: &[(String, String)], violations: &mut Vec<String>) {
-    for ((what, was), (_, is)) in before.iter().zip(after) {
-        if was != is {
-            violations.push(format!(
-                "{what} was written after the outage: {was} -> {is}"
-            ));
-        }
-    }
-}
 
 #[test]
 fn the_controller_rewrites_and_moves_nothing_after_the_apiserver_was_frozen() -> Result<()> {
@@ -109,8 +39,8 @@ fn the_controller_rewrites_and_moves_nothing_after_the_apiserver_was_frozen() ->
     let mut controller = chaos.world.start_controller(1)?;
     // The controller has taken both addresses over (a restart rebuilds from status) and
     // written the pool's status; let its first writes settle.
-    wait_restored(&chaos, 1)?;
-    let before = versions(&chaos)?;
+    wait_controller_restored(&chaos.world, 1)?;
+    let before = versions(&chaos.world)?;
     println!("before: {before:?}");
     assert!(
         before[0].1.contains(BGP_V4) && before[1].1.contains(BGP_V6),
@@ -126,9 +56,9 @@ fn the_controller_rewrites_and_moves_nothing_after_the_apiserver_was_frozen() ->
     }
     let frozen = freeze.thaw()?;
     chaos.hold("continued", AFTER, &mut violations)?;
-    let after = versions(&chaos)?;
+    let after = versions(&chaos.world)?;
     println!("after: {after:?}");
-    compare(&before, &after, &mut violations);
+    compare_versions(&before, &after, &mut violations);
     if !controller.is_running() {
         violations.push("the controller exited".into());
     }
@@ -149,7 +79,8 @@ const LEASE_FREEZE: Duration = Duration::from_secs(30);
 fn leaders(chaos: &BgpChaos) -> Vec<usize> {
     (1..=2)
         .filter(|node| {
-            controller_metric(chaos, *node, "herald_controller_leader").is_ok_and(|v| v == 1.0)
+            controller_metric(&chaos.world, *node, "herald_controller_leader")
+                .is_ok_and(|v| v == 1.0)
         })
         .collect()
 }
@@ -221,8 +152,8 @@ fn two_controllers_never_both_lead_across_an_outage_longer_than_the_lease() -> R
             })
         },
     )?;
-    wait_restored(&chaos, leader)?;
-    let before = versions(&chaos)?;
+    wait_controller_restored(&chaos.world, leader)?;
+    let before = versions(&chaos.world)?;
     println!("leader: replica {leader}; before: {before:?}");
 
     let prober = chaos.prober(LEASE_FREEZE + AFTER + Duration::from_secs(120));
@@ -258,9 +189,9 @@ fn two_controllers_never_both_lead_across_an_outage_longer_than_the_lease() -> R
         ));
     }
     chaos.hold("after", Duration::from_secs(1), &mut violations)?;
-    let after = versions(&chaos)?;
+    let after = versions(&chaos.world)?;
     println!("after: {after:?}");
-    compare(&before, &after, &mut violations);
+    compare_versions(&before, &after, &mut violations);
     for (index, replica) in replicas.processes.iter_mut().enumerate() {
         if !replica.is_running() {
             violations.push(format!("controller replica {} exited", index + 1));

@@ -27,58 +27,20 @@ mod common;
 use std::time::{Duration, Instant};
 
 use bgp_support::CONVERGE;
-use chaos_support::{BgpChaos, conclude};
+use chaos_support::{BgpChaos, compare_versions, conclude, versions, wait_controller_restored};
 use herald_lab::chaos::apiserver_pid;
-use herald_lab::wait::{Poll, poll_until};
 use herald_lab::{ControlPlane, LabError, Result, netns};
-use serde_json::Value;
 
 /// How long the checks go on after each fault.
 const AFTER: Duration = Duration::from_secs(8);
 
-/// resourceVersion and ingress of both Services, the pool's resourceVersion.
-fn versions(chaos: &BgpChaos) -> Result<Vec<String>> {
-    let world = &chaos.world;
-    let mut out = Vec::new();
-    for service in ["web4", "web6"] {
-        let object = world.apps.get("service", service)?.unwrap_or(Value::Null);
-        out.push(format!(
-            "service {service}: {} {}",
-            object["metadata"]["resourceVersion"], object["status"]["loadBalancer"]
-        ));
-    }
-    let pool = world
-        .install
-        .get("ipaddresspool", "bgp")?
-        .unwrap_or(Value::Null);
-    out.push(format!("pool bgp: {}", pool["metadata"]["resourceVersion"]));
-    Ok(out)
-}
-
-fn wait_controller_restored(chaos: &BgpChaos) -> Result<()> {
-    poll_until(
-        "the controller to restore both addresses",
-        Duration::from_secs(60),
-        Duration::from_millis(500),
-        || {
-            let metrics = chaos.world.lab.exec_in_node(
-                1,
-                &[
-                    "curl",
-                    "-s",
-                    "--max-time",
-                    "2",
-                    "http://127.0.0.1:7472/metrics",
-                ],
-            )?;
-            let restored =
-                herald_lab::herald::metric_sum(&metrics, "herald_controller_restored_addresses");
-            Ok(if restored >= 2.0 {
-                Poll::Ready(())
-            } else {
-                Poll::Pending(format!("restored {restored}"))
-            })
-        },
+/// One line of the summary.
+fn line(fault: &str, report: &herald_lab::chaos::ProbeReport) -> String {
+    format!(
+        "{fault}: {} sent, {} lost, longest gap {:?}",
+        report.sent(),
+        report.lost(),
+        report.longest_gap()
     )
 }
 
@@ -86,10 +48,8 @@ fn wait_controller_restored(chaos: &BgpChaos) -> Result<()> {
 fn control_plane_controller_speaker_and_router_restarts_keep_the_invariants() -> Result<()> {
     let mut chaos = BgpChaos::start("chaos-faults")?;
     let mut controller = chaos.world.start_controller(1)?;
-    wait_controller_restored(&chaos)?;
-    // Let the controller's first writes settle before noting the versions.
-    std::thread::sleep(Duration::from_secs(5));
-    let before = versions(&chaos)?;
+    wait_controller_restored(&chaos.world, 1)?;
+    let before = versions(&chaos.world)?;
     let mut summary = Vec::new();
 
     // 1. The control plane SIGKILLed (apiserver, then the supervisor and etcd with it) and
@@ -104,11 +64,9 @@ fn control_plane_controller_speaker_and_router_restarts_keep_the_invariants() ->
         let back = started.elapsed();
         chaos.hold("control plane back", AFTER, &mut violations)?;
         let report = prober.finish();
-        summary.push(format!(
-            "control plane SIGKILL + restart (back after {back:?}): {} sent, {} lost, gap {:?}",
-            report.sent(),
-            report.lost(),
-            report.longest_gap()
+        summary.push(line(
+            &format!("control plane SIGKILL + restart (back after {back:?})"),
+            &report,
         ));
         conclude(
             &chaos.world,
@@ -126,21 +84,12 @@ fn control_plane_controller_speaker_and_router_restarts_keep_the_invariants() ->
         drop(controller);
         chaos.hold("controller killed", Duration::from_secs(2), &mut violations)?;
         controller = chaos.world.start_controller(1)?;
-        wait_controller_restored(&chaos)?;
+        wait_controller_restored(&chaos.world, 1)?;
         chaos.hold("controller back", AFTER, &mut violations)?;
-        let after = versions(&chaos)?;
-        if after != before {
-            violations.push(format!(
-                "Services or pool written across the control plane and controller restarts: {before:?} -> {after:?}"
-            ));
-        }
+        // Across the control plane's and the controller's restarts.
+        compare_versions(&before, &versions(&chaos.world)?, &mut violations);
         let report = prober.finish();
-        summary.push(format!(
-            "controller SIGKILL + restart: {} sent, {} lost, gap {:?}",
-            report.sent(),
-            report.lost(),
-            report.longest_gap()
-        ));
+        summary.push(line("controller SIGKILL + restart", &report));
         conclude(
             &chaos.world,
             "controller SIGKILL + restart",
@@ -180,11 +129,9 @@ fn control_plane_controller_speaker_and_router_restarts_keep_the_invariants() ->
         chaos.baseline = chaos.world.session_counters()?;
         chaos.hold("speaker back", AFTER, &mut violations)?;
         let report = prober.finish();
-        summary.push(format!(
-            "speaker SIGTERM ({status}, stopped in {stop_took:?}) + restart: {} sent, {} lost, gap {:?}",
-            report.sent(),
-            report.lost(),
-            report.longest_gap()
+        summary.push(line(
+            &format!("speaker SIGTERM ({status}, stopped in {stop_took:?}) + restart"),
+            &report,
         ));
         conclude(
             &chaos.world,
@@ -213,10 +160,9 @@ fn control_plane_controller_speaker_and_router_restarts_keep_the_invariants() ->
         let mut violations = Vec::new();
         chaos.hold("FRR back", AFTER, &mut violations)?;
         let report = prober.finish();
-        summary.push(format!(
-            "FRR restart: routes back {converged:?} after the stop; then {} sent, {} lost",
-            report.sent(),
-            report.lost()
+        summary.push(line(
+            &format!("FRR restart (routes back {converged:?} after the stop), afterwards"),
+            &report,
         ));
         conclude(&chaos.world, "FRR restart", &report, &violations)?;
     }
