@@ -122,6 +122,8 @@ pub struct Checkpointer {
     node: String,
     metrics: CheckpointMetrics,
     last: Option<Written>,
+    /// Failed writes in a row (the log says the 1st, 2nd, 4th, 8th, ...).
+    failures: u64,
 }
 
 impl Checkpointer {
@@ -131,6 +133,7 @@ impl Checkpointer {
             node,
             metrics,
             last: None,
+            failures: 0,
         }
     }
 
@@ -167,6 +170,10 @@ impl Checkpointer {
                     .confirmed
                     .set(i64::try_from(confirmed).unwrap_or(i64::MAX));
                 self.last = Some(next);
+                if self.failures > 0 {
+                    tracing::info!(failures = self.failures, "checkpoint written again");
+                    self.failures = 0;
+                }
             }
             Ok(Err(error)) => self.failed(&error),
             Err(join) => self.failed(&WriteError::Encode(join.to_string())),
@@ -177,7 +184,10 @@ impl Checkpointer {
         self.metrics.write_errors.inc();
         // Try again on the next pass, whatever changed.
         self.last = None;
-        tracing::warn!(%error, "checkpoint not written; a restart while the API server is unreachable would use an older one or none");
+        self.failures += 1;
+        if self.failures.is_power_of_two() {
+            tracing::warn!(%error, failures = self.failures, "checkpoint not written; a restart while the API server is unreachable would use an older one or none");
+        }
     }
 }
 

@@ -335,3 +335,35 @@ fn a_resumed_speaker_plans_bgp_and_forwarding_but_no_layer_2() {
     assert_eq!(resumed_plan.forwarding, from_live.forwarding);
     assert_eq!(resumed_plan.bgp, from_live.bgp);
 }
+
+#[test]
+fn a_failed_write_is_counted_and_retried_on_the_next_pass() {
+    let base = scratch_dir("unwritable");
+    std::fs::create_dir_all(&base).expect("scratch");
+    // The checkpoint "directory" is a regular file: every write fails.
+    let blocker = base.join("not-a-directory");
+    std::fs::write(&blocker, b"x").expect("write");
+    let metrics = CheckpointMetrics::default();
+    let mut config = CheckpointConfig {
+        directory: blocker.clone(),
+        max_age: MAX_AGE,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    let mut writer = Checkpointer::new(config.clone(), "n1".into(), metrics.clone());
+    let now = unix_now();
+    runtime.block_on(writer.record(&snapshot("198.51.100.10"), now, None));
+    runtime.block_on(writer.record(&snapshot("198.51.100.10"), now, None));
+    assert_eq!(
+        metrics.write_errors.get(),
+        2,
+        "unchanged state, but tried again"
+    );
+    assert_eq!(metrics.writes.get(), 0);
+    config.directory = base.join("ok");
+    let mut writer = Checkpointer::new(config, "n1".into(), metrics.clone());
+    runtime.block_on(writer.record(&snapshot("198.51.100.10"), now, None));
+    assert_eq!(metrics.writes.get(), 1);
+    let _ = std::fs::remove_dir_all(&base);
+}
