@@ -7,6 +7,7 @@
 pub mod api_writer;
 pub mod bfd;
 pub mod bgp;
+pub mod checkpoint;
 pub mod convert;
 pub mod forwarding;
 pub mod l2;

@@ -17,6 +17,7 @@ use herald_crds::names::LOAD_BALANCER_CLASS;
 use herald_speaker::api_writer::{ApiAccess, ApiWriter, queue::QueueLimits};
 use herald_speaker::bgp::driver::ListenConfig;
 use herald_speaker::bgp::executor::{BgpExecutor, BgpExecutorConfig};
+use herald_speaker::checkpoint::CheckpointConfig;
 use herald_speaker::convert::ConvertOptions;
 use herald_speaker::forwarding::{ForwardingExecutor, NftCommand, render_teardown};
 use herald_speaker::l2::executor::{L2Executor, L2ExecutorConfig};
@@ -129,6 +130,16 @@ struct Args {
     /// (e.g. `30s`, `2m`, or plain seconds).
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     resync_interval: Duration,
+
+    /// Directory of the on-node checkpoint of the desired state (a hostPath): written on
+    /// every applied change, resumed from when the speaker starts while the API server does
+    /// not answer. Unset: no checkpoint (a restart during an API outage announces nothing).
+    #[arg(long)]
+    checkpoint_dir: Option<PathBuf>,
+
+    /// A checkpoint last known current longer ago than this is refused.
+    #[arg(long, default_value = "15m", value_parser = parse_duration)]
+    checkpoint_max_age: Duration,
 
     /// The `spec.loadBalancerClass` Herald serves.
     #[arg(long, default_value = LOAD_BALANCER_CLASS)]
@@ -314,6 +325,13 @@ async fn main() -> anyhow::Result<()> {
             args.resync_interval
         },
         endpoint_eviction: forwarding && args.endpoint_eviction == Switch::On,
+        checkpoint: args
+            .checkpoint_dir
+            .clone()
+            .map(|directory| CheckpointConfig {
+                directory,
+                max_age: args.checkpoint_max_age,
+            }),
     };
 
     let metrics = Arc::new(Metrics::new());
@@ -428,6 +446,11 @@ mod tests {
         assert_eq!(args.forwarding, Switch::Off);
         assert_eq!(args.metrics_addr, "0.0.0.0:7473".parse().expect("addr"));
         assert_eq!(args.resync_interval, Duration::from_secs(30));
+        assert_eq!(args.checkpoint_dir, None);
+        assert_eq!(
+            args.checkpoint_max_age,
+            herald_speaker::checkpoint::DEFAULT_MAX_AGE
+        );
         assert!(
             Args::try_parse_from([
                 "herald-speaker",

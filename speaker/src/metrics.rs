@@ -12,6 +12,7 @@ use prometheus_client::registry::Registry;
 
 use crate::api_writer::ApiWriterMetrics;
 use crate::bgp::executor::metrics::BgpMetrics;
+use crate::checkpoint::CheckpointMetrics;
 use crate::forwarding::metrics::ForwardingMetrics;
 use crate::l2::executor::metrics::L2Metrics;
 use crate::observability::{Exposition, RuntimeMetrics, encode_registry};
@@ -29,6 +30,8 @@ pub struct Metrics {
     pub forwarding: ForwardingMetrics,
     /// The queued API writer (`herald_speaker_api_writer_*`).
     pub api_writer: ApiWriterMetrics,
+    /// The on-node checkpoint (`herald_speaker_checkpoint_*`).
+    pub checkpoint: CheckpointMetrics,
 }
 
 impl Default for Metrics {
@@ -45,6 +48,7 @@ impl Metrics {
         let bgp = BgpMetrics::register(&mut registry);
         let forwarding = ForwardingMetrics::register(&mut registry);
         let api_writer = ApiWriterMetrics::register(&mut registry);
+        let checkpoint = CheckpointMetrics::register(&mut registry);
         Self {
             registry,
             runtime,
@@ -52,6 +56,7 @@ impl Metrics {
             bgp,
             forwarding,
             api_writer,
+            checkpoint,
         }
     }
 

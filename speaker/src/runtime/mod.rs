@@ -56,4 +56,6 @@ pub struct RuntimeConfig {
     pub resync_interval: Duration,
     /// Evict endpoints on nodes the membership declares dead from forwarding.
     pub endpoint_eviction: bool,
+    /// The on-node checkpoint; `None`: none written, none resumed from.
+    pub checkpoint: Option<crate::checkpoint::CheckpointConfig>,
 }

@@ -26,6 +26,7 @@ use super::membership::{
 };
 use super::report::{DEFAULT_REPEAT_AFTER, RepeatLimiter};
 use super::watches::{Snapshot, WatchScope, Watches};
+use crate::checkpoint;
 use crate::convert::{ConvertProblem, convert};
 use crate::membership::MembershipCounters;
 use crate::metrics::Metrics;
@@ -141,6 +142,8 @@ struct Reconciler {
     applied: Option<NodePlan>,
     counters_seen: MembershipCounters,
     eviction: EvictionTracker,
+    /// Running from the checkpoint: membership stays stopped (see `checkpoint::format::for_resume`).
+    hold_membership: bool,
 }
 
 impl Reconciler {
@@ -267,6 +270,9 @@ impl Reconciler {
     }
 
     async fn sync_membership(&mut self, snapshot: &Snapshot) {
+        if self.hold_membership {
+            return;
+        }
         let (settings, blockers) = membership_settings(snapshot, &self.config);
         let now = Instant::now();
         let verdict = self.blockers.observe(now, &blockers);
@@ -375,11 +381,32 @@ pub async fn run(
     // Stops the probe on every way out of this function.
     let _probe = probe;
     let mut watches = Watches::start(client, &scope, changed_tx, Arc::clone(&metrics));
+    // The on-node checkpoint (issue 11): resumed from only if the first lists take longer
+    // than RESUME_AFTER, and only until they complete.
+    let mut checkpoint = config.checkpoint.as_ref().and_then(|c| {
+        checkpoint::load(
+            c,
+            &config.node_name,
+            checkpoint::unix_now(),
+            &metrics.checkpoint,
+        )
+    });
+    let mut checkpointer = config.checkpoint.clone().map(|c| {
+        checkpoint::Checkpointer::new(c, config.node_name.clone(), metrics.checkpoint.clone())
+    });
+    let mut from_checkpoint: Option<Snapshot> = None;
+    let resume_at = tokio::time::Instant::now() + checkpoint::RESUME_AFTER;
     tracing::info!(node = %config.node_name, namespace = %config.install_namespace, executors = ?executors.names(), "waiting for the first complete lists");
     let initial_wait = std::time::Instant::now();
     loop {
         tokio::select! {
             () = watches.wait_ready() => break,
+            () = tokio::time::sleep_until(resume_at), if checkpoint.is_some() => {
+                tracing::warn!("the API server has not answered: resuming from the checkpoint until it does");
+                metrics.checkpoint.resumed.set(1);
+                from_checkpoint = checkpoint.take();
+                break;
+            }
             () = &mut shutdown => {
                 tracing::info!("shutdown before the first lists completed");
                 watches.stop();
@@ -405,6 +432,7 @@ pub async fn run(
         applied: None,
         counters_seen: MembershipCounters::default(),
         eviction: EvictionTracker::default(),
+        hold_membership: from_checkpoint.is_some(),
     };
     let mut debouncer = Debouncer::default();
     let mut retry = RetryBackoff::new(RETRY_INITIAL, RETRY_MAX);
@@ -418,8 +446,17 @@ pub async fn run(
         let debounced = debouncer.take_if_due(Instant::now());
         if full_due || retry_due || debounced {
             // Changes that arrive during the pass are caught by the debouncer afterwards.
-            let snapshot = Arc::new(watches.snapshot());
+            let snapshot = Arc::new(
+                from_checkpoint
+                    .clone()
+                    .unwrap_or_else(|| watches.snapshot()),
+            );
             let ok = reconciler.pass(&snapshot, full_due).await;
+            if let (true, None, Some(writer)) = (ok, &from_checkpoint, &mut checkpointer) {
+                writer
+                    .record(&snapshot, checkpoint::unix_now(), health.api_stale_since())
+                    .await;
+            }
             if full_due {
                 next_resync = Instant::now() + resync_interval;
             }
@@ -453,6 +490,13 @@ pub async fn run(
                     tracing::info!(live = ?*rx.borrow(), "membership changed");
                 }
                 debouncer.note_change(Instant::now());
+            }
+            () = watches.wait_ready(), if from_checkpoint.is_some() => {
+                tracing::info!("the first complete lists arrived: leaving the checkpoint for the live state");
+                from_checkpoint = None;
+                reconciler.hold_membership = false;
+                reconciler.metrics.checkpoint.resumed.set(0);
+                next_resync = Instant::now();
             }
             () = sleep_until_or_pending(wake_at) => {}
             _ = counter_sample.tick() => reconciler.sample_membership_counters(),
@@ -510,6 +554,7 @@ mod tests {
             membership: MembershipConfig::default(),
             resync_interval: Duration::from_secs(30),
             endpoint_eviction: true,
+            checkpoint: None,
         }
     }
 

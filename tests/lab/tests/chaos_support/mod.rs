@@ -99,17 +99,26 @@ impl BgpChaos {
     /// Sets the world up and waits until the router has both routes via both nodes and the
     /// client reaches both addresses.
     pub fn start(hint: &str) -> Result<BgpChaos> {
+        Self::start_with(hint, true, &[])
+    }
+
+    /// [`BgpChaos::start`], with TCP-MD5 (`md5`) or without, and `speaker_args` added to
+    /// every speaker's command line.
+    pub fn start_with(hint: &str, md5: bool, speaker_args: &[&str]) -> Result<BgpChaos> {
         let mut world = World::bgp(hint, 2)?;
-        let config = world
-            .router_config()
-            .each_neighbor(|n| n.password = Some(PASSWORD.to_string()));
+        world.speaker_args(speaker_args);
+        let mut config = world.router_config();
+        if md5 {
+            config = config.each_neighbor(|n| n.password = Some(PASSWORD.to_string()));
+        }
         world.start_frr(&config)?;
-        world.password_secret("bgp-auth", PASSWORD)?;
-        world.peer(
-            "router",
-            "192.0.2.1",
-            json!({"passwordSecret": {"name": "bgp-auth"}}),
-        )?;
+        let peer = if md5 {
+            world.password_secret("bgp-auth", PASSWORD)?;
+            json!({"passwordSecret": {"name": "bgp-auth"}})
+        } else {
+            json!({})
+        };
+        world.peer("router", "192.0.2.1", peer)?;
         world.advertise(json!({}))?;
         world.add_pod(1, "web-1", "web")?;
         world.add_pod(2, "web-2", "web")?;
@@ -196,13 +205,8 @@ impl BgpChaos {
     }
 }
 
-/// Prints the fault's line and fails with the violations and speaker logs, if any.
-pub fn conclude(
-    world: &World,
-    fault: &str,
-    report: &ProbeReport,
-    violations: &[String],
-) -> Result<()> {
+/// Prints the fault's table and line; fails with the violations and speaker logs, if any.
+fn report_and_check(world: &World, fault: &str, report: &ProbeReport, violations: &[String]) {
     print!("{}", report.table());
     println!(
         "{fault}: {} requests, {} lost, longest gap {:?}, {} invariant violations",
@@ -217,6 +221,35 @@ pub fn conclude(
         violations.join("\n"),
         world.speaker_logs()
     );
+}
+
+/// [`conclude`] for a fault that justifies losing what was in flight at its instant: the
+/// client's longest gap must stay under `max_gap` instead of no request lost.
+pub fn conclude_within(
+    world: &World,
+    fault: &str,
+    report: &ProbeReport,
+    violations: &[String],
+    max_gap: Duration,
+) -> Result<()> {
+    report_and_check(world, fault, report, violations);
+    assert!(
+        report.longest_gap() < max_gap,
+        "{fault}: a gap of {:?}:\n{}",
+        report.longest_gap(),
+        report.table()
+    );
+    Ok(())
+}
+
+/// Prints the fault's line and fails with the violations and speaker logs, if any.
+pub fn conclude(
+    world: &World,
+    fault: &str,
+    report: &ProbeReport,
+    violations: &[String],
+) -> Result<()> {
+    report_and_check(world, fault, report, violations);
     assert_eq!(
         report.lost(),
         0,
@@ -269,5 +302,126 @@ impl BgpChaos {
                     .unwrap_or(0)
             })
             .collect()
+    }
+}
+
+/// A scratch directory for the speakers' checkpoints (`--checkpoint-dir`), removed when
+/// dropped.
+pub struct Scratch(pub std::path::PathBuf);
+
+impl Scratch {
+    pub fn new(hint: &str) -> Scratch {
+        Scratch(std::env::temp_dir().join(format!(
+            "herald-lab-checkpoint-{hint}-{}",
+            std::process::id()
+        )))
+    }
+
+    pub fn arg(&self) -> String {
+        self.0.to_string_lossy().into_owned()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Waits until every speaker of `nodes` has written its checkpoint.
+pub fn wait_checkpoints(world: &World, nodes: &[usize]) -> Result<()> {
+    herald_lab::wait::poll_until(
+        "the speakers' first checkpoints",
+        CONVERGE,
+        Duration::from_millis(200),
+        || {
+            let mut writes = Vec::new();
+            for &node in nodes {
+                writes.push(
+                    world
+                        .metric_sum(node, "herald_speaker_checkpoint_writes_total")
+                        .unwrap_or(0.0),
+                );
+            }
+            Ok(if writes.iter().all(|w| *w >= 1.0) {
+                herald_lab::wait::Poll::Ready(())
+            } else {
+                herald_lab::wait::Poll::Pending(format!("writes {writes:?}"))
+            })
+        },
+    )
+}
+
+/// The metric `name` of the controller running in node `node`'s namespace (its metrics on
+/// 127.0.0.1:7472).
+pub fn controller_metric(world: &World, node: usize, name: &str) -> Result<f64> {
+    let metrics = world.lab.exec_in_node(
+        node,
+        &[
+            "curl",
+            "-s",
+            "--max-time",
+            "2",
+            "http://127.0.0.1:7472/metrics",
+        ],
+    )?;
+    Ok(herald_lab::herald::metric_sum(&metrics, name))
+}
+
+/// Waits until the controller in `node` has taken both addresses of [`BgpChaos`] over
+/// (a start rebuilds from status), then lets its first writes settle.
+pub fn wait_controller_restored(world: &World, node: usize) -> Result<()> {
+    herald_lab::wait::poll_until(
+        "the controller to restore both addresses",
+        Duration::from_secs(60),
+        Duration::from_millis(500),
+        || {
+            let restored = controller_metric(world, node, "herald_controller_restored_addresses")?;
+            Ok(if restored >= 2.0 {
+                herald_lab::wait::Poll::Ready(())
+            } else {
+                herald_lab::wait::Poll::Pending(format!("restored {restored}"))
+            })
+        },
+    )?;
+    std::thread::sleep(Duration::from_secs(5));
+    Ok(())
+}
+
+/// resourceVersion and ingress addresses of [`BgpChaos`]'s two Services, and the pool's
+/// resourceVersion: any write to them changes this.
+pub fn versions(world: &World) -> Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    for service in ["web4", "web6"] {
+        let object = world.apps.get("service", service)?.unwrap_or(Value::Null);
+        out.push((
+            format!("service {service}"),
+            format!(
+                "{} {}",
+                object["metadata"]["resourceVersion"], object["status"]["loadBalancer"]
+            ),
+        ));
+    }
+    let pool = world
+        .install
+        .get("ipaddresspool", "bgp")?
+        .unwrap_or(Value::Null);
+    out.push((
+        "pool bgp".into(),
+        pool["metadata"]["resourceVersion"].to_string(),
+    ));
+    Ok(out)
+}
+
+/// Adds a violation for each of `before` that `after` shows written.
+pub fn compare_versions(
+    before: &[(String, String)],
+    after: &[(String, String)],
+    violations: &mut Vec<String>,
+) {
+    for ((what, was), (_, is)) in before.iter().zip(after) {
+        if was != is {
+            violations.push(format!("{what} was written: {was} -> {is}"));
+        }
     }
 }
