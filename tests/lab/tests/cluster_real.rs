@@ -7,82 +7,18 @@
 
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use herald_lab::image::{self, BuiltImage};
-use herald_lab::realnode::{self, RealNode, RealNodeOptions};
+use herald_lab::realcluster::{RealCluster, echo_deployment};
+use herald_lab::realnode::{RealNode, RealNodeOptions};
 use herald_lab::topology::RouterSetup;
 use herald_lab::wait::{Poll, poll_until};
-use herald_lab::{ControlPlane, Kubectl, Lab, LabError, Result, paths, plan};
-use serde_json::{Value, json};
+use herald_lab::{ControlPlane, Kubectl, Lab, LabError, Result, plan};
+use serde_json::Value;
 
 // Three nodes: the size the issue budgets (up in under 2 minutes; memory reported).
 const ECHO_REPLICAS: usize = 3;
 const PODS_READY_TIMEOUT: Duration = Duration::from_secs(90);
-
-fn build_images() -> Result<Vec<BuiltImage>> {
-    let dir = paths::lab_dir().join("images");
-    let echo = image::echo_image(&paths::herald_lab_binary()?);
-    Ok(vec![
-        image::build(&image::pause_image(), &dir.join("pause"))?,
-        image::build(&echo, &dir.join("echo"))?,
-    ])
-}
-
-/// A Deployment of the echo image, one pod per listed node, ready when the echo server
-/// answers its HTTP readiness probe.
-fn echo_deployment(nodes: &[String]) -> String {
-    let image = format!("{}:{}", image::ECHO_REPOSITORY, image::LAB_TAG);
-    json!({
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": "echo"},
-        "spec": {
-            "replicas": ECHO_REPLICAS,
-            "selector": {"matchLabels": {"app": "echo"}},
-            "template": {
-                "metadata": {"labels": {"app": "echo"}},
-                "spec": {
-                    // Only this lab's real nodes (other tests' Node objects share the
-                    // control plane), one pod per node.
-                    "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
-                        "nodeSelectorTerms": [{"matchExpressions": [
-                            {"key": "kubernetes.io/hostname", "operator": "In", "values": nodes}
-                        ]}]}}},
-                    "topologySpreadConstraints": [{
-                        "maxSkew": 1, "topologyKey": "kubernetes.io/hostname",
-                        "whenUnsatisfiable": "DoNotSchedule",
-                        "labelSelector": {"matchLabels": {"app": "echo"}}
-                    }],
-                    "automountServiceAccountToken": false,
-                    "terminationGracePeriodSeconds": 1,
-                    "containers": [{
-                        "name": "echo",
-                        "image": image,
-                        "imagePullPolicy": "Never",
-                        "args": ["--pod", "$(POD_NAME)", "--node", "$(NODE_NAME)",
-                                 "--port", plan::ECHO_PORT.to_string()],
-                        "env": [
-                            {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
-                            {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}
-                        ],
-                        "ports": [{"containerPort": plan::ECHO_PORT, "name": "http"}],
-                        "readinessProbe": {
-                            "httpGet": {"path": "/", "port": plan::ECHO_PORT},
-                            "periodSeconds": 1
-                        },
-                        "securityContext": {
-                            "runAsNonRoot": true,
-                            "readOnlyRootFilesystem": true,
-                            "allowPrivilegeEscalation": false,
-                            "capabilities": {"drop": ["ALL"]}
-                        }
-                    }]
-                }
-            }
-        }
-    })
-    .to_string()
-}
 
 /// (pod name, node name, pod IPs) of Ready pods labelled app=echo.
 fn ready_echo_pods(
@@ -148,18 +84,22 @@ fn in_cidr(ip: IpAddr, cidr: &str) -> bool {
 fn real_kubelets_register_and_run_a_deployment_on_the_pod_network() -> Result<()> {
     let cp = ControlPlane::ensure()?;
     let kubectl = cp.kubectl()?;
-    let lab = Lab::builder()
-        .nodes(ECHO_REPLICAS)
-        .pods_per_node(0)
-        .router(RouterSetup::NoFrr)
-        .build()?;
-    let t0 = Instant::now();
-    let images = build_images()?;
-    let images_took = t0.elapsed();
-
     let cni_before: Vec<String> = cni_netns();
-    let (mut nodes, bring_up) =
-        realnode::start_all(lab.nodes(), RealNodeOptions::default(), &images, &kubectl)?;
+    let RealCluster {
+        mut nodes,
+        lab,
+        images_took,
+        bring_up,
+        ..
+    } = RealCluster::start(
+        &cp,
+        Lab::builder()
+            .nodes(ECHO_REPLICAS)
+            .pods_per_node(0)
+            .router(RouterSetup::NoFrr),
+        RealNodeOptions::default(),
+        false,
+    )?;
     let rss_kb: u64 = nodes.iter().map(RealNode::agents_rss_kb).sum();
     println!(
         "real nodes: images built in {:.1}s; {} nodes Ready in {:.1}s; containerd+kubelet+kube-proxy RSS {} MiB total",
