@@ -6,8 +6,10 @@
 //! Pure: [`echo_deployment`], [`herald_objects`]. I/O: image builds, node start, helm,
 //! kubectl, and [`NodeLifecycleController`] (a process).
 
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -16,11 +18,11 @@ use crate::error::{LabError, Result};
 use crate::helm::{self, HelmRelease};
 use crate::herald;
 use crate::image::{self, BuiltImage};
-use crate::kube::{ControlPlane, Kubectl};
+use crate::kube::{ControlPlane, Kubectl, PortSpec, ServiceSpec, TestNamespace};
 use crate::paths;
 use crate::plan;
 use crate::realnode::{self, PlacedPod, RealNode, RealNodeOptions};
-use crate::topology::{Lab, LabBuilder};
+use crate::topology::{Lab, LabBuilder, http_get_from};
 
 /// How long the chart's pods may take to be Ready.
 pub const PODS_TIMEOUT: Duration = Duration::from_secs(150);
@@ -236,6 +238,84 @@ pub fn install_herald(
         controllers,
         speakers,
         took: started.elapsed(),
+    })
+}
+
+/// Applies the Herald objects of `mode` in `install`, the echo Deployment (one pod per
+/// node of `nodes`) in `apps` and, once its pods are Ready, a `Local` LoadBalancer Service
+/// `echo` on `port`; returns the address the controller gives it.
+pub fn echo_service(
+    install: &TestNamespace,
+    apps: &TestNamespace,
+    mode: Mode,
+    nodes: &[String],
+    port: u16,
+) -> Result<IpAddr> {
+    for object in herald_objects(mode, install.name()) {
+        install.apply(&object.to_string())?;
+    }
+    apps.apply(&echo_deployment(nodes))?;
+    realnode::wait_pods_ready(
+        apps.kubectl(),
+        apps.name(),
+        "app=echo",
+        nodes.len(),
+        PODS_TIMEOUT,
+    )?;
+    apps.apply_service(
+        &ServiceSpec::new("echo", "echo")
+            .load_balancer()
+            .port(PortSpec::tcp("http", port).target(plan::ECHO_PORT))
+            .traffic_policy("Local"),
+    )?;
+    let ips = herald::wait_ingress(
+        apps.kubectl(),
+        apps.name(),
+        "echo",
+        1,
+        "the helm-installed controller to give the echo Service an address",
+        Duration::from_secs(60),
+    )?;
+    ips.first()
+        .copied()
+        .ok_or_else(|| LabError::Invalid("the echo Service has no address".into()))
+}
+
+/// Requests that failed under [`under_load`]: when (since the load began) and why.
+pub type Failures = Vec<(Duration, String)>;
+
+/// Runs `action` while the lab's client sends one HTTP request after another to
+/// `vip:port` (every 20 ms, 2 s timeout each, at most 20,000); returns the action's value,
+/// the requests sent and the failures. The load stops when the action returns.
+pub fn under_load<T>(
+    lab: &Lab,
+    vip: IpAddr,
+    port: u16,
+    action: impl FnOnce() -> Result<T>,
+) -> Result<(T, u32, Failures)> {
+    let client = lab.client().clone();
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let load = scope.spawn(|| {
+            let mut sent = 0u32;
+            let mut failed = Vec::new();
+            let begin = Instant::now();
+            while !stop.load(Ordering::Relaxed) && sent < 20_000 {
+                sent += 1;
+                let at = begin.elapsed();
+                if let Err(e) = http_get_from(&client, vip, port, Duration::from_secs(2)) {
+                    failed.push((at, e.to_string()));
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            (sent, failed)
+        });
+        let result = action();
+        stop.store(true, Ordering::Relaxed);
+        let (sent, failed) = load
+            .join()
+            .map_err(|_| LabError::Invalid("the load thread panicked".into()))?;
+        Ok((result?, sent, failed))
     })
 }
 

@@ -8,17 +8,12 @@
 //! binaries when present, else `target/debug`), and the machine-wide lab lock.
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use herald_lab::helm::HelmRelease;
-use herald_lab::herald;
-use herald_lab::kube::{PortSpec, ServiceSpec};
-use herald_lab::realcluster::{
-    self, HeraldInstall, Mode, PODS_TIMEOUT, RealCluster, echo_deployment, herald_objects,
-};
-use herald_lab::realnode::{self, ProxyMode, RealNodeOptions};
-use herald_lab::topology::{RouterSetup, http_get_from};
+use herald_lab::realcluster::{self, HeraldInstall, Mode, RealCluster, under_load};
+use herald_lab::realnode::{ProxyMode, RealNodeOptions};
+use herald_lab::topology::RouterSetup;
 use herald_lab::wait::{Poll, poll_until};
 use herald_lab::{ControlPlane, Kubectl, Lab, LabError, Netns, Result, plan};
 
@@ -169,26 +164,7 @@ fn run(scenario: Scenario) -> Result<()> {
         );
     }
 
-    for object in herald_objects(scenario.mode, install.name()) {
-        install.apply(&object.to_string())?;
-    }
-    apps.apply(&echo_deployment(&names))?;
-    realnode::wait_pods_ready(&kubectl, apps.name(), "app=echo", NODES, PODS_TIMEOUT)?;
-    apps.apply_service(
-        &ServiceSpec::new("echo", "echo")
-            .load_balancer()
-            .port(PortSpec::tcp("http", SERVICE_PORT).target(plan::ECHO_PORT))
-            .traffic_policy("Local"),
-    )?;
-    let ips = herald::wait_ingress(
-        &kubectl,
-        apps.name(),
-        "echo",
-        1,
-        "the helm-installed controller to give the Service an address",
-        Duration::from_secs(60),
-    )?;
-    let vip = ips[0];
+    let vip = realcluster::echo_service(&install, &apps, scenario.mode, &names, SERVICE_PORT)?;
     let t_reach = Instant::now();
     let reply = lab.wait_client_get(vip, SERVICE_PORT, Duration::from_secs(60))?;
     println!(
@@ -345,46 +321,20 @@ fn upgrade_under_load(
     vip: IpAddr,
     allow_loss: bool,
 ) -> Result<()> {
-    let client = lab.client().clone();
-    let stop = AtomicBool::new(false);
-    type Failures = Vec<(Duration, String)>;
-    let (sent, failed, took) = std::thread::scope(|scope| -> Result<(u32, Failures, Duration)> {
-        let load = scope.spawn(|| {
-            let mut sent = 0u32;
-            let mut failed = Vec::new();
-            let begin = Instant::now();
-            // Bounded: at most 20,000 requests (the rollout has its own deadline).
-            while !stop.load(Ordering::Relaxed) && sent < 20_000 {
-                sent += 1;
-                let at = begin.elapsed();
-                if let Err(e) = http_get_from(&client, vip, SERVICE_PORT, Duration::from_secs(2)) {
-                    failed.push((at, e.to_string()));
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            (sent, failed)
-        });
-        let started = Instant::now();
-        let result = release
-            .upgrade(&["speaker.resyncInterval=31s".to_string()])
-            .and_then(|()| {
-                kubectl.run(&[
-                    "-n",
-                    namespace,
-                    "rollout",
-                    "status",
-                    "daemonset/herald-speaker",
-                    "--timeout=150s",
-                ])
-            });
-        let took = started.elapsed();
-        stop.store(true, Ordering::Relaxed);
-        let (sent, failed) = load
-            .join()
-            .map_err(|_| LabError::Invalid("the load thread panicked".into()))?;
-        result?;
-        Ok((sent, failed, took))
+    let started = Instant::now();
+    let ((), sent, failed) = under_load(lab, vip, SERVICE_PORT, || {
+        release.upgrade(&["speaker.resyncInterval=31s".to_string()])?;
+        kubectl.run(&[
+            "-n",
+            namespace,
+            "rollout",
+            "status",
+            "daemonset/herald-speaker",
+            "--timeout=150s",
+        ])?;
+        Ok(())
     })?;
+    let took = started.elapsed();
     let window = match (failed.first(), failed.last()) {
         (Some((first, _)), Some((last, _))) => format!(
             ", failures from {:.2}s to {:.2}s after the upgrade began (window {:.2}s)",

@@ -23,10 +23,10 @@ use std::time::{Duration, Instant};
 use herald_lab::herald;
 use herald_lab::kube::{PortSpec, ServiceSpec, TestNamespace};
 use herald_lab::realcluster::{
-    self, Mode, NodeLifecycleController, PODS_TIMEOUT, RealCluster, echo_deployment, herald_objects,
+    self, Mode, NodeLifecycleController, PODS_TIMEOUT, RealCluster, under_load,
 };
 use herald_lab::realnode::{self, RealNodeOptions, node_ready_status};
-use herald_lab::topology::{RouterSetup, http_get_from};
+use herald_lab::topology::RouterSetup;
 use herald_lab::wait::{Poll, poll_until};
 use herald_lab::{ControlPlane, Kubectl, Lab, LabError, Result};
 
@@ -39,41 +39,6 @@ const CONTROLLERS: &str = "app.kubernetes.io/component=controller";
 const NODE_GRACE: Duration = Duration::from_secs(20);
 /// Services created while the leader controller is deleted.
 const CHURN_SERVICES: usize = 6;
-
-type Failures = Vec<(Duration, String)>;
-
-/// Runs `action` while a client in the client namespace sends one request after another
-/// to `vip` (bounded count); returns the action's value, requests sent and failures.
-fn under_load<T>(
-    lab: &Lab,
-    vip: IpAddr,
-    action: impl FnOnce() -> Result<T>,
-) -> Result<(T, u32, Failures)> {
-    let client = lab.client().clone();
-    let stop = AtomicBool::new(false);
-    std::thread::scope(|scope| {
-        let load = scope.spawn(|| {
-            let mut sent = 0u32;
-            let mut failed = Vec::new();
-            let begin = Instant::now();
-            while !stop.load(Ordering::Relaxed) && sent < 20_000 {
-                sent += 1;
-                let at = begin.elapsed();
-                if let Err(e) = http_get_from(&client, vip, SERVICE_PORT, Duration::from_secs(2)) {
-                    failed.push((at, e.to_string()));
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            (sent, failed)
-        });
-        let result = action();
-        stop.store(true, Ordering::Relaxed);
-        let (sent, failed) = load
-            .join()
-            .map_err(|_| LabError::Invalid("the load thread panicked".into()))?;
-        Ok((result?, sent, failed))
-    })
-}
 
 /// Ingress addresses of every Service in `namespace`, by name.
 fn ingress_by_service(kubectl: &Kubectl, namespace: &str) -> Result<BTreeMap<String, Vec<IpAddr>>> {
@@ -116,25 +81,7 @@ fn pods_come_back_unchanged_and_a_stopped_kubelet_withdraws_its_route() -> Resul
         "helm install: all pods Ready in {:.1}s",
         herald_install.took.as_secs_f64()
     );
-    for object in herald_objects(Mode::Bgp, install.name()) {
-        install.apply(&object.to_string())?;
-    }
-    apps.apply(&echo_deployment(&names))?;
-    realnode::wait_pods_ready(&kubectl, apps.name(), "app=echo", NODES, PODS_TIMEOUT)?;
-    apps.apply_service(
-        &ServiceSpec::new("echo", "echo")
-            .load_balancer()
-            .port(PortSpec::tcp("http", SERVICE_PORT).target(herald_lab::plan::ECHO_PORT))
-            .traffic_policy("Local"),
-    )?;
-    let vip = herald::wait_ingress(
-        &kubectl,
-        apps.name(),
-        "echo",
-        1,
-        "an address for the echo Service",
-        Duration::from_secs(60),
-    )?[0];
+    let vip = realcluster::echo_service(&install, &apps, Mode::Bgp, &names, SERVICE_PORT)?;
     let prefix = format!("{vip}/32");
     lab.wait_client_get(vip, SERVICE_PORT, Duration::from_secs(60))?;
     lab.wait_router_route(&prefix, Duration::from_secs(30), |r| {
@@ -165,7 +112,7 @@ fn speaker_pod_deleted(cluster: &RealCluster, install: &TestNamespace, vip: IpAd
         .map(|p| p.name.clone())
         .collect();
     let started = Instant::now();
-    let (replacement, sent, failed) = under_load(lab, vip, || {
+    let (replacement, sent, failed) = under_load(lab, vip, SERVICE_PORT, || {
         kubectl.run(&[
             "-n",
             install.name(),
