@@ -21,6 +21,8 @@ use kube::Client;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use tokio::sync::watch;
 
+mod pre_delete;
+
 /// Log line format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum LogFormat {
@@ -147,6 +149,9 @@ async fn termination() -> anyhow::Result<&'static str> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    if let Some(result) = pre_delete::dispatch().await {
+        return result;
+    }
     let args = Args::parse();
     init_logging(args.log_format);
     let identity = args.identity.clone().unwrap_or_else(host_name);

@@ -34,7 +34,9 @@ pub fn lab_image_values() -> Vec<String> {
     ]
 }
 
-/// An installed release; uninstalled (without waiting) when dropped.
+/// An installed release; uninstalled when dropped, without waiting and without hooks (the
+/// drop is the clean-up after a failure, when the nodes that would run the hook Job may
+/// already be gone).
 #[derive(Debug)]
 pub struct HelmRelease {
     helm: PathBuf,
@@ -87,7 +89,8 @@ impl HelmRelease {
         cmd::run_checked(&mut command, None, HELM_TIMEOUT).map(|_| ())
     }
 
-    /// `helm uninstall` (waits for the release's resources to be deleted).
+    /// `helm uninstall`, as a user runs it: the chart's pre-delete hook Job runs first,
+    /// then the release's resources are deleted (waited for).
     pub fn uninstall(&mut self) -> Result<()> {
         self.uninstalled = true;
         cmd::run_checked(
@@ -109,7 +112,7 @@ impl Drop for HelmRelease {
             let _ = cmd::run(
                 Command::new(&self.helm)
                     .args(["uninstall", &self.name, "-n", &self.namespace])
-                    .arg("--wait=false")
+                    .args(["--wait=false", "--no-hooks"])
                     .arg("--kubeconfig")
                     .arg(&self.kubeconfig),
                 None,

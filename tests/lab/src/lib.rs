@@ -21,6 +21,7 @@
 //! - [`image`]: OCI images (Herald, pause, echo) built without Docker, for real nodes
 //! - [`helm`]: `helm install` of Herald's chart with the lab's image
 //! - [`realnode`]: real nodes — containerd, kubelet, kube-proxy in a node namespace
+//! - [`realcluster`]: a real cluster: lab + real nodes + images + helm-installed Herald
 //! - [`inspect`]: typed `ip -j` output
 //! - [`cleanup`]: find and remove lab leftovers
 //! - [`cmd`], [`wait`], [`lock`], [`paths`]: bounded commands, bounded waits, flocks, paths
@@ -43,6 +44,7 @@ pub mod metallb;
 pub mod netns;
 pub mod paths;
 pub mod plan;
+pub mod realcluster;
 pub mod realnode;
 pub mod topology;
 pub mod wait;

@@ -439,11 +439,46 @@ fn status() -> anyhow::Result<()> {
     }
     writeln!(out, "root links: {}", found.links.join(" "))?;
     writeln!(out, "lab processes: {}", found.processes.len())?;
+    real_nodes_status(&mut out)?;
     if let Ok(text) = std::fs::read_to_string(paths::state_path()) {
         let state: State = serde_json::from_str(&text)?;
         out.push_str(&usage_text(&state)?);
     }
     emit(&out)
+}
+
+/// Real nodes (containerd, kubelet, kube-proxy: running or the end of their log) and
+/// Herald's pods wherever they run, with the node and log end of any that cannot run.
+fn real_nodes_status(out: &mut String) -> anyhow::Result<()> {
+    use herald_lab::realnode;
+    let nodes = realnode::real_node_names();
+    if nodes.is_empty() {
+        writeln!(out, "real nodes: none")?;
+    }
+    for node in &nodes {
+        writeln!(out, "{}", realnode::agents_report(node, 8))?;
+    }
+    let Ok(kubectl) = ControlPlane::running().and_then(|cp| cp.kubectl()) else {
+        return Ok(());
+    };
+    let selector = "app.kubernetes.io/name=herald";
+    let pods = kubectl
+        .run(&["get", "pods", "-A", "-l", selector, "-o", "wide"])
+        .unwrap_or_default();
+    if pods.trim().is_empty() {
+        writeln!(out, "Herald pods: none")?;
+        return Ok(());
+    }
+    writeln!(out, "Herald pods:")?;
+    out.push_str(&pods);
+    let list = kubectl.run(&["get", "pods", "-A", "-l", selector, "-o", "json"])?;
+    let list: serde_json::Value = serde_json::from_str(&list)?;
+    for pod in list["items"].as_array().into_iter().flatten() {
+        for problem in realnode::pod_problems(pod) {
+            writeln!(out, "{}", problem.report(10))?;
+        }
+    }
+    Ok(())
 }
 
 fn demo(skip_setup: bool) -> anyhow::Result<()> {

@@ -289,16 +289,10 @@ pub struct PlacedPod {
     pub ready: bool,
 }
 
-/// The pods of `namespace` matching label `selector`, with their node, addresses and
-/// Ready condition, from the API.
-pub fn placed_pods(kubectl: &Kubectl, namespace: &str, selector: &str) -> Result<Vec<PlacedPod>> {
-    let list = kubectl.run(&["-n", namespace, "get", "pods", "-l", selector, "-o", "json"])?;
-    let list: Value = serde_json::from_str(&list).map_err(|e| LabError::parse("pod list", e))?;
-    Ok(list["items"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|pod| PlacedPod {
+impl PlacedPod {
+    /// Reads one pod object of the API.
+    pub fn from_pod(pod: &Value) -> PlacedPod {
+        PlacedPod {
             name: pod["metadata"]["name"]
                 .as_str()
                 .unwrap_or_default()
@@ -318,12 +312,146 @@ pub fn placed_pods(kubectl: &Kubectl, namespace: &str, selector: &str) -> Result
                 .into_iter()
                 .flatten()
                 .any(|c| c["type"] == "Ready" && c["status"] == "True"),
-        })
+        }
+    }
+}
+
+fn pod_list(kubectl: &Kubectl, namespace: &str, selector: &str) -> Result<Vec<Value>> {
+    let list = kubectl.run(&["-n", namespace, "get", "pods", "-l", selector, "-o", "json"])?;
+    let list: Value = serde_json::from_str(&list).map_err(|e| LabError::parse("pod list", e))?;
+    Ok(list["items"].as_array().cloned().unwrap_or_default())
+}
+
+/// The pods of `namespace` matching label `selector`, with their node, addresses and
+/// Ready condition, from the API.
+pub fn placed_pods(kubectl: &Kubectl, namespace: &str, selector: &str) -> Result<Vec<PlacedPod>> {
+    Ok(pod_list(kubectl, namespace, selector)?
+        .iter()
+        .map(PlacedPod::from_pod)
         .collect())
 }
 
+/// A container that cannot run, as the kubelet reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodProblem {
+    pub namespace: String,
+    pub pod: String,
+    pub uid: String,
+    pub node: String,
+    pub container: String,
+    /// The kubelet's waiting reason (`CrashLoopBackOff`, `ErrImageNeverPull`, ...).
+    pub reason: String,
+    pub message: String,
+}
+
+impl PodProblem {
+    /// Problems that waiting cannot fix: the image is not on the node (nothing is ever
+    /// pulled in the lab) or its name is wrong.
+    pub fn is_permanent(&self) -> bool {
+        matches!(
+            self.reason.as_str(),
+            "ErrImageNeverPull" | "InvalidImageName" | "ErrImagePull" | "ImagePullBackOff"
+        )
+    }
+
+    /// Where the kubelet writes this container's logs on a lab node:
+    /// `<podLogsDir>/<namespace>_<pod>_<uid>/<container>/` (pure).
+    pub fn log_dir(&self) -> PathBuf {
+        NodeDirs::new(&self.node)
+            .pod_logs()
+            .join(format!("{}_{}_{}", self.namespace, self.pod, self.uid))
+            .join(&self.container)
+    }
+
+    /// One line: which pod, on which node, what is wrong.
+    pub fn describe(&self) -> String {
+        format!(
+            "pod {}/{} on node {}: container {} {}{}",
+            self.namespace,
+            self.pod,
+            self.node,
+            self.container,
+            self.reason,
+            if self.message.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", self.message)
+            }
+        )
+    }
+
+    /// [`PodProblem::describe`] plus the last `lines` lines of the container's newest
+    /// log file on the node (read from disk: it works with the kubelet down, too).
+    pub fn report(&self, lines: usize) -> String {
+        let dir = self.log_dir();
+        let newest = std::fs::read_dir(&dir).ok().and_then(|entries| {
+            entries
+                .filter_map(|e| e.ok())
+                .filter(|e| e.path().extension().is_some_and(|x| x == "log"))
+                .max_by_key(|e| e.metadata().and_then(|m| m.modified()).ok())
+                .map(|e| e.path())
+        });
+        match newest.and_then(|p| std::fs::read_to_string(&p).ok().map(|t| (p, t))) {
+            Some((path, text)) => format!(
+                "{}\n  last lines of {}:\n{}",
+                self.describe(),
+                path.display(),
+                text_tail(&text, lines)
+            ),
+            None => format!("{}\n  (no log in {})", self.describe(), dir.display()),
+        }
+    }
+}
+
+/// The last `lines` lines of `text`, indented.
+fn text_tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..]
+        .iter()
+        .map(|l| format!("    {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Reasons a container waits that mean it cannot run as it is.
+const BAD_WAITING_REASONS: [&str; 8] = [
+    "CrashLoopBackOff",
+    "ErrImageNeverPull",
+    "ErrImagePull",
+    "ImagePullBackOff",
+    "InvalidImageName",
+    "CreateContainerError",
+    "CreateContainerConfigError",
+    "RunContainerError",
+];
+
+/// The containers (init containers included) of one pod object that wait for a reason
+/// in [`BAD_WAITING_REASONS`]. Pure.
+pub fn pod_problems(pod: &Value) -> Vec<PodProblem> {
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+    ["initContainerStatuses", "containerStatuses"]
+        .iter()
+        .flat_map(|key| pod["status"][*key].as_array().cloned().unwrap_or_default())
+        .filter_map(|status| {
+            let waiting = &status["state"]["waiting"];
+            let reason = waiting["reason"].as_str()?;
+            BAD_WAITING_REASONS.contains(&reason).then(|| PodProblem {
+                namespace: text(&pod["metadata"]["namespace"]),
+                pod: text(&pod["metadata"]["name"]),
+                uid: text(&pod["metadata"]["uid"]),
+                node: text(&pod["spec"]["nodeName"]),
+                container: text(&status["name"]),
+                reason: reason.to_string(),
+                message: text(&waiting["message"]),
+            })
+        })
+        .collect()
+}
+
 /// Waits until exactly `count` pods match and all are Ready; on timeout the last
-/// observation lists the pods and the namespace's latest events.
+/// observation lists the pods, the namespace's latest events, and for every container
+/// that cannot run (crash loop, missing image) its node and the last lines of its log.
+/// A missing image fails at once (nothing is ever pulled in the lab).
 pub fn wait_pods_ready(
     kubectl: &Kubectl,
     namespace: &str,
@@ -336,9 +464,17 @@ pub fn wait_pods_ready(
         timeout,
         Duration::from_millis(500),
         || {
-            let pods = placed_pods(kubectl, namespace, selector)?;
+            let list = pod_list(kubectl, namespace, selector)?;
+            let pods: Vec<PlacedPod> = list.iter().map(PlacedPod::from_pod).collect();
             if pods.len() == count && pods.iter().all(|p| p.ready) {
                 return Ok(Poll::Ready(pods));
+            }
+            let problems: Vec<PodProblem> = list.iter().flat_map(pod_problems).collect();
+            if let Some(p) = problems.iter().find(|p| p.is_permanent()) {
+                return Err(LabError::Invalid(format!(
+                    "{} (the image must be built and imported into every node)",
+                    p.report(10)
+                )));
             }
             let listing = kubectl
                 .run(&["-n", namespace, "get", "pods", "-o", "wide"])
@@ -347,9 +483,11 @@ pub fn wait_pods_ready(
                 .run(&["-n", namespace, "get", "events", "--sort-by=.lastTimestamp"])
                 .unwrap_or_default();
             let events: Vec<&str> = events.lines().collect();
+            let reports: Vec<String> = problems.iter().map(|p| p.report(10)).collect();
             Ok(Poll::Pending(format!(
-                "{listing}\n{}",
-                events[events.len().saturating_sub(12)..].join("\n")
+                "{listing}\n{}\n{}",
+                events[events.len().saturating_sub(12)..].join("\n"),
+                reports.join("\n")
             )))
         },
     )
@@ -949,6 +1087,115 @@ pub fn sweep_leftovers() -> usize {
     removed
 }
 
+/// The node agents `herald-lab status` reports, in order.
+pub const AGENTS: [&str; 3] = ["containerd", "kubelet", "kube-proxy"];
+
+/// Which agent of node `node` a process with these arguments is, if any (pure): a
+/// containerd with this node's configuration file, a kubelet or kube-proxy with
+/// `--hostname-override NODE`.
+pub fn agent_of(args: &[String], node: &str) -> Option<&'static str> {
+    let program = Path::new(args.first()?).file_name()?.to_str()?;
+    let after = |flag: &str| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1))
+    };
+    match program {
+        "containerd" => {
+            let config = NodeDirs::new(node).containerd_config();
+            (after("--config").map(PathBuf::from) == Some(config)).then_some("containerd")
+        }
+        "kubelet" | "kube-proxy" => (after("--hostname-override").map(String::as_str)
+            == Some(node))
+        .then_some(if program == "kubelet" {
+            "kubelet"
+        } else {
+            "kube-proxy"
+        }),
+        _ => None,
+    }
+}
+
+/// Names of the real nodes that have a directory under `target/lab/nodes/` (started and
+/// not torn down, or left by a crash).
+pub fn real_node_names() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(paths::lab_dir().join("nodes"))
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .filter(|e| e.path().is_dir())
+                .filter_map(|e| e.file_name().into_string().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// Node `node`'s agents as running processes: (agent, pid) for each one found.
+pub fn running_agents(node: &str) -> Vec<(&'static str, u32)> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut found: Vec<(&'static str, u32)> = entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| {
+            let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            let args: Vec<String> = raw
+                .split(|b| *b == 0)
+                .filter(|a| !a.is_empty())
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            // nsenter runs the agent as its child: the agent's own arguments follow it.
+            let start = args
+                .iter()
+                .position(|a| {
+                    Path::new(a)
+                        .file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| AGENTS.contains(&n))
+                })
+                .unwrap_or(0);
+            if start > 0 {
+                // The nsenter wrapper itself, not the agent.
+                return None;
+            }
+            agent_of(&args, node).map(|agent| (agent, pid))
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+/// One block per real node: each agent running (pid) or not, and for one that is not,
+/// the last lines of its log (`target/lab/logs/nodes/NODE/AGENT.log`).
+pub fn agents_report(node: &str, lines: usize) -> String {
+    let running = running_agents(node);
+    let logs = NodeDirs::new(node).logs();
+    let mut out = format!("node {node}:");
+    let mut dead = Vec::new();
+    for agent in AGENTS {
+        match running.iter().find(|(a, _)| *a == agent) {
+            Some((_, pid)) => out.push_str(&format!(" {agent} running (pid {pid});")),
+            None => {
+                out.push_str(&format!(" {agent} not running;"));
+                dead.push(agent);
+            }
+        }
+    }
+    for agent in dead {
+        let log = logs.join(format!("{agent}.log"));
+        if let Ok(text) = std::fs::read_to_string(&log) {
+            out.push_str(&format!(
+                "\n  last lines of {}:\n{}",
+                log.display(),
+                text_tail(&text, lines)
+            ));
+        }
+    }
+    out
+}
+
 /// Starts real nodes on every node of a lab. Stops what it started if one fails.
 pub fn start_all(
     nodes: &[LabNode],
@@ -1012,6 +1259,83 @@ mod tests {
         );
         assert_eq!(v["plugins"][0]["bridge"], plan::ifname::NODE_POD_BRIDGE);
         assert_eq!(v["name"], "herald-n2");
+    }
+
+    #[test]
+    fn agents_are_recognised_by_their_node() {
+        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let config = NodeDirs::new("n1")
+            .containerd_config()
+            .display()
+            .to_string();
+        assert_eq!(
+            agent_of(&args(&["containerd", "--config", &config]), "n1"),
+            Some("containerd")
+        );
+        assert_eq!(
+            agent_of(&args(&["containerd", "--config", &config]), "n2"),
+            None
+        );
+        assert_eq!(
+            agent_of(
+                &args(&[
+                    "/x/bin/kubelet",
+                    "--config",
+                    "k",
+                    "--hostname-override",
+                    "n1"
+                ]),
+                "n1"
+            ),
+            Some("kubelet")
+        );
+        assert_eq!(
+            agent_of(&args(&["/x/kube-proxy", "--hostname-override", "n1"]), "n1"),
+            Some("kube-proxy")
+        );
+        assert_eq!(
+            agent_of(&args(&["/x/kubelet", "--hostname-override", "n10"]), "n1"),
+            None
+        );
+        assert_eq!(
+            agent_of(&args(&["bash", "--hostname-override", "n1"]), "n1"),
+            None
+        );
+        assert_eq!(agent_of(&[], "n1"), None);
+    }
+
+    #[test]
+    fn crash_loops_and_missing_images_name_their_node() {
+        let pod = json!({
+            "metadata": {"name": "herald-speaker-x", "namespace": "hs", "uid": "u1"},
+            "spec": {"nodeName": "n2"},
+            "status": {"containerStatuses": [
+                {"name": "speaker", "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 10s"}}},
+                {"name": "ok", "state": {"running": {}}},
+                {"name": "starting", "state": {"waiting": {"reason": "ContainerCreating"}}}
+            ], "initContainerStatuses": [
+                {"name": "init", "state": {"waiting": {"reason": "ErrImageNeverPull"}}}
+            ]}
+        });
+        let problems = pod_problems(&pod);
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        let init = &problems[0];
+        assert_eq!(
+            (init.container.as_str(), init.reason.as_str()),
+            ("init", "ErrImageNeverPull")
+        );
+        assert!(init.is_permanent());
+        let crash = &problems[1];
+        assert_eq!(crash.node, "n2");
+        assert!(!crash.is_permanent());
+        assert!(crash.describe().contains("on node n2"));
+        assert!(crash.describe().contains("CrashLoopBackOff (back-off 10s)"));
+        assert!(
+            crash
+                .log_dir()
+                .ends_with("nodes/n2/pod-logs/hs_herald-speaker-x_u1/speaker")
+        );
+        assert!(pod_problems(&json!({})).is_empty());
     }
 
     #[test]

@@ -7,82 +7,18 @@
 
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use herald_lab::image::{self, BuiltImage};
+use herald_lab::realcluster::{RealCluster, echo_deployment};
 use herald_lab::realnode::{self, RealNode, RealNodeOptions};
 use herald_lab::topology::RouterSetup;
 use herald_lab::wait::{Poll, poll_until};
-use herald_lab::{ControlPlane, Kubectl, Lab, LabError, Result, paths, plan};
-use serde_json::{Value, json};
+use herald_lab::{ControlPlane, Kubectl, Lab, LabError, Result, plan};
+use serde_json::Value;
 
 // Three nodes: the size the issue budgets (up in under 2 minutes; memory reported).
 const ECHO_REPLICAS: usize = 3;
 const PODS_READY_TIMEOUT: Duration = Duration::from_secs(90);
-
-fn build_images() -> Result<Vec<BuiltImage>> {
-    let dir = paths::lab_dir().join("images");
-    let echo = image::echo_image(&paths::herald_lab_binary()?);
-    Ok(vec![
-        image::build(&image::pause_image(), &dir.join("pause"))?,
-        image::build(&echo, &dir.join("echo"))?,
-    ])
-}
-
-/// A Deployment of the echo image, one pod per listed node, ready when the echo server
-/// answers its HTTP readiness probe.
-fn echo_deployment(nodes: &[String]) -> String {
-    let image = format!("{}:{}", image::ECHO_REPOSITORY, image::LAB_TAG);
-    json!({
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": "echo"},
-        "spec": {
-            "replicas": ECHO_REPLICAS,
-            "selector": {"matchLabels": {"app": "echo"}},
-            "template": {
-                "metadata": {"labels": {"app": "echo"}},
-                "spec": {
-                    // Only this lab's real nodes (other tests' Node objects share the
-                    // control plane), one pod per node.
-                    "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
-                        "nodeSelectorTerms": [{"matchExpressions": [
-                            {"key": "kubernetes.io/hostname", "operator": "In", "values": nodes}
-                        ]}]}}},
-                    "topologySpreadConstraints": [{
-                        "maxSkew": 1, "topologyKey": "kubernetes.io/hostname",
-                        "whenUnsatisfiable": "DoNotSchedule",
-                        "labelSelector": {"matchLabels": {"app": "echo"}}
-                    }],
-                    "automountServiceAccountToken": false,
-                    "terminationGracePeriodSeconds": 1,
-                    "containers": [{
-                        "name": "echo",
-                        "image": image,
-                        "imagePullPolicy": "Never",
-                        "args": ["--pod", "$(POD_NAME)", "--node", "$(NODE_NAME)",
-                                 "--port", plan::ECHO_PORT.to_string()],
-                        "env": [
-                            {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
-                            {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}
-                        ],
-                        "ports": [{"containerPort": plan::ECHO_PORT, "name": "http"}],
-                        "readinessProbe": {
-                            "httpGet": {"path": "/", "port": plan::ECHO_PORT},
-                            "periodSeconds": 1
-                        },
-                        "securityContext": {
-                            "runAsNonRoot": true,
-                            "readOnlyRootFilesystem": true,
-                            "allowPrivilegeEscalation": false,
-                            "capabilities": {"drop": ["ALL"]}
-                        }
-                    }]
-                }
-            }
-        }
-    })
-    .to_string()
-}
 
 /// (pod name, node name, pod IPs) of Ready pods labelled app=echo.
 fn ready_echo_pods(
@@ -148,18 +84,22 @@ fn in_cidr(ip: IpAddr, cidr: &str) -> bool {
 fn real_kubelets_register_and_run_a_deployment_on_the_pod_network() -> Result<()> {
     let cp = ControlPlane::ensure()?;
     let kubectl = cp.kubectl()?;
-    let lab = Lab::builder()
-        .nodes(ECHO_REPLICAS)
-        .pods_per_node(0)
-        .router(RouterSetup::NoFrr)
-        .build()?;
-    let t0 = Instant::now();
-    let images = build_images()?;
-    let images_took = t0.elapsed();
-
     let cni_before: Vec<String> = cni_netns();
-    let (mut nodes, bring_up) =
-        realnode::start_all(lab.nodes(), RealNodeOptions::default(), &images, &kubectl)?;
+    let RealCluster {
+        mut nodes,
+        lab,
+        images_took,
+        bring_up,
+        ..
+    } = RealCluster::start(
+        &cp,
+        Lab::builder()
+            .nodes(ECHO_REPLICAS)
+            .pods_per_node(0)
+            .router(RouterSetup::NoFrr),
+        RealNodeOptions::default(),
+        false,
+    )?;
     let rss_kb: u64 = nodes.iter().map(RealNode::agents_rss_kb).sum();
     println!(
         "real nodes: images built in {:.1}s; {} nodes Ready in {:.1}s; containerd+kubelet+kube-proxy RSS {} MiB total",
@@ -223,6 +163,27 @@ fn real_kubelets_register_and_run_a_deployment_on_the_pod_network() -> Result<()
         }
     }
 
+    bad_input_is_reported_with_node_and_log(&kubectl, &ns, &names)?;
+
+    // `herald-lab status` lists every real node's agents, running.
+    let status = std::process::Command::new(herald_lab::paths::herald_lab_binary()?)
+        .arg("status")
+        .output()
+        .map_err(|e| LabError::io("running herald-lab status", e))?;
+    let status = String::from_utf8_lossy(&status.stdout);
+    for name in &names {
+        let line = status
+            .lines()
+            .find(|l| l.starts_with(&format!("node {name}:")))
+            .unwrap_or_else(|| panic!("herald-lab status does not list {name}:\n{status}"));
+        for agent in ["containerd", "kubelet", "kube-proxy"] {
+            assert!(
+                line.contains(&format!("{agent} running")),
+                "status line of {name}: {line}"
+            );
+        }
+    }
+
     // Teardown removes containers, mounts, pod network namespaces.
     let node_dirs: Vec<PathBuf> = nodes.iter().map(|n| n.dirs.base.clone()).collect();
     drop(ns);
@@ -242,6 +203,86 @@ fn real_kubelets_register_and_run_a_deployment_on_the_pod_network() -> Result<()
         "pod network namespaces left behind"
     );
     drop(lab);
+    Ok(())
+}
+
+/// A missing image and a container that crashes: `wait_pods_ready` says which node and
+/// what is wrong (a missing image at once), and a crash loop's report carries the last
+/// lines of the container's log.
+fn bad_input_is_reported_with_node_and_log(
+    kubectl: &Kubectl,
+    ns: &herald_lab::kube::TestNamespace,
+    nodes: &[String],
+) -> Result<()> {
+    let pod = |name: &str, image: &str, args: &[&str]| {
+        serde_json::json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "labels": {"app": name}},
+            "spec": {
+                "nodeName": nodes[0],
+                "automountServiceAccountToken": false,
+                "terminationGracePeriodSeconds": 1,
+                "containers": [{"name": "main", "image": image, "imagePullPolicy": "Never",
+                                "args": args}]
+            }
+        })
+        .to_string()
+    };
+    ns.apply(&pod("missing", "localhost/no-such-image:lab", &[]))?;
+    let started = std::time::Instant::now();
+    let error = realnode::wait_pods_ready(
+        kubectl,
+        ns.name(),
+        "app=missing",
+        1,
+        Duration::from_secs(60),
+    )
+    .expect_err("a pod whose image is on no node cannot become Ready");
+    let text = error.to_string();
+    println!(
+        "missing image reported after {:.1}s: {}",
+        started.elapsed().as_secs_f64(),
+        text.lines().next().unwrap_or_default()
+    );
+    assert!(text.contains("ErrImageNeverPull"), "{text}");
+    assert!(text.contains(&format!("on node {}", nodes[0])), "{text}");
+    assert!(
+        started.elapsed() < Duration::from_secs(50),
+        "a missing image must fail at once, not at the timeout"
+    );
+
+    let echo = format!(
+        "{}:{}",
+        herald_lab::image::ECHO_REPOSITORY,
+        herald_lab::image::LAB_TAG
+    );
+    ns.apply(&pod("crasher", &echo, &["--no-such-flag"]))?;
+    let report = poll_until(
+        "the crashing pod to be reported in CrashLoopBackOff with its log",
+        Duration::from_secs(90),
+        Duration::from_millis(500),
+        || {
+            let pod = ns
+                .get("pod", "crasher")?
+                .ok_or_else(|| LabError::Invalid("pod crasher vanished".into()))?;
+            Ok(
+                match realnode::pod_problems(&pod)
+                    .into_iter()
+                    .find(|p| p.reason == "CrashLoopBackOff")
+                {
+                    Some(problem) => Poll::Ready(problem.report(10)),
+                    None => Poll::Pending(pod["status"]["containerStatuses"].to_string()),
+                },
+            )
+        },
+    )?;
+    println!("crash loop reported:\n{report}");
+    assert!(
+        report.contains(&format!("on node {}", nodes[0])),
+        "{report}"
+    );
+    assert!(report.contains("last lines of"), "{report}");
+    assert!(report.contains("no-such-flag"), "the log's end: {report}");
     Ok(())
 }
 

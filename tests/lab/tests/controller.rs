@@ -579,6 +579,9 @@ impl Drop for HelmRelease {
                 "-n",
                 &self.namespace,
                 "--wait=false",
+                // The chart's pre-delete hook Job needs a node that runs pods; this lab
+                // has none (helm would wait for the Job until its timeout).
+                "--no-hooks",
             ])
             .arg("--kubeconfig")
             .arg(&self.kubeconfig)

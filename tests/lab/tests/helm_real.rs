@@ -8,92 +8,17 @@
 //! binaries when present, else `target/debug`), and the machine-wide lab lock.
 
 use std::net::IpAddr;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use herald_lab::helm::{self, HelmRelease};
-use herald_lab::herald;
-use herald_lab::image::{self, BuiltImage};
-use herald_lab::kube::{PortSpec, ServiceSpec};
-use herald_lab::realnode::{self, ProxyMode, RealNodeOptions};
-use herald_lab::topology::{RouterSetup, http_get_from};
+use herald_lab::helm::HelmRelease;
+use herald_lab::realcluster::{self, HeraldInstall, Mode, RealCluster, under_load};
+use herald_lab::realnode::{ProxyMode, RealNodeOptions};
+use herald_lab::topology::RouterSetup;
 use herald_lab::wait::{Poll, poll_until};
-use herald_lab::{ControlPlane, Kubectl, Lab, LabError, Netns, Result, paths, plan};
-use serde_json::json;
+use herald_lab::{ControlPlane, Kubectl, Lab, LabError, Netns, Result, plan};
 
 const NODES: usize = 2;
-const PODS_TIMEOUT: Duration = Duration::from_secs(150);
 const SERVICE_PORT: u16 = 80;
-
-fn bin_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("HERALD_IMAGE_BIN_DIR") {
-        return PathBuf::from(dir);
-    }
-    let release = paths::target_dir().join("release");
-    if release.join("herald-controller").is_file() && release.join("herald-speaker").is_file() {
-        release
-    } else {
-        paths::target_dir().join("debug")
-    }
-}
-
-fn build_images() -> Result<Vec<BuiltImage>> {
-    let dir = paths::lab_dir().join("images");
-    Ok(vec![
-        image::build(&image::pause_image(), &dir.join("pause"))?,
-        image::build(
-            &image::echo_image(&paths::herald_lab_binary()?),
-            &dir.join("echo"),
-        )?,
-        image::build(&image::herald_image(&bin_dir()), &dir.join("herald"))?,
-    ])
-}
-
-/// The echo Deployment: one pod per listed node, HTTP readiness probe.
-fn echo_deployment(nodes: &[String]) -> String {
-    json!({
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": "echo"},
-        "spec": {
-            "replicas": nodes.len(),
-            "selector": {"matchLabels": {"app": "echo"}},
-            "template": {
-                "metadata": {"labels": {"app": "echo"}},
-                "spec": {
-                    "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
-                        "nodeSelectorTerms": [{"matchExpressions": [
-                            {"key": "kubernetes.io/hostname", "operator": "In", "values": nodes}
-                        ]}]}}},
-                    "topologySpreadConstraints": [{
-                        "maxSkew": 1, "topologyKey": "kubernetes.io/hostname",
-                        "whenUnsatisfiable": "DoNotSchedule",
-                        "labelSelector": {"matchLabels": {"app": "echo"}}
-                    }],
-                    "automountServiceAccountToken": false,
-                    "terminationGracePeriodSeconds": 1,
-                    "containers": [{
-                        "name": "echo",
-                        "image": format!("{}:{}", image::ECHO_REPOSITORY, image::LAB_TAG),
-                        "imagePullPolicy": "Never",
-                        "args": ["--pod", "$(POD_NAME)", "--node", "$(NODE_NAME)",
-                                 "--port", plan::ECHO_PORT.to_string()],
-                        "env": [
-                            {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
-                            {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}
-                        ],
-                        "ports": [{"containerPort": plan::ECHO_PORT, "name": "http"}],
-                        "readinessProbe": {"httpGet": {"path": "/", "port": plan::ECHO_PORT}, "periodSeconds": 1},
-                        "securityContext": {"runAsNonRoot": true, "readOnlyRootFilesystem": true,
-                                            "allowPrivilegeEscalation": false,
-                                            "capabilities": {"drop": ["ALL"]}}
-                    }]
-                }
-            }
-        }
-    })
-    .to_string()
-}
 
 /// `curl` from the client namespace; returns (HTTP status, body).
 fn client_http(lab: &Lab, url: &str) -> Result<(u16, String)> {
@@ -125,13 +50,6 @@ fn url(ip: IpAddr, port: u16, path: &str) -> String {
     }
 }
 
-/// How the address reaches the network.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mode {
-    Layer2,
-    Bgp,
-}
-
 /// One user setup: announcement mode and who DNATs the address (kube-proxy in a mode,
 /// or Herald's own table with `speaker.forwarding: true` and no kube-proxy).
 #[derive(Debug, Clone, Copy)]
@@ -161,39 +79,34 @@ impl Scenario {
     }
 }
 
-/// Our nodes' AS and the router's (FRR, every node a neighbor).
-const NODE_ASN: u32 = 64512;
-
 fn run(scenario: Scenario) -> Result<()> {
     let what = scenario.describe();
     let cp = ControlPlane::ensure()?;
-    let kubectl: Kubectl = cp.kubectl()?;
-    let lab = Lab::builder()
-        .nodes(NODES)
-        .pods_per_node(0)
-        .router(match scenario.mode {
-            Mode::Layer2 => RouterSetup::NoFrr,
-            Mode::Bgp => RouterSetup::StandardFrr,
-        })
-        // BGP: the router learns the address from the speakers only.
-        .router_pod_routes(scenario.mode == Mode::Layer2)
-        .build()?;
-    let t0 = Instant::now();
-    let images = build_images()?;
-    println!(
-        "[{what}] images built in {:.1}s",
-        t0.elapsed().as_secs_f64()
-    );
-    let (nodes, bring_up) = realnode::start_all(
-        lab.nodes(),
+    let RealCluster {
+        nodes,
+        lab,
+        kubectl,
+        images_took,
+        bring_up,
+    } = RealCluster::start(
+        &cp,
+        Lab::builder()
+            .nodes(NODES)
+            .pods_per_node(0)
+            .router(match scenario.mode {
+                Mode::Layer2 => RouterSetup::NoFrr,
+                Mode::Bgp => RouterSetup::StandardFrr,
+            })
+            // BGP: the router learns the address from the speakers only.
+            .router_pod_routes(scenario.mode == Mode::Layer2),
         RealNodeOptions {
             kube_proxy: scenario.kube_proxy,
         },
-        &images,
-        &kubectl,
+        true,
     )?;
     println!(
-        "[{what}] {NODES} real nodes Ready in {:.1}s",
+        "[{what}] images built in {:.1}s; {NODES} real nodes Ready in {:.1}s",
+        images_took.as_secs_f64(),
         bring_up.as_secs_f64()
     );
     let names: Vec<String> = lab.nodes().iter().map(|n| n.name.clone()).collect();
@@ -201,29 +114,20 @@ fn run(scenario: Scenario) -> Result<()> {
     // helm install, as a user would (the lab's image, the apiserver's address).
     let install = kubectl.test_namespace("herald")?;
     let apps = kubectl.test_namespace("apps")?;
-    let t_install = Instant::now();
-    let mut values = helm::lab_image_values();
-    if scenario.forwarding() {
-        values.push("speaker.forwarding=true".into());
-    }
-    let mut release = HelmRelease::install(&kubectl, "herald", install.name(), &values)?;
-    let controllers = realnode::wait_pods_ready(
-        &kubectl,
-        install.name(),
-        "app.kubernetes.io/component=controller",
-        2,
-        PODS_TIMEOUT,
-    )?;
-    let speakers = realnode::wait_pods_ready(
-        &kubectl,
-        install.name(),
-        "app.kubernetes.io/component=speaker",
-        NODES,
-        PODS_TIMEOUT,
-    )?;
+    let extra = if scenario.forwarding() {
+        vec!["speaker.forwarding=true".to_string()]
+    } else {
+        Vec::new()
+    };
+    let HeraldInstall {
+        mut release,
+        controllers,
+        speakers,
+        took,
+    } = realcluster::install_herald(&kubectl, install.name(), NODES, &extra)?;
     println!(
         "[{what}] helm install: controller x2 and speaker x{NODES} Ready (probes passing) in {:.1}s",
-        t_install.elapsed().as_secs_f64()
+        took.as_secs_f64()
     );
     let mut speaker_nodes: Vec<&str> = speakers.iter().map(|p| p.node.as_str()).collect();
     speaker_nodes.sort_unstable();
@@ -260,51 +164,7 @@ fn run(scenario: Scenario) -> Result<()> {
         );
     }
 
-    let objects = match scenario.mode {
-        Mode::Layer2 => vec![
-            (
-                "IPAddressPool",
-                "pool",
-                json!({"addresses": [plan::L2_POOL_V4]}),
-            ),
-            ("L2Advertisement", "l2", json!({"pools": ["pool"]})),
-        ],
-        Mode::Bgp => vec![
-            (
-                "IPAddressPool",
-                "pool",
-                json!({"addresses": [plan::BGP_POOL_V4]}),
-            ),
-            (
-                "BGPPeer",
-                "router",
-                json!({"myASN": NODE_ASN, "peerASN": plan::ROUTER_ASN,
-                       "peerAddress": plan::ROUTER_LAN_V4.to_string(),
-                       "holdTime": "9s", "connectTime": "2s"}),
-            ),
-            ("BGPAdvertisement", "bgp", json!({"pools": ["pool"]})),
-        ],
-    };
-    for (kind, name, spec) in objects {
-        install.apply(&herald::object(kind, name, install.name(), spec).to_string())?;
-    }
-    apps.apply(&echo_deployment(&names))?;
-    realnode::wait_pods_ready(&kubectl, apps.name(), "app=echo", NODES, PODS_TIMEOUT)?;
-    apps.apply_service(
-        &ServiceSpec::new("echo", "echo")
-            .load_balancer()
-            .port(PortSpec::tcp("http", SERVICE_PORT).target(plan::ECHO_PORT))
-            .traffic_policy("Local"),
-    )?;
-    let ips = herald::wait_ingress(
-        &kubectl,
-        apps.name(),
-        "echo",
-        1,
-        "the helm-installed controller to give the Service an address",
-        Duration::from_secs(60),
-    )?;
-    let vip = ips[0];
+    let vip = realcluster::echo_service(&install, &apps, scenario.mode, &names, SERVICE_PORT)?;
     let t_reach = Instant::now();
     let reply = lab.wait_client_get(vip, SERVICE_PORT, Duration::from_secs(60))?;
     println!(
@@ -360,28 +220,27 @@ fn run(scenario: Scenario) -> Result<()> {
         }
     }
 
-    // Uninstall in the order that leaves nothing behind: the Service goes, the pools go
-    // (the running controller releases their finalizers), then the release.
-    kubectl.run(&[
-        "-n",
-        apps.name(),
-        "delete",
-        "service",
-        "echo",
-        "--timeout=60s",
-    ])?;
+    // A plain `helm uninstall`, the Service and the pool still in use: the chart's
+    // pre-delete hook stops the controller and releases the pool's finalizer first.
+    let in_use = kubectl
+        .get("ipaddresspools.herald.dev", "pool", Some(install.name()))?
+        .ok_or_else(|| LabError::Invalid("pool vanished".into()))?;
+    assert!(
+        in_use["metadata"]["finalizers"]
+            .to_string()
+            .contains("herald.dev/pool-in-use"),
+        "the pool in use should carry the finalizer before the uninstall: {}",
+        in_use["metadata"]
+    );
+    let t_uninstall = Instant::now();
+    release.uninstall()?;
+    println!(
+        "[{what}] helm uninstall (pre-delete hook included) took {:.1}s",
+        t_uninstall.elapsed().as_secs_f64()
+    );
     if scenario.mode == Mode::Bgp {
         lab.wait_router_route_gone(&format!("{vip}/32"), Duration::from_secs(30))?;
     }
-    kubectl.run(&[
-        "-n",
-        install.name(),
-        "delete",
-        "ipaddresspools.herald.dev,l2advertisements.herald.dev,bgpadvertisements.herald.dev,bgppeers.herald.dev",
-        "--all",
-        "--timeout=60s",
-    ])?;
-    release.uninstall()?;
     poll_until(
         "helm uninstall to leave nothing in the install namespace",
         Duration::from_secs(60),
@@ -391,14 +250,18 @@ fn run(scenario: Scenario) -> Result<()> {
                 "-n",
                 install.name(),
                 "get",
-                "all,secrets,configmaps",
+                "all,jobs,secrets,configmaps,serviceaccounts,roles,rolebindings,leases",
                 "-o",
                 "name",
             ])?;
             let left: Vec<&str> = left
                 .lines()
-                // kube-root-ca.crt is the namespace's, not the release's.
-                .filter(|l| !l.contains("kube-root-ca.crt") && !l.trim().is_empty())
+                // The namespace's own, not the release's.
+                .filter(|l| {
+                    !l.contains("kube-root-ca.crt")
+                        && *l != "serviceaccount/default"
+                        && !l.trim().is_empty()
+                })
                 .collect();
             Ok(if left.is_empty() {
                 Poll::Ready(())
@@ -407,13 +270,26 @@ fn run(scenario: Scenario) -> Result<()> {
             })
         },
     )?;
-    // The controller's leader-election Lease is made at run time, not by the chart: helm
-    // does not know it, so it stays until the namespace goes (reported, not an error).
-    let leases = kubectl.run(&["-n", install.name(), "get", "leases", "-o", "name"])?;
-    println!(
-        "[{what}] after helm uninstall, leases left: {:?}",
-        leases.trim()
+    // No stuck finalizer: the user's pool stays (their configuration) without Herald's
+    // finalizer, and deleting it (or the namespace) completes at once.
+    let pool = kubectl
+        .get("ipaddresspools.herald.dev", "pool", Some(install.name()))?
+        .ok_or_else(|| LabError::Invalid("the uninstall deleted the user's pool".into()))?;
+    assert!(
+        !pool["metadata"]["finalizers"]
+            .to_string()
+            .contains("herald.dev/pool-in-use"),
+        "the pool kept Herald's finalizer after the uninstall: {}",
+        pool["metadata"]
     );
+    kubectl.run(&[
+        "-n",
+        install.name(),
+        "delete",
+        "ipaddresspools.herald.dev,l2advertisements.herald.dev,bgpadvertisements.herald.dev,bgppeers.herald.dev",
+        "--all",
+        "--timeout=20s",
+    ])?;
     for node in lab.nodes() {
         let tables = node.netns.exec(&["nft", "list", "tables"])?;
         assert!(
@@ -445,46 +321,20 @@ fn upgrade_under_load(
     vip: IpAddr,
     allow_loss: bool,
 ) -> Result<()> {
-    let client = lab.client().clone();
-    let stop = AtomicBool::new(false);
-    type Failures = Vec<(Duration, String)>;
-    let (sent, failed, took) = std::thread::scope(|scope| -> Result<(u32, Failures, Duration)> {
-        let load = scope.spawn(|| {
-            let mut sent = 0u32;
-            let mut failed = Vec::new();
-            let begin = Instant::now();
-            // Bounded: at most 20,000 requests (the rollout has its own deadline).
-            while !stop.load(Ordering::Relaxed) && sent < 20_000 {
-                sent += 1;
-                let at = begin.elapsed();
-                if let Err(e) = http_get_from(&client, vip, SERVICE_PORT, Duration::from_secs(2)) {
-                    failed.push((at, e.to_string()));
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            (sent, failed)
-        });
-        let started = Instant::now();
-        let result = release
-            .upgrade(&["speaker.resyncInterval=31s".to_string()])
-            .and_then(|()| {
-                kubectl.run(&[
-                    "-n",
-                    namespace,
-                    "rollout",
-                    "status",
-                    "daemonset/herald-speaker",
-                    "--timeout=150s",
-                ])
-            });
-        let took = started.elapsed();
-        stop.store(true, Ordering::Relaxed);
-        let (sent, failed) = load
-            .join()
-            .map_err(|_| LabError::Invalid("the load thread panicked".into()))?;
-        result?;
-        Ok((sent, failed, took))
+    let started = Instant::now();
+    let ((), sent, failed) = under_load(lab, vip, SERVICE_PORT, || {
+        release.upgrade(&["speaker.resyncInterval=31s".to_string()])?;
+        kubectl.run(&[
+            "-n",
+            namespace,
+            "rollout",
+            "status",
+            "daemonset/herald-speaker",
+            "--timeout=150s",
+        ])?;
+        Ok(())
     })?;
+    let took = started.elapsed();
     let window = match (failed.first(), failed.last()) {
         (Some((first, _)), Some((last, _))) => format!(
             ", failures from {:.2}s to {:.2}s after the upgrade began (window {:.2}s)",

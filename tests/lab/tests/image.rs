@@ -8,31 +8,18 @@
 //! `$HERALD_IMAGE_BIN_DIR`. No network, no lab lock.
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
 use herald_lab::image::{self, DockerfileRuntime};
-use herald_lab::{LabError, Result, cmd, paths};
-
-fn bin_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("HERALD_IMAGE_BIN_DIR") {
-        return PathBuf::from(dir);
-    }
-    let release = paths::target_dir().join("release");
-    if release.join("herald-controller").is_file() && release.join("herald-speaker").is_file() {
-        release
-    } else {
-        paths::target_dir().join("debug")
-    }
-}
+use herald_lab::{LabError, Result, cmd, paths, realcluster};
 
 #[test]
 fn herald_image_matches_the_dockerfile_and_its_binaries_run_inside_it() -> Result<()> {
     let dockerfile = std::fs::read_to_string(paths::repo_root().join("Dockerfile"))
         .map_err(|e| LabError::io("reading the Dockerfile", e))?;
     let docker = DockerfileRuntime::parse(&dockerfile)?;
-    let spec = image::herald_image(&bin_dir());
+    let spec = image::herald_image(&realcluster::image_bin_dir());
     let work = paths::lab_dir().join("images").join("herald-test");
     let built = image::build(&spec, &work)?;
 
