@@ -14,6 +14,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use clap::{Parser, ValueEnum};
 use herald_crds::names::LOAD_BALANCER_CLASS;
+use herald_process::LogFormat;
 use herald_speaker::bgp::driver::ListenConfig;
 use herald_speaker::bgp::executor::{BgpExecutor, BgpExecutorConfig};
 use herald_speaker::convert::ConvertOptions;
@@ -24,16 +25,6 @@ use herald_speaker::observability::{self, Health, Metrics};
 use herald_speaker::runtime::{
     self, DEFAULT_RESYNC_INTERVAL, Executors, ForwardingExecutor, KeySource, RuntimeConfig,
 };
-use kube::Client;
-use kube::config::{KubeConfigOptions, Kubeconfig};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line.
-    Json,
-}
 
 /// Membership failure-detection timing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -197,59 +188,10 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(duration)
 }
 
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()));
-    match format {
-        LogFormat::Json => builder.json().flatten_event(true).init(),
-        LogFormat::Text => builder.init(),
-    }
-}
-
-async fn client(kubeconfig: Option<&PathBuf>) -> anyhow::Result<Client> {
-    match kubeconfig {
-        Some(path) => {
-            let config = Kubeconfig::read_from(path)
-                .with_context(|| format!("reading kubeconfig {}", path.display()))?;
-            let config =
-                kube::Config::from_custom_kubeconfig(config, &KubeConfigOptions::default())
-                    .await
-                    .with_context(|| format!("loading kubeconfig {}", path.display()))?;
-            Client::try_from(config).context("building the Kubernetes client")
-        }
-        None => Client::try_default()
-            .await
-            .context("building the Kubernetes client (in-cluster or default kubeconfig)"),
-    }
-}
-
-/// Resolves on the first SIGTERM or SIGINT.
-async fn termination() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => tracing::info!("SIGTERM received"),
-                _ = int.recv() => tracing::info!("SIGINT received"),
-            }
-        }
-        _ => {
-            tracing::error!("cannot install signal handlers; only Ctrl-C will stop the speaker");
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    init_logging(args.log_format);
+    herald_process::logging::init(args.log_format);
 
     let key_source = match (&args.memberlist_secret, args.insecure_memberlist) {
         (Some(name), _) if !name.is_empty() => KeySource::Secret(name.clone()),
@@ -319,7 +261,7 @@ async fn main() -> anyhow::Result<()> {
             .with_context(|| format!("binding the metrics endpoint {}", args.metrics_addr))?;
     tracing::info!(address = %bound, "serving /metrics, /healthz, /readyz");
 
-    let client = client(args.kubeconfig.as_ref()).await?;
+    let client = herald_process::client::connect(args.kubeconfig.as_deref()).await?;
     let bgp = if args.bgp == Switch::On {
         let mut bgp_config =
             BgpExecutorConfig::new(config.node_name.clone(), args.namespace.clone());
@@ -362,7 +304,11 @@ async fn main() -> anyhow::Result<()> {
         }),
     };
     tracing::info!(node = %config.node_name, forwarding, "herald-speaker starting");
-    let result = runtime::run(client, config, executors, metrics, health, termination()).await;
+    let termination = async {
+        let signal = herald_process::signals::termination().await;
+        tracing::info!("{signal} received");
+    };
+    let result = runtime::run(client, config, executors, metrics, health, termination).await;
     http.abort();
     result.context("the speaker's runtime stopped")?;
     Ok(())

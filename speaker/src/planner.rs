@@ -528,7 +528,7 @@ fn announced_prefix(
     let floor = entry
         .pool
         .range_containing(address)
-        .and_then(|r| r.prefix_len())
+        .and_then(|r| r.prefix_length())
         .unwrap_or(0);
     IpNet::new(address, wanted.max(floor))
         .map(|net| net.trunc())
@@ -624,6 +624,13 @@ mod tests {
 
     fn net(text: &str) -> IpNet {
         text.parse().expect("test prefix")
+    }
+
+    /// A community as production parses it (the API's parser, then the model's value).
+    fn community(text: &str) -> Community {
+        herald_crds::api::CommunityValue::parse(text)
+            .map(Community::from)
+            .expect("community")
     }
 
     fn key(name: &str) -> ServiceKey {
@@ -1459,10 +1466,10 @@ mod tests {
             .peers
             .insert("ebgp".into(), peer("ebgp", 64512, 64500));
         let mut first = bgp_advertisement("first");
-        first.communities = ["65000:1".parse().expect("community")].into();
+        first.communities = [community("65000:1")].into();
         first.local_pref = Some(100);
         let mut second = bgp_advertisement("second");
-        second.communities = ["large:65000:2:3".parse().expect("community")].into();
+        second.communities = [community("large:65000:2:3")].into();
         second.local_pref = Some(200);
         model.bgp_advertisements.insert("first".into(), first);
         model.bgp_advertisements.insert("second".into(), second);

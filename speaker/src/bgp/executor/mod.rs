@@ -5,8 +5,6 @@
 //! - [`report`]: BGPPeer status entries, the per-Service carrier annotation, and when to
 //!   write them (pure).
 //! - [`metrics`]: the `herald_speaker_bgp_*` metrics and their sampling (pure bookkeeping).
-//! - [`prune`]: which BGPPeer status entries of deleted Nodes to remove, by which speaker,
-//!   when (pure).
 //! - [`secrets`]: the password Secrets, cached from watches by name (last-known-good).
 //! - [`kube_edge`]: Secrets, status and annotation writes (I/O with the API server).
 //!
@@ -21,12 +19,8 @@
 //! back by a missing Secret.
 //!
 //! Entries of other nodes: a speaker killed without SIGTERM on a node that is then deleted
-//! leaves its status entries behind, and nobody owns them any more. Every pass the runtime
-//! hands the executor its watch caches ([`Executor::observe`]: Node names, live speakers,
-//! the BGPPeers' entries); every [`prune::CHECK`] the background task removes entries whose
-//! Node has been gone for [`prune::GRACE`] — only on the speaker first by name among the live
-//! ones, each removal guarded by JSON Patch `test`s, at most once per BGPPeer per
-//! [`prune::RETRY`] (see [`prune`] for why). An entry of a Node that exists is never removed.
+//! leaves its status entries behind; the leader controller removes them (its
+//! `peer_status` module), not the speakers.
 //!
 //! Shutdown: peers with graceful restart negotiated are closed without a NOTIFICATION, so
 //! the router keeps the routes for the restart time (RFC 4724 §4); every other session gets
@@ -37,7 +31,6 @@
 pub mod desired;
 pub mod kube_edge;
 pub mod metrics;
-pub mod prune;
 pub mod report;
 pub mod secrets;
 
@@ -55,9 +48,8 @@ use tokio::task::JoinHandle;
 use self::desired::{
     NodeFacts, PeerFacts, Translation, node_ipv4_addresses, other_family_address, translate,
 };
-use self::kube_edge::{KubeEdge, Outcome, PruneResult, Request, WriteResult};
+use self::kube_edge::{KubeEdge, Outcome, Request, WriteResult};
 use self::metrics::{BgpMetrics, MetricsSampler, ResultLabel};
-use self::prune::{ClusterView, PruneBook};
 use self::report::{AnnotationBook, SessionReport, StatusBook, annotation_key, carriers};
 use crate::bgp::codec::Family;
 use crate::bgp::driver::{BgpManager, DriverError, ListenConfig, PeerStatus};
@@ -155,8 +147,6 @@ struct Inner {
 pub struct BgpExecutor {
     inner: Arc<Mutex<Inner>>,
     background: JoinHandle<()>,
-    /// The latest view of the cluster, for pruning; `None` without an API client.
-    view: Option<watch::Sender<Option<Arc<ClusterView>>>>,
 }
 
 impl std::fmt::Debug for BgpExecutor {
@@ -219,14 +209,8 @@ impl BgpExecutor {
             logged_held_back: BTreeMap::new(),
             logged_missing_families: BTreeMap::new(),
         }));
-        let (view, views) = watch::channel(None);
-        let view = kube.is_some().then_some(view);
-        let background = tokio::spawn(background(Arc::clone(&inner), kube, outcomes, views));
-        Ok(Self {
-            inner,
-            background,
-            view,
-        })
+        let background = tokio::spawn(background(Arc::clone(&inner), kube, outcomes));
+        Ok(Self { inner, background })
     }
 
     /// The sessions' current status, by peer name.
@@ -265,13 +249,6 @@ impl Executor for BgpExecutor {
             let mut inner = self.inner.lock().await;
             inner.apply_plan(&plan.bgp, true).await
         })
-    }
-
-    /// Keeps the latest Node names, live speakers and BGPPeer entries for pruning.
-    fn observe(&mut self, snapshot: &Snapshot, live_speakers: &BTreeSet<String>) {
-        if let Some(view) = &self.view {
-            view.send_replace(Some(Arc::new(ClusterView::new(snapshot, live_speakers))));
-        }
     }
 
     fn shutdown(&mut self) -> BoxFuture<'_, Result<(), ExecutorError>> {
@@ -546,13 +523,6 @@ impl Inner {
     fn record_outcome(&mut self, outcome: Outcome) {
         let result = match &outcome {
             Outcome::Status { result, .. } | Outcome::Annotation { result, .. } => *result,
-            Outcome::Prune { result, .. } => {
-                if *result == PruneResult::Failed {
-                    WriteResult::Failed
-                } else {
-                    WriteResult::Ok
-                }
-            }
         };
         let label = if result == WriteResult::Failed {
             "error"
@@ -564,21 +534,6 @@ impl Inner {
             .get_or_create(&ResultLabel { result: label })
             .inc();
         match (outcome, result) {
-            (
-                Outcome::Prune {
-                    peer,
-                    nodes,
-                    result: PruneResult::Removed,
-                },
-                _,
-            ) => {
-                self.metrics
-                    .status_entries_pruned
-                    .inc_by(u64::try_from(nodes.len()).unwrap_or(u64::MAX));
-                tracing::info!(%peer, ?nodes, "removed BGPPeer status entries of deleted Nodes");
-            }
-            // Raced or failed: the next check reads the list again.
-            (Outcome::Prune { .. }, _) => {}
             (_, WriteResult::Ok) => {}
             (Outcome::Status { peer, .. }, WriteResult::Gone) => self.status_book.gone(&peer),
             (Outcome::Status { peer, .. }, WriteResult::Failed) => self.status_book.failed(&peer),
@@ -612,12 +567,11 @@ impl Inner {
 }
 
 /// Seeds the books from the API (with retries), then samples every [`TICK`], records write
-/// outcomes, retries held-back peers and prunes entries of deleted Nodes.
+/// outcomes and retries held-back peers.
 async fn background(
     inner: Arc<Mutex<Inner>>,
     kube: Option<Arc<KubeEdge>>,
     mut outcomes: mpsc::UnboundedReceiver<Outcome>,
-    views: watch::Receiver<Option<Arc<ClusterView>>>,
 ) {
     let mut seeding = kube.clone().map(|kube| {
         Box::pin(async move {
@@ -641,9 +595,6 @@ async fn background(
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut next_retry = Instant::now() + HELD_BACK_RETRY;
-    let mut next_prune_check = Instant::now();
-    let mut prune_book = PruneBook::default();
-    let node = inner.lock().await.config.node.clone();
     loop {
         tokio::select! {
             seeded = async {
@@ -676,17 +627,6 @@ async fn background(
                     }
                 }
                 inner.sample(now);
-                drop(inner);
-                if now >= next_prune_check {
-                    next_prune_check = now + prune::CHECK;
-                    let view = views.borrow().clone();
-                    if let (Some(view), Some(kube)) = (view, kube.as_ref()) {
-                        for prune in prune_book.due(&node, &view, now) {
-                            tracing::debug!(peer = %prune.peer, nodes = ?prune.nodes(), "removing BGPPeer status entries of deleted Nodes");
-                            kube.send(Request::Prune(prune));
-                        }
-                    }
-                }
             }
         }
     }
