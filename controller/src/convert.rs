@@ -5,7 +5,6 @@
 //! specs. Nothing here panics on what came from the API: every field that cannot be read is
 //! an error value, collected so one Event can name them all. Pure: no I/O, no clock.
 
-use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use herald_crds::address::{self, AddressError, EntryError, Family};
@@ -444,27 +443,7 @@ fn selectors(
 
 /// A `metav1.LabelSelector` as plain data; `Err(operator)` for an unknown operator.
 pub fn label_selector(selector: &ApiLabelSelector) -> Result<LabelSelector, String> {
-    let mut requirements = Vec::new();
-    for expression in selector.match_expressions.iter().flatten() {
-        let operator = expression
-            .operator
-            .parse::<SelectorOperator>()
-            .map_err(|_| expression.operator.clone())?;
-        requirements.push(SelectorRequirement {
-            key: expression.key.clone(),
-            operator,
-            values: expression.values.clone().unwrap_or_default(),
-        });
-    }
-    Ok(LabelSelector {
-        match_labels: selector
-            .match_labels
-            .clone()
-            .unwrap_or_default()
-            .into_iter()
-            .collect::<BTreeMap<_, _>>(),
-        match_expressions: requirements,
-    })
+    herald_crds::convert::label_selector(selector).map_err(|unknown| unknown.0)
 }
 
 /// The node's own addresses that Herald never hands out: each `InternalIP` and `ExternalIP`

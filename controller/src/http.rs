@@ -2,23 +2,15 @@
 //! runs) and `/readyz` (ready once the current term's restore completed, or while standing by
 //! as a follower).
 //!
-//! I/O edge: a small hyper 1 server; what it answers is decided by [`respond`], a pure
-//! function over [`Health`] and the rendered metrics.
+//! What each path answers is decided by [`respond`], a pure function over [`Health`] and the
+//! rendered metrics; the server is `herald_process::http`, shared with the speaker.
 
-use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use herald_process::http::{self, Reply};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 use crate::metrics::Metrics;
 
@@ -38,79 +30,32 @@ impl Health {
     }
 }
 
-/// The answer to one request: status, content type, body.
-pub fn respond(
-    path: &str,
-    health: &Health,
-    metrics: &Metrics,
-) -> (StatusCode, &'static str, String) {
-    const TEXT: &str = "text/plain; charset=utf-8";
+/// The answer to one request (`GET` or `HEAD`; other methods get 405).
+pub fn respond(method: &str, path: &str, health: &Health, metrics: &Metrics) -> Reply {
+    if let Some(refused) = http::refuse_method(method) {
+        return refused;
+    }
     match path {
-        "/metrics" => (
-            StatusCode::OK,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            metrics.render(),
-        ),
-        "/healthz" | "/livez" => (StatusCode::OK, TEXT, "ok\n".into()),
+        "/metrics" => Reply::metrics(metrics.render()),
+        "/healthz" | "/livez" => Reply::text(200, "ok\n"),
         "/readyz" => {
             let leader = health.leader.load(Ordering::Acquire);
             if health.ready() {
                 let role = if leader { "leader" } else { "standby" };
-                (StatusCode::OK, TEXT, format!("ok ({role})\n"))
+                Reply::text(200, &format!("ok ({role})\n"))
             } else {
-                (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    TEXT,
-                    "restoring assignments from Service status\n".into(),
-                )
+                Reply::text(503, "restoring assignments from Service status\n")
             }
         }
-        _ => (StatusCode::NOT_FOUND, TEXT, "not found\n".into()),
+        _ => Reply::text(404, "not found\n"),
     }
 }
 
-/// Serves until `shutdown` turns true. Binding errors are returned; connection errors are
-/// logged and dropped.
-pub async fn serve(
-    listener: TcpListener,
-    health: Arc<Health>,
-    metrics: Arc<Metrics>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            _ = shutdown.wait_for(|stop| *stop) => return,
-        };
-        let (stream, peer): (_, SocketAddr) = match accepted {
-            Ok(pair) => pair,
-            Err(error) => {
-                tracing::warn!(%error, "accepting an HTTP connection failed");
-                continue;
-            }
-        };
-        let health = Arc::clone(&health);
-        let metrics = Arc::clone(&metrics);
-        tokio::spawn(async move {
-            let service = service_fn(move |request: Request<Incoming>| {
-                let (status, content_type, body) = respond(request.uri().path(), &health, &metrics);
-                let mut response = Response::new(Full::new(Bytes::from(body)));
-                *response.status_mut() = status;
-                if let Ok(value) = content_type.parse() {
-                    response
-                        .headers_mut()
-                        .insert(hyper::header::CONTENT_TYPE, value);
-                }
-                async move { Ok::<_, Infallible>(response) }
-            });
-            if let Err(error) = http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await
-            {
-                tracing::debug!(%error, %peer, "HTTP connection ended with an error");
-            }
-        });
-    }
+/// Serves `listener` until the returned task is aborted.
+pub fn serve(listener: TcpListener, health: Arc<Health>, metrics: Arc<Metrics>) -> JoinHandle<()> {
+    http::spawn(listener, move |method, path| {
+        respond(method, path, &health, &metrics)
+    })
 }
 
 #[cfg(test)]
@@ -122,32 +67,34 @@ mod tests {
         let health = Health::default();
         let metrics = Metrics::new();
         health.leader.store(true, Ordering::Release);
-        assert_eq!(
-            respond("/readyz", &health, &metrics).0,
-            StatusCode::SERVICE_UNAVAILABLE
-        );
+        assert_eq!(respond("GET", "/readyz", &health, &metrics).status, 503);
         health.restored.store(true, Ordering::Release);
-        assert_eq!(respond("/readyz", &health, &metrics).0, StatusCode::OK);
+        assert_eq!(respond("GET", "/readyz", &health, &metrics).status, 200);
     }
 
     #[test]
     fn a_standby_replica_is_ready_and_healthy() {
         let health = Health::default();
         let metrics = Metrics::new();
-        let (status, _, body) = respond("/readyz", &health, &metrics);
-        assert_eq!(status, StatusCode::OK);
-        assert!(body.contains("standby"));
-        assert_eq!(respond("/healthz", &health, &metrics).0, StatusCode::OK);
-        assert_eq!(respond("/nope", &health, &metrics).0, StatusCode::NOT_FOUND);
+        let reply = respond("GET", "/readyz", &health, &metrics);
+        assert_eq!(reply.status, 200);
+        assert!(reply.body.contains("standby"));
+        assert_eq!(respond("GET", "/healthz", &health, &metrics).status, 200);
+        assert_eq!(respond("GET", "/nope", &health, &metrics).status, 404);
+        assert_eq!(respond("POST", "/healthz", &health, &metrics).status, 405);
     }
 
     #[test]
     fn metrics_are_served_as_prometheus_text() {
         let health = Health::default();
         let metrics = Metrics::new();
-        let (status, content_type, body) = respond("/metrics", &health, &metrics);
-        assert_eq!(status, StatusCode::OK);
-        assert!(content_type.starts_with("application/openmetrics-text"));
-        assert!(body.contains("herald_controller_leader 0"));
+        let reply = respond("GET", "/metrics", &health, &metrics);
+        assert_eq!(reply.status, 200);
+        assert!(
+            reply
+                .content_type
+                .starts_with("application/openmetrics-text")
+        );
+        assert!(reply.body.contains("herald_controller_leader 0"));
     }
 }

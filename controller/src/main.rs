@@ -11,26 +11,16 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 use herald_controller::convert::ClassFilter;
 use herald_controller::http::{self, Health};
 use herald_controller::leader::{self, LeaseSettings};
 use herald_controller::metrics::Metrics;
 use herald_controller::reconciler::{self, Settings, WriteGate};
-use kube::Client;
-use kube::config::{KubeConfigOptions, Kubeconfig};
+use herald_process::LogFormat;
 use tokio::sync::watch;
 
 mod pre_delete;
-
-/// Log line format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line.
-    Json,
-}
 
 /// Herald's controller: gives every Service of type LoadBalancer (class herald.dev/lb, and
 /// class-less ones unless --ignore-classless) an address from the IPAddressPools in its
@@ -94,16 +84,6 @@ struct Args {
     concurrency: u16,
 }
 
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    match format {
-        LogFormat::Json => builder.json().flatten_event(true).init(),
-        LogFormat::Text => builder.init(),
-    }
-}
-
 fn host_name() -> String {
     std::env::var("HOSTNAME")
         .ok()
@@ -117,45 +97,15 @@ fn host_name() -> String {
         .unwrap_or_else(|| "herald-controller".to_owned())
 }
 
-async fn client(kubeconfig: Option<&PathBuf>) -> anyhow::Result<Client> {
-    match kubeconfig {
-        Some(path) => {
-            let config = Kubeconfig::read_from(path)
-                .with_context(|| format!("reading kubeconfig {}", path.display()))?;
-            let config =
-                kube::Config::from_custom_kubeconfig(config, &KubeConfigOptions::default())
-                    .await
-                    .with_context(|| format!("loading kubeconfig {}", path.display()))?;
-            Client::try_from(config).context("building the Kubernetes client")
-        }
-        None => Client::try_default()
-            .await
-            .context("building the Kubernetes client (in-cluster or default kubeconfig)"),
-    }
-}
-
-/// Resolves when SIGTERM or SIGINT arrives.
-async fn termination() -> anyhow::Result<&'static str> {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("installing the SIGTERM handler")?;
-    tokio::select! {
-        _ = term.recv() => Ok("SIGTERM"),
-        result = tokio::signal::ctrl_c() => {
-            result.context("waiting for SIGINT")?;
-            Ok("SIGINT")
-        }
-    }
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     if let Some(result) = pre_delete::dispatch().await {
         return result;
     }
     let args = Args::parse();
-    init_logging(args.log_format);
+    herald_process::logging::init(args.log_format);
     let identity = args.identity.clone().unwrap_or_else(host_name);
-    let client = client(args.kubeconfig.as_ref()).await?;
+    let client = herald_process::client::connect(args.kubeconfig.as_deref()).await?;
 
     let metrics = Arc::new(Metrics::new());
     let health = Arc::new(Health::default());
@@ -165,12 +115,7 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.metrics_addr)
         .await
         .with_context(|| format!("binding {}", args.metrics_addr))?;
-    let http_task = tokio::spawn(http::serve(
-        listener,
-        Arc::clone(&health),
-        Arc::clone(&metrics),
-        shutdown_rx.clone(),
-    ));
+    let http_task = http::serve(listener, Arc::clone(&health), Arc::clone(&metrics));
 
     let (leading_tx, mut leading) = watch::channel(false);
     let elector = if args.leader_elect {
@@ -215,7 +160,7 @@ async fn main() -> anyhow::Result<()> {
         "herald-controller starting"
     );
 
-    let terminated = termination();
+    let terminated = herald_process::signals::termination();
     tokio::pin!(terminated);
     let mut failures: u32 = 0;
     let signal = 'outer: loop {
@@ -226,7 +171,7 @@ async fn main() -> anyhow::Result<()> {
                     break 'outer "leader election ended";
                 }
             }
-            signal = &mut terminated => break 'outer signal?,
+            signal = &mut terminated => break 'outer signal,
         }
         health.leader.store(true, Ordering::Release);
         health.restored.store(false, Ordering::Release);
@@ -252,7 +197,7 @@ async fn main() -> anyhow::Result<()> {
             }
             signal = &mut terminated => {
                 gate.close();
-                break 'outer signal?;
+                break 'outer signal;
             }
         }
         health.leader.store(false, Ordering::Release);
@@ -263,7 +208,7 @@ async fn main() -> anyhow::Result<()> {
             let delay = Duration::from_secs(1u64 << failures.min(5));
             tokio::select! {
                 () = tokio::time::sleep(delay) => {}
-                signal = &mut terminated => break 'outer signal?,
+                signal = &mut terminated => break 'outer signal,
             }
         } else {
             failures = 0;
@@ -276,6 +221,6 @@ async fn main() -> anyhow::Result<()> {
         // Releases the Lease so a standby takes over at once.
         let _ = tokio::time::timeout(Duration::from_secs(5), elector).await;
     }
-    let _ = tokio::time::timeout(Duration::from_secs(2), http_task).await;
+    http_task.abort();
     Ok(())
 }

@@ -38,6 +38,8 @@ pub struct Metrics {
     pub leader: Gauge,
     /// Addresses taken over from Service status at the start of the current term.
     pub restored_addresses: Gauge,
+    /// BGPPeer status entries of deleted Nodes removed (see [`crate::peer_status`]).
+    pub status_entries_pruned: Counter,
 }
 
 impl Default for Metrics {
@@ -68,6 +70,7 @@ impl Metrics {
             events_suppressed: Counter::default(),
             leader: Gauge::default(),
             restored_addresses: Gauge::default(),
+            status_entries_pruned: Counter::default(),
         };
         registry.register(
             "allocations",
@@ -113,6 +116,11 @@ impl Metrics {
             "restored_addresses",
             "Addresses taken over from Service status when the current term started",
             metrics.restored_addresses.clone(),
+        );
+        registry.register(
+            "bgp_status_entries_pruned",
+            "BGPPeer status entries of deleted Nodes removed by the leader",
+            metrics.status_entries_pruned.clone(),
         );
         Metrics {
             registry,

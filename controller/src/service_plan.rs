@@ -16,7 +16,6 @@
 
 use std::net::IpAddr;
 
-use herald_crds::names;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use k8s_openapi::jiff::Timestamp;
@@ -27,6 +26,7 @@ use crate::allocator::{
 };
 use crate::conditions::{self, DesiredCondition};
 use crate::convert::{self, ClassFilter, ConvertedService};
+use crate::service_view::{Observed, ServiceView};
 
 /// Service condition: whether Herald gave the Service its load-balancer address(es).
 pub const CONDITION_ADDRESS_ASSIGNED: &str = "herald.dev/AddressAssigned";
@@ -212,25 +212,17 @@ pub struct Restored {
 /// allocator already knows the Service or the status lists no address. An address recorded
 /// in status wins over other Services' externalIP bookings it may not share with (they are
 /// displaced and listed).
-pub fn restore_service(
-    allocator: &mut Allocator,
-    service: &Service,
-    namespace_labels: &Labels,
-) -> Restored {
-    let Some(key) = convert::service_key(service) else {
-        return Restored::default();
-    };
-    if allocator.assignment(&key).is_some() {
-        return Restored::default();
-    }
-    let addresses = convert::status_addresses(service);
-    if addresses.is_empty() {
+pub fn restore_service(allocator: &mut Allocator, view: &ServiceView<'_>) -> Restored {
+    if allocator.assignment(&view.key).is_some() || view.status_addresses.is_empty() {
         return Restored::default();
     }
     // Fields that cannot be read are left at their defaults: an address already handed out
     // is taken over even when the Service's annotations became invalid since.
-    let ConvertedService { request, .. } = convert::service_request(service, namespace_labels);
-    let outcome = allocator.restore(&request, &addresses, &convert::allocated_from(service));
+    let outcome = allocator.restore(
+        &view.converted.request,
+        &view.status_addresses,
+        &view.allocated_from,
+    );
     let events = outcome
         .problems
         .iter()
@@ -307,7 +299,7 @@ fn external_ips_outcome(
     }
 }
 
-/// Decides one Service: see the module documentation. `None` for a Service without a
+/// Decides one Service, converting it first (see [`plan`]). `None` for a Service without a
 /// namespace or name.
 pub fn plan_service(
     allocator: &mut Allocator,
@@ -316,32 +308,28 @@ pub fn plan_service(
     filter: &ClassFilter,
     now: Timestamp,
 ) -> Option<ServicePlan> {
-    let key = convert::service_key(service)?;
-    let observed = Observed::of(service);
-    if !filter.serves(service) {
-        return Some(plan_not_served(
-            allocator,
-            service,
-            key,
-            &observed,
-            namespace_labels,
-            filter,
-            now,
-        ));
-    }
+    ServiceView::new(service, namespace_labels, filter).map(|view| plan(allocator, &view, now))
+}
 
+/// Decides one Service from its view: see the module documentation.
+pub fn plan(allocator: &mut Allocator, view: &ServiceView<'_>, now: Timestamp) -> ServicePlan {
+    if !view.served {
+        return plan_not_served(allocator, view, now);
+    }
+    let key = view.key.clone();
+    let observed = &view.observed;
+    let converted = &view.converted;
     let before = allocator.assignment(&key);
     let external_before = allocator.external_ips(&key);
     let Restored {
         mut events,
         displaced,
-    } = restore_service(allocator, service, namespace_labels);
-    let converted = convert::service_request(service, namespace_labels);
-    let generation = service.metadata.generation;
+    } = restore_service(allocator, view);
+    let generation = view.generation();
     // Booked first: a new Service is not given one of its own externalIPs as its address.
     // Unreadable fields cannot change the sharing profile (only annotations can be invalid
     // here: the apiserver validates the rest), so the entries that parse are booked anyway.
-    let (verdicts, external_ips) = book_external_ips(allocator, &converted, &external_before);
+    let (verdicts, external_ips) = book_external_ips(allocator, converted, &external_before);
 
     let (assignment, failure, assigned_condition) = if !converted.errors.is_empty() {
         let message = join_errors(&converted.errors);
@@ -388,7 +376,7 @@ pub fn plan_service(
     }
 
     let conds = conditions::upsert(&observed.conditions, &assigned_condition, generation, now);
-    let conds = external_ip_conditions(&converted, &verdicts, &conds, generation, now, &mut events);
+    let conds = external_ip_conditions(converted, &verdicts, &conds, generation, now, &mut events);
     let conds = node_address_condition(
         &allocator.node_addresses_held(&key),
         &conds,
@@ -397,14 +385,14 @@ pub fn plan_service(
         &mut events,
     );
 
-    let annotation = annotation_change(&observed, &assignment);
-    let external_annotation = external_annotation_change(&observed, &allocator.external_ips(&key));
-    let status = status_change(&observed, Some(ips), conds);
+    let annotation = annotation_change(observed, &assignment);
+    let external_annotation = external_annotation_change(observed, &allocator.external_ips(&key));
+    let status = status_change(observed, Some(ips), conds);
     let outcome = match failure {
         Some(reason) => Outcome::Failed { reason, changed },
         None => Outcome::Assigned { changed },
     };
-    Some(ServicePlan {
+    ServicePlan {
         key,
         status,
         annotation,
@@ -414,7 +402,7 @@ pub fn plan_service(
         outcome,
         external_ips,
         displaced,
-    })
+    }
 }
 
 /// A Service this instance does not (or no longer) serve: give back what it held and clear
@@ -424,13 +412,11 @@ pub fn plan_service(
 /// held nothing for is left alone: its status belongs to whoever serves that class.
 fn plan_not_served(
     allocator: &mut Allocator,
-    service: &Service,
-    key: ServiceKey,
-    observed: &Observed,
-    namespace_labels: &Labels,
-    filter: &ClassFilter,
+    view: &ServiceView<'_>,
     now: Timestamp,
 ) -> ServicePlan {
+    let key = view.key.clone();
+    let observed = &view.observed;
     let external_before = allocator.external_ips(&key);
     let released = allocator.release(&key);
     let released_ips = released.as_ref().map(Assignment::ips).unwrap_or_default();
@@ -459,12 +445,10 @@ fn plan_not_served(
         external_ips,
         displaced: Vec::new(),
     };
-    let is_load_balancer = service
-        .spec
-        .as_ref()
-        .is_some_and(|s| s.type_.as_deref() == Some("LoadBalancer"));
     let held_nothing = released.is_none() && external_before.is_empty();
-    if service.metadata.deletion_timestamp.is_some() || (is_load_balancer && held_nothing) {
+    if view.service.metadata.deletion_timestamp.is_some()
+        || (view.is_load_balancer() && held_nothing)
+    {
         // Going away, or another class's load balancer: nothing to write on it.
         return plan;
     }
@@ -479,15 +463,15 @@ fn plan_not_served(
     let mut conds = conditions::remove(&observed.conditions, CONDITION_ADDRESS_ASSIGNED);
     conds = conditions::remove(&conds, CONDITION_NODE_ADDRESS);
 
-    if judges_external_ips(service, filter) {
-        let converted = convert::service_request(service, namespace_labels);
-        let (verdicts, external_ips) = book_external_ips(allocator, &converted, &external_before);
+    if view.judges_external_ips {
+        let (verdicts, external_ips) =
+            book_external_ips(allocator, &view.converted, &external_before);
         plan.external_ips = external_ips;
         conds = external_ip_conditions(
-            &converted,
+            &view.converted,
             &verdicts,
             &conds,
-            service.metadata.generation,
+            view.generation(),
             now,
             &mut plan.events,
         );
@@ -698,54 +682,6 @@ fn status_change(
         ingress,
         conditions,
     })
-}
-
-/// What the snapshot shows of Herald's writes.
-struct Observed {
-    /// Each ingress entry: its address (None: a hostname or garbage) and ipMode.
-    ingress: Vec<(Option<IpAddr>, Option<String>)>,
-    conditions: Vec<Condition>,
-    annotation: Option<String>,
-    external_annotation: Option<String>,
-}
-
-impl Observed {
-    fn of(service: &Service) -> Self {
-        let status = service.status.as_ref();
-        Observed {
-            ingress: status
-                .and_then(|s| s.load_balancer.as_ref())
-                .and_then(|lb| lb.ingress.as_ref())
-                .into_iter()
-                .flatten()
-                .map(|i| {
-                    (
-                        i.ip.as_deref().and_then(|ip| ip.trim().parse().ok()),
-                        i.ip_mode.clone(),
-                    )
-                })
-                .collect(),
-            conditions: status
-                .and_then(|s| s.conditions.clone())
-                .unwrap_or_default(),
-            annotation: service
-                .metadata
-                .annotations
-                .as_ref()
-                .and_then(|a| a.get(names::ANNOTATION_ALLOCATED_FROM_POOL))
-                .cloned(),
-            external_annotation: service
-                .metadata
-                .annotations
-                .as_ref()
-                .and_then(|a| a.get(ANNOTATION_EXTERNAL_IPS_BOOKED))
-                .cloned(),
-        }
-    }
-
-    fn ingress_ips(&self) -> Vec<IpAddr> {
-        self.ingress.iter().filter_map(|(ip, _)| *ip).collect()
-    }
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@
 pub mod bfd_profile;
 pub mod bgp_advertisement;
 pub mod bgp_peer;
+pub mod bgp_timers;
 pub mod community;
 pub mod duration;
 pub mod generate;
@@ -24,6 +25,7 @@ pub use bgp_peer::{
     BFDSessionStatus, BGPPeer, BGPPeerSpec, BGPPeerStatus, BGPSessionState, BGPSessionStatus,
     PasswordSecretRef,
 };
+pub use bgp_timers::{TimerError, check_timers};
 pub use community::{
     Community, CommunityAlias, CommunityError, CommunityRef, CommunitySpec, CommunityValue,
 };

@@ -6,7 +6,15 @@
 mod common;
 
 use common::{Manifest, cel_errors, examples_dir, yaml_files};
+use herald_crds::api::{check_timers, parse_duration};
 use serde_json::{Value, json};
+
+/// What `herald_crds::api::check_timers` (the rules' Rust twin, used by `herald migrate`)
+/// says of these timers: true when accepted.
+fn twin_accepts(hold: Option<&str>, keepalive: Option<&str>, connect: Option<&str>) -> bool {
+    let parse = |text: Option<&str>| text.map(|t| parse_duration(t).expect("a duration"));
+    check_timers(parse(hold), parse(keepalive), parse(connect)).is_ok()
+}
 
 fn invalid_examples() -> Vec<Manifest> {
     yaml_files(&examples_dir().join("invalid"))
@@ -146,6 +154,11 @@ fn hold_time_is_zero_or_between_three_and_65535_seconds() {
     ] {
         let errors = cel_errors(&peer(json!({ "holdTime": hold })));
         assert_eq!(errors.is_empty(), ok, "holdTime {hold}: {errors:?}");
+        assert_eq!(
+            twin_accepts(Some(hold), None, None),
+            ok,
+            "check_timers: holdTime {hold}"
+        );
     }
 }
 
@@ -174,6 +187,11 @@ fn keepalive_must_be_positive_and_below_the_hold_time() {
             ok,
             "hold {hold:?} keepalive {keepalive}: {errors:?}"
         );
+        assert_eq!(
+            twin_accepts(hold, Some(keepalive), None),
+            ok,
+            "check_timers: hold {hold:?} keepalive {keepalive}"
+        );
         if !ok {
             assert!(errors[0].contains("spec.keepaliveTime"), "{errors:?}");
         }
@@ -184,6 +202,23 @@ fn keepalive_must_be_positive_and_below_the_hold_time() {
 fn connect_time_is_at_least_a_second() {
     assert!(cel_errors(&peer(json!({ "connectTime": "1s" }))).is_empty());
     assert!(!cel_errors(&peer(json!({ "connectTime": "0s" }))).is_empty());
+    for (connect, ok) in [
+        ("1s", true),
+        ("0s", false),
+        ("65535s", true),
+        ("65536s", false),
+    ] {
+        assert_eq!(
+            cel_errors(&peer(json!({ "connectTime": connect }))).is_empty(),
+            ok,
+            "connectTime {connect}"
+        );
+        assert_eq!(
+            twin_accepts(None, None, Some(connect)),
+            ok,
+            "check_timers: connectTime {connect}"
+        );
+    }
 }
 
 #[test]

@@ -21,7 +21,6 @@ use herald_crds::names::{
     ANNOTATION_ADDRESS_POOL, ANNOTATION_ALLOCATED_FROM_POOL, ANNOTATION_EXTERNAL_IPS_BOOKED,
     LABEL_EXCLUDE_FROM_EXTERNAL_LB, LOAD_BALANCER_CLASS,
 };
-use ipnet::IpNet;
 use k8s_openapi::api::core::v1::{Node as NodeObject, Service as ServiceObject};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
@@ -30,9 +29,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
 
 use crate::model::{
     AddressOrigin, BfdSettings, BgpAdvertisement, Community, Endpoint, EndpointConditions,
-    EndpointPort, ExternalAddress, L2Advertisement, LabelRequirement, LabelSelector, Model, Node,
-    Peer, Pool, PoolRange, PoolSelection, Protocol, SecretKeyRef, SelectorOperator, Service,
-    ServiceKey, ServicePort, TrafficPolicy,
+    EndpointPort, ExternalAddress, L2Advertisement, LabelSelector, Model, Node, Peer, Pool,
+    PoolSelection, Protocol, SecretKeyRef, Service, ServiceKey, ServicePort, TrafficPolicy,
 };
 
 /// Label an EndpointSlice carries naming its Service (discovery.k8s.io/v1).
@@ -410,21 +408,6 @@ fn convert_pool(object: &IPAddressPool, problems: &mut Problems) -> Option<Pool>
                 .collect()
         }
     };
-    let ranges = ranges
-        .iter()
-        .map(|range: &herald_crds::address::AddressRange| {
-            range
-                .prefix_length()
-                .and_then(|length| IpNet::new(range.first(), length).ok())
-                .map_or(
-                    PoolRange::Range {
-                        first: range.first(),
-                        last: range.last(),
-                    },
-                    PoolRange::Cidr,
-                )
-        })
-        .collect();
     Some(Pool {
         name: pool_name,
         labels: object.metadata.labels.clone().unwrap_or_default(),
@@ -434,25 +417,8 @@ fn convert_pool(object: &IPAddressPool, problems: &mut Problems) -> Option<Pool>
 }
 
 fn convert_selector(selector: &LabelSelectorObject) -> Result<LabelSelector, String> {
-    let mut match_expressions = Vec::new();
-    for expression in selector.match_expressions.iter().flatten() {
-        let operator = match expression.operator.as_str() {
-            "In" => SelectorOperator::In,
-            "NotIn" => SelectorOperator::NotIn,
-            "Exists" => SelectorOperator::Exists,
-            "DoesNotExist" => SelectorOperator::DoesNotExist,
-            other => return Err(format!("unknown selector operator {other:?}")),
-        };
-        match_expressions.push(LabelRequirement {
-            key: expression.key.clone(),
-            operator,
-            values: expression.values.iter().flatten().cloned().collect(),
-        });
-    }
-    Ok(LabelSelector {
-        match_labels: selector.match_labels.clone().unwrap_or_default(),
-        match_expressions,
-    })
+    herald_crds::convert::label_selector(selector)
+        .map_err(|unknown| format!("unknown selector operator {:?}", unknown.0))
 }
 
 fn convert_selectors(selectors: &[LabelSelectorObject]) -> Result<Vec<LabelSelector>, String> {
@@ -525,23 +491,6 @@ fn community_aliases(
     aliases
 }
 
-fn community_of(value: CommunityValue) -> Community {
-    match value {
-        CommunityValue::Standard { high, low } => {
-            Community::Standard((u32::from(high) << 16) | u32::from(low))
-        }
-        CommunityValue::Large {
-            global,
-            local1,
-            local2,
-        } => Community::Large {
-            global_admin: global,
-            local_data_1: local1,
-            local_data_2: local2,
-        },
-    }
-}
-
 fn aggregation_length(value: i32, max: u8, field: &str) -> Result<u8, String> {
     u8::try_from(value)
         .ok()
@@ -566,7 +515,7 @@ fn convert_bgp_advertisement(
                     format!("community alias {alias:?} is not defined by any Community")
                 })?,
             };
-            communities.insert(community_of(value));
+            communities.insert(Community::from(value));
         }
         Ok(BgpAdvertisement {
             name: advertisement_name,
@@ -1054,11 +1003,9 @@ mod tests {
         assert_eq!(
             converted.ranges,
             vec![
-                PoolRange::Cidr("203.0.113.0/24".parse().expect("net")),
-                PoolRange::Range {
-                    first: ip("192.0.2.200"),
-                    last: ip("192.0.2.210")
-                },
+                "203.0.113.0/24".parse().expect("net"),
+                herald_crds::address::AddressRange::new(ip("192.0.2.200"), ip("192.0.2.210"))
+                    .expect("range"),
             ]
         );
         assert_eq!(conversion.problems.len(), 1);
@@ -1136,7 +1083,7 @@ mod tests {
         assert_eq!(good.interfaces, ["eth0".to_string()].into());
         assert_eq!(
             good.node_selectors[0].match_expressions[0].operator,
-            SelectorOperator::In
+            crate::model::SelectorOperator::In
         );
         assert!(!conversion.model.l2_advertisements.contains_key("bad"));
         assert_eq!(conversion.problems.len(), 1);

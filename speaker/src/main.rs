@@ -15,6 +15,7 @@ use anyhow::{Context as _, bail};
 use clap::{Parser, ValueEnum};
 use herald_crds::names::LOAD_BALANCER_CLASS;
 use herald_speaker::api_writer::{ApiAccess, ApiWriter, queue::QueueLimits};
+use herald_process::LogFormat;
 use herald_speaker::bgp::driver::ListenConfig;
 use herald_speaker::bgp::executor::{BgpExecutor, BgpExecutorConfig};
 use herald_speaker::checkpoint::CheckpointConfig;
@@ -27,19 +28,9 @@ use herald_speaker::observability::{self, Health};
 use herald_speaker::runtime::{
     self, DEFAULT_RESYNC_INTERVAL, ExecutorHandle, Executors, KeySource, RuntimeConfig,
 };
-use kube::Client;
-use kube::config::{KubeConfigOptions, Kubeconfig};
 
 /// How long the exit waits for queued API writes.
 const WRITER_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line.
-    Json,
-}
 
 /// Membership failure-detection timing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -213,59 +204,10 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(duration)
 }
 
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()));
-    match format {
-        LogFormat::Json => builder.json().flatten_event(true).init(),
-        LogFormat::Text => builder.init(),
-    }
-}
-
-async fn client(kubeconfig: Option<&PathBuf>) -> anyhow::Result<Client> {
-    match kubeconfig {
-        Some(path) => {
-            let config = Kubeconfig::read_from(path)
-                .with_context(|| format!("reading kubeconfig {}", path.display()))?;
-            let config =
-                kube::Config::from_custom_kubeconfig(config, &KubeConfigOptions::default())
-                    .await
-                    .with_context(|| format!("loading kubeconfig {}", path.display()))?;
-            Client::try_from(config).context("building the Kubernetes client")
-        }
-        None => Client::try_default()
-            .await
-            .context("building the Kubernetes client (in-cluster or default kubeconfig)"),
-    }
-}
-
-/// Resolves on the first SIGTERM or SIGINT.
-async fn termination() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => tracing::info!("SIGTERM received"),
-                _ = int.recv() => tracing::info!("SIGINT received"),
-            }
-        }
-        _ => {
-            tracing::error!("cannot install signal handlers; only Ctrl-C will stop the speaker");
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    init_logging(args.log_format);
+    herald_process::logging::init(args.log_format);
 
     let key_source = match (&args.memberlist_secret, args.insecure_memberlist) {
         (Some(name), _) if !name.is_empty() => KeySource::Secret(name.clone()),
@@ -342,7 +284,7 @@ async fn main() -> anyhow::Result<()> {
             .with_context(|| format!("binding the metrics endpoint {}", args.metrics_addr))?;
     tracing::info!(address = %bound, "serving /metrics, /healthz, /readyz");
 
-    let client = client(args.kubeconfig.as_ref()).await?;
+    let client = herald_process::client::connect(args.kubeconfig.as_deref()).await?;
     // One queued writer for every executor's status, annotations and Events.
     let writer = ApiWriter::start(QueueLimits::default(), metrics.api_writer.clone());
     let api = ApiAccess {
@@ -387,7 +329,11 @@ async fn main() -> anyhow::Result<()> {
         }),
     };
     tracing::info!(node = %config.node_name, forwarding, "herald-speaker starting");
-    let result = runtime::run(client, config, executors, metrics, health, termination()).await;
+    let termination = async {
+        let signal = herald_process::signals::termination().await;
+        tracing::info!("{signal} received");
+    };
+    let result = runtime::run(client, config, executors, metrics, health, termination).await;
     // Writes still queued (records, Events) get a bounded chance to reach the API.
     if !writer.flush(WRITER_DRAIN_TIMEOUT).await {
         tracing::warn!("some API writes were not sent before exit");

@@ -4,98 +4,20 @@
 //! ports and endpoints), Nodes, IPAddressPools, L2/BGP advertisements and BGP peers. Every
 //! value here is already parsed and validated (addresses are `IpAddr`/`IpNet`, protocols and
 //! policies are enums); turning Kubernetes objects into this model happens in `convert`,
-//! and nothing in this module does I/O or sees a `k8s-openapi` type.
+//! and nothing in this module does I/O or sees a `k8s-openapi` type. The vocabulary shared
+//! with the controller (Service keys, protocols, traffic policy, label selectors, address
+//! ranges) is `herald-model`'s, re-exported here.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
-use std::str::FromStr;
 
-use ipnet::IpNet;
-
-/// Why a textual value could not become part of the model.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ModelError {
-    #[error("invalid pool entry {entry:?}: {reason}")]
-    InvalidPoolEntry { entry: String, reason: String },
-    #[error("invalid BGP community {value:?}: {reason}")]
-    InvalidCommunity { value: String, reason: String },
-    #[error("unknown protocol {0:?} (expected TCP, UDP or SCTP)")]
-    UnknownProtocol(String),
-}
-
-/// Namespace and name of a Service; sorts by namespace, then name.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ServiceKey {
-    pub namespace: String,
-    pub name: String,
-}
-
-impl ServiceKey {
-    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
-        Self {
-            namespace: namespace.into(),
-            name: name.into(),
-        }
-    }
-}
-
-impl fmt::Display for ServiceKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.namespace, self.name)
-    }
-}
-
-/// Transport protocol of a Service port (the three Kubernetes supports).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Protocol {
-    Tcp,
-    Udp,
-    Sctp,
-}
-
-impl Protocol {
-    /// The protocol's name as nftables writes it (`inet_proto` values).
-    pub fn nft_name(self) -> &'static str {
-        match self {
-            Protocol::Tcp => "tcp",
-            Protocol::Udp => "udp",
-            Protocol::Sctp => "sctp",
-        }
-    }
-}
-
-impl FromStr for Protocol {
-    type Err = ModelError;
-
-    /// Kubernetes spells protocols in upper case; an absent protocol means TCP (handled by
-    /// the caller).
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "TCP" | "tcp" => Ok(Protocol::Tcp),
-            "UDP" | "udp" => Ok(Protocol::Udp),
-            "SCTP" | "sctp" => Ok(Protocol::Sctp),
-            other => Err(ModelError::UnknownProtocol(other.to_string())),
-        }
-    }
-}
-
-impl fmt::Display for Protocol {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.nft_name())
-    }
-}
-
-/// `spec.externalTrafficPolicy`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub enum TrafficPolicy {
-    /// Any node may receive the traffic and forward it to any ready endpoint (masquerading
-    /// when the endpoint is on another node).
-    #[default]
-    Cluster,
-    /// Only nodes with a ready local endpoint receive traffic; the client address is kept.
-    Local,
-}
+use herald_crds::api::CommunityValue;
+pub use herald_model::address::AddressRange;
+pub use herald_model::{
+    LabelSelector, Protocol, SelectorOperator, SelectorRequirement, ServiceKey, TrafficPolicy,
+    any_selector_matches,
+};
 
 /// Where a Service's external address came from; decides which pools may carry it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -205,84 +127,13 @@ pub struct Node {
     pub excluded: bool,
 }
 
-/// One entry of a pool's `addresses`: a CIDR or an inclusive `first-last` range.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum PoolRange {
-    Cidr(IpNet),
-    Range { first: IpAddr, last: IpAddr },
-}
-
-impl PoolRange {
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        match self {
-            PoolRange::Cidr(net) => net.contains(&ip),
-            PoolRange::Range { first, last } => {
-                same_family(*first, ip) && *first <= ip && ip <= *last
-            }
-        }
-    }
-
-    /// The prefix length of the entry if it is a CIDR; ranges have none.
-    pub fn prefix_len(&self) -> Option<u8> {
-        match self {
-            PoolRange::Cidr(net) => Some(net.prefix_len()),
-            PoolRange::Range { .. } => None,
-        }
-    }
-}
-
-fn same_family(a: IpAddr, b: IpAddr) -> bool {
-    a.is_ipv4() == b.is_ipv4()
-}
-
-impl FromStr for PoolRange {
-    type Err = ModelError;
-
-    /// Parses `192.0.2.0/24`, `2001:db8::/120`, `192.0.2.10-192.0.2.20` or a single address
-    /// (taken as a host prefix).
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let entry = s.trim();
-        let invalid = |reason: &str| ModelError::InvalidPoolEntry {
-            entry: s.to_string(),
-            reason: reason.to_string(),
-        };
-        if let Some((first, last)) = entry.split_once('-') {
-            let first: IpAddr = first
-                .trim()
-                .parse()
-                .map_err(|_| invalid("range start is not an IP address"))?;
-            let last: IpAddr = last
-                .trim()
-                .parse()
-                .map_err(|_| invalid("range end is not an IP address"))?;
-            if !same_family(first, last) {
-                return Err(invalid("range mixes IPv4 and IPv6"));
-            }
-            if first > last {
-                return Err(invalid("range start is after its end"));
-            }
-            return Ok(PoolRange::Range { first, last });
-        }
-        if entry.contains('/') {
-            let net: IpNet = entry.parse().map_err(|_| invalid("not a CIDR"))?;
-            if net.trunc() != net {
-                return Err(invalid("CIDR has host bits set"));
-            }
-            return Ok(PoolRange::Cidr(net));
-        }
-        let ip: IpAddr = entry
-            .parse()
-            .map_err(|_| invalid("neither a CIDR, a range nor an address"))?;
-        Ok(PoolRange::Cidr(IpNet::from(ip)))
-    }
-}
-
 /// An IPAddressPool.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pool {
     pub name: String,
     pub labels: BTreeMap<String, String>,
-    pub ranges: Vec<PoolRange>,
+    /// The pool's entries (what `herald_crds::address::parse_entries` accepted).
+    pub ranges: Vec<AddressRange>,
     /// Addresses of this pool may be announced when a Service lists them in
     /// `spec.externalIPs`.
     pub allow_external_ips: bool,
@@ -290,68 +141,13 @@ pub struct Pool {
 
 impl Pool {
     /// The entry of this pool containing `ip`, if any.
-    pub fn range_containing(&self, ip: IpAddr) -> Option<&PoolRange> {
+    pub fn range_containing(&self, ip: IpAddr) -> Option<&AddressRange> {
         self.ranges.iter().find(|r| r.contains(ip))
     }
 
     pub fn contains(&self, ip: IpAddr) -> bool {
         self.range_containing(ip).is_some()
     }
-}
-
-/// Operator of a label-selector requirement (`metav1.LabelSelectorRequirement`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum SelectorOperator {
-    In,
-    NotIn,
-    Exists,
-    DoesNotExist,
-}
-
-/// One `matchExpressions` entry.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct LabelRequirement {
-    pub key: String,
-    pub operator: SelectorOperator,
-    pub values: BTreeSet<String>,
-}
-
-impl LabelRequirement {
-    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
-        let value = labels.get(&self.key);
-        match self.operator {
-            SelectorOperator::In => value.is_some_and(|v| self.values.contains(v)),
-            SelectorOperator::NotIn => value.is_none_or(|v| !self.values.contains(v)),
-            SelectorOperator::Exists => value.is_some(),
-            SelectorOperator::DoesNotExist => value.is_none(),
-        }
-    }
-}
-
-/// A Kubernetes label selector: all `match_labels` and all `match_expressions` must hold.
-/// The empty selector matches everything.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub struct LabelSelector {
-    pub match_labels: BTreeMap<String, String>,
-    pub match_expressions: Vec<LabelRequirement>,
-}
-
-impl LabelSelector {
-    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
-        self.match_labels
-            .iter()
-            .all(|(k, v)| labels.get(k) == Some(v))
-            && self.match_expressions.iter().all(|r| r.matches(labels))
-    }
-}
-
-/// True when `selectors` is empty (no restriction) or any of them matches, which is how
-/// advertisements and peers treat their lists of `nodeSelectors`.
-pub fn any_selector_matches(
-    selectors: &[LabelSelector],
-    labels: &BTreeMap<String, String>,
-) -> bool {
-    selectors.is_empty() || selectors.iter().any(|s| s.matches(labels))
 }
 
 /// Which pools an advertisement covers: by name or by label selector. When both lists are
@@ -394,42 +190,23 @@ pub enum Community {
     },
 }
 
-impl FromStr for Community {
-    type Err = ModelError;
-
-    /// Parses `65000:100` (standard) or `large:65000:1:2` (large), as MetalLB spells them.
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let invalid = |reason: &str| ModelError::InvalidCommunity {
-            value: s.to_string(),
-            reason: reason.to_string(),
-        };
-        let text = s.trim();
-        if let Some(rest) = text.strip_prefix("large:") {
-            let parts: Vec<&str> = rest.split(':').collect();
-            let [a, b, c] = parts.as_slice() else {
-                return Err(invalid("a large community has three 32-bit parts"));
-            };
-            let parse = |p: &str| {
-                p.parse::<u32>()
-                    .map_err(|_| invalid("part is not a 32-bit number"))
-            };
-            return Ok(Community::Large {
-                global_admin: parse(a)?,
-                local_data_1: parse(b)?,
-                local_data_2: parse(c)?,
-            });
+impl From<CommunityValue> for Community {
+    /// The API's parsed value (`CommunityValue::parse`, `65000:100` or `large:65000:1:2`).
+    fn from(value: CommunityValue) -> Self {
+        match value {
+            CommunityValue::Standard { high, low } => {
+                Community::Standard((u32::from(high) << 16) | u32::from(low))
+            }
+            CommunityValue::Large {
+                global,
+                local1,
+                local2,
+            } => Community::Large {
+                global_admin: global,
+                local_data_1: local1,
+                local_data_2: local2,
+            },
         }
-        let Some((high, low)) = text.split_once(':') else {
-            return Err(invalid("expected asn:value or large:a:b:c"));
-        };
-        let parse = |p: &str| {
-            p.parse::<u16>()
-                .map_err(|_| invalid("part is not a 16-bit number"))
-        };
-        let (high, low) = (parse(high)?, parse(low)?);
-        Ok(Community::Standard(
-            (u32::from(high) << 16) | u32::from(low),
-        ))
     }
 }
 
@@ -552,9 +329,14 @@ mod tests {
             .collect()
     }
 
+    /// A community as production parses it: the API's parser, then the model's value.
+    fn community(text: &str) -> Result<Community, herald_crds::api::CommunityError> {
+        CommunityValue::parse(text).map(Community::from)
+    }
+
     #[test]
     fn a_pool_range_contains_its_ends_and_nothing_of_the_other_family() {
-        let range: PoolRange = "192.0.2.10-192.0.2.20".parse().expect("valid range");
+        let range: AddressRange = "192.0.2.10-192.0.2.20".parse().expect("valid range");
         assert!(range.contains("192.0.2.10".parse().expect("ip")));
         assert!(range.contains("192.0.2.20".parse().expect("ip")));
         assert!(!range.contains("192.0.2.21".parse().expect("ip")));
@@ -564,33 +346,33 @@ mod tests {
     #[test]
     fn a_cidr_with_host_bits_is_rejected() {
         assert!(matches!(
-            "192.0.2.1/24".parse::<PoolRange>(),
-            Err(ModelError::InvalidPoolEntry { .. })
+            "192.0.2.1/24".parse::<AddressRange>(),
+            Err(herald_model::address::AddressError::HostBitsSet { .. })
         ));
-        assert!("2001:db8:1::100/120".parse::<PoolRange>().is_ok());
+        assert!("2001:db8:1::100/120".parse::<AddressRange>().is_ok());
     }
 
     #[test]
     fn a_backwards_or_mixed_family_range_is_rejected() {
-        assert!("192.0.2.20-192.0.2.10".parse::<PoolRange>().is_err());
-        assert!("192.0.2.1-2001:db8::1".parse::<PoolRange>().is_err());
-        assert!("not-an-address".parse::<PoolRange>().is_err());
+        assert!("192.0.2.20-192.0.2.10".parse::<AddressRange>().is_err());
+        assert!("192.0.2.1-2001:db8::1".parse::<AddressRange>().is_err());
+        assert!("not-an-address".parse::<AddressRange>().is_err());
     }
 
     #[test]
     fn a_single_address_is_a_host_prefix() {
-        let entry: PoolRange = "203.0.113.7".parse().expect("address");
-        assert_eq!(entry.prefix_len(), Some(32));
+        let entry: AddressRange = "203.0.113.7".parse().expect("address");
+        assert_eq!(entry.prefix_length(), Some(32));
     }
 
     #[test]
     fn standard_and_large_communities_round_trip_through_text() {
         for text in ["65000:100", "0:0", "65535:65535", "large:4200000000:1:2"] {
-            let community: Community = text.parse().expect("valid community");
+            let community = community(text).expect("valid community");
             assert_eq!(community.to_string(), text);
         }
         assert_eq!(
-            "65000:100".parse::<Community>(),
+            community("65000:100"),
             Ok(Community::Standard(65000 * 65536 + 100))
         );
     }
@@ -598,10 +380,7 @@ mod tests {
     #[test]
     fn malformed_communities_are_rejected() {
         for text in ["65536:1", "1", "large:1:2", "large:1:2:x", "a:b"] {
-            assert!(
-                text.parse::<Community>().is_err(),
-                "{text} should be rejected"
-            );
+            assert!(community(text).is_err(), "{text} should be rejected");
         }
     }
 
@@ -609,7 +388,7 @@ mod tests {
     fn a_label_selector_needs_all_labels_and_all_expressions() {
         let selector = LabelSelector {
             match_labels: labels(&[("zone", "a")]),
-            match_expressions: vec![LabelRequirement {
+            match_expressions: vec![SelectorRequirement {
                 key: "role".into(),
                 operator: SelectorOperator::NotIn,
                 values: ["edge".to_string()].into(),
@@ -624,7 +403,7 @@ mod tests {
 
     #[test]
     fn selector_operators_follow_kubernetes_semantics() {
-        let req = |operator, values: &[&str]| LabelRequirement {
+        let req = |operator, values: &[&str]| SelectorRequirement {
             key: "k".into(),
             operator,
             values: values.iter().map(|v| v.to_string()).collect(),

@@ -4,9 +4,9 @@
 //! watches, the API outage, membership), the [`Exposition`] seam through which the endpoint
 //! reads the text of every metric, and the liveness/readiness flags ([`Health`]), including whether the speaker runs on stale
 //! state (the API server unreachable, since when: `herald_speaker_api_stale_since_seconds`
-//! and the `/readyz` body; issue 11). [`respond`] is the pure request router;
-//! [`serve`] is the I/O edge: a hyper HTTP/1 server on a TCP listener, one task per
-//! connection, each bounded in time.
+//! and the `/readyz` body; issue 11). [`respond`] is the pure request router; [`serve`]
+//! binds the endpoint and hands it to the server shared with the controller
+//! (`herald_process::http`: one task per connection, each bounded in time).
 //!
 //! Depends on nothing above it: the executors' metric groups are registered beside these in
 //! [`crate::metrics::Metrics`], which assembles the registry; this module never names them.
@@ -14,15 +14,8 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+pub use herald_process::http::Reply;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -34,9 +27,6 @@ use tokio::task::JoinHandle;
 
 use crate::membership::MembershipCounters;
 use crate::planner::NodePlan;
-
-/// Longest one HTTP connection may stay open (scrapes and probes are quick).
-const CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Labels of a reconcile: `full` (start, periodic resync) or `incremental`, and its result.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -381,35 +371,13 @@ fn rfc3339(unix: u64) -> String {
         .unwrap_or_else(|| format!("@{unix}"))
 }
 
-/// A response before it becomes an HTTP message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reply {
-    pub status: u16,
-    pub content_type: &'static str,
-    pub body: String,
-}
-
-impl Reply {
-    fn text(status: u16, body: &str) -> Self {
-        Self {
-            status,
-            content_type: "text/plain; charset=utf-8",
-            body: body.to_string(),
-        }
-    }
-}
-
 /// Routes one request: `GET /metrics`, `/healthz`, `/readyz` (HEAD too); 404 otherwise.
 pub fn respond(method: &str, path: &str, metrics: &dyn Exposition, health: &Health) -> Reply {
-    if method != "GET" && method != "HEAD" {
-        return Reply::text(405, "method not allowed\n");
+    if let Some(refused) = herald_process::http::refuse_method(method) {
+        return refused;
     }
     match path {
-        "/metrics" => Reply {
-            status: 200,
-            content_type: "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            body: metrics.encode(),
-        },
+        "/metrics" => Reply::metrics(metrics.encode()),
         "/healthz" | "/livez" if health.is_alive() => Reply::text(200, "ok\n"),
         "/healthz" | "/livez" => Reply::text(503, "reconcile loop stopped\n"),
         // Running on stale state is still ready: the data plane keeps the last-known state,
@@ -437,58 +405,16 @@ pub async fn serve<M: Exposition + 'static>(
 ) -> std::io::Result<(SocketAddr, JoinHandle<()>)> {
     let listener = TcpListener::bind(address).await?;
     let bound = listener.local_addr()?;
-    let task = tokio::spawn(async move {
-        loop {
-            let stream = match listener.accept().await {
-                Ok((stream, _)) => stream,
-                Err(error) => {
-                    tracing::warn!(%error, "metrics endpoint: accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            };
-            let metrics = Arc::clone(&metrics);
-            let health = Arc::clone(&health);
-            tokio::spawn(async move {
-                let service = service_fn(move |request: Request<Incoming>| {
-                    let reply = respond(
-                        request.method().as_str(),
-                        request.uri().path(),
-                        metrics.as_ref(),
-                        &health,
-                    );
-                    let head_only = request.method() == Method::HEAD;
-                    async move { Ok::<_, std::convert::Infallible>(to_response(reply, head_only)) }
-                });
-                let connection =
-                    http1::Builder::new().serve_connection(TokioIo::new(stream), service);
-                // A slow or stuck client is cut off; the result is of no interest.
-                let _ = tokio::time::timeout(CONNECTION_TIMEOUT, connection).await;
-            });
-        }
+    let task = herald_process::http::spawn(listener, move |method, path| {
+        respond(method, path, metrics.as_ref(), &health)
     });
     Ok((bound, task))
 }
 
-fn to_response(reply: Reply, head_only: bool) -> Response<Full<Bytes>> {
-    let body = if head_only {
-        Bytes::new()
-    } else {
-        Bytes::from(reply.body)
-    };
-    let mut response = Response::new(Full::new(body));
-    *response.status_mut() =
-        StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    if let Ok(value) = hyper::header::HeaderValue::from_str(reply.content_type) {
-        response
-            .headers_mut()
-            .insert(hyper::header::CONTENT_TYPE, value);
-    }
-    response
-}
-
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     /// The runtime's metrics in a registry of their own, as the speaker assembles them.

@@ -528,7 +528,7 @@ fn announced_prefix(
     let floor = entry
         .pool
         .range_containing(address)
-        .and_then(|r| r.prefix_len())
+        .and_then(|r| r.prefix_length())
         .unwrap_or(0);
     IpNet::new(address, wanted.max(floor))
         .map(|net| net.trunc())

@@ -6,7 +6,8 @@ use std::net::IpAddr;
 
 use herald_crds::address::Family;
 
-use super::model::{PoolRefusal, ServiceKey, ServicePort};
+use super::ServiceKey;
+use super::model::{PoolRefusal, ServicePort};
 
 /// Why a Service got no (new) addresses. The Service keeps whatever it held before.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -1,6 +1,7 @@
 //! The allocator's plain input and output model: pools, service requests, assignments, stats.
 //!
-//! These types never mention kube or k8s-openapi; the reconciler fills them in from
+//! These types never mention kube or k8s-openapi (the shared vocabulary comes from
+//! `herald-model`); the reconciler fills them in from
 //! `IPAddressPool`s and `Service`s at its edge. Pure data, no I/O.
 
 use std::collections::BTreeSet;
@@ -10,32 +11,7 @@ use std::str::FromStr;
 
 use herald_crds::address::{AddressRange, Family};
 
-use super::selector::{LabelSelector, Labels};
-
-/// A Service's identity: namespace and name. Displays as `namespace/name`.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ServiceKey {
-    /// The Service's namespace.
-    pub namespace: String,
-    /// The Service's name.
-    pub name: String,
-}
-
-impl ServiceKey {
-    /// The key of Service `namespace/name`.
-    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
-        ServiceKey {
-            namespace: namespace.into(),
-            name: name.into(),
-        }
-    }
-}
-
-impl fmt::Display for ServiceKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.namespace, self.name)
-    }
-}
+use herald_model::{LabelSelector, Labels, Protocol, ServiceKey, TrafficPolicy, UnknownValue};
 
 /// One `IPAddressPool`, validated and parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -149,16 +125,6 @@ pub enum IpFamilyPolicy {
     RequireDualStack,
 }
 
-/// A Service field value the allocator does not know (the API server would not accept it).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown {field} {value:?}")]
-pub struct UnknownValue {
-    /// The field, e.g. `ipFamilyPolicy`.
-    pub field: &'static str,
-    /// The value found.
-    pub value: String,
-}
-
 impl FromStr for IpFamilyPolicy {
     type Err = UnknownValue;
 
@@ -170,44 +136,6 @@ impl FromStr for IpFamilyPolicy {
             "RequireDualStack" => Ok(IpFamilyPolicy::RequireDualStack),
             other => Err(UnknownValue {
                 field: "ipFamilyPolicy",
-                value: other.to_owned(),
-            }),
-        }
-    }
-}
-
-/// A port's protocol.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Protocol {
-    /// TCP.
-    Tcp,
-    /// UDP.
-    Udp,
-    /// SCTP.
-    Sctp,
-}
-
-impl fmt::Display for Protocol {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Protocol::Tcp => "TCP",
-            Protocol::Udp => "UDP",
-            Protocol::Sctp => "SCTP",
-        })
-    }
-}
-
-impl FromStr for Protocol {
-    type Err = UnknownValue;
-
-    /// `TCP`, `UDP` or `SCTP`.
-    fn from_str(text: &str) -> Result<Self, UnknownValue> {
-        match text {
-            "TCP" => Ok(Protocol::Tcp),
-            "UDP" => Ok(Protocol::Udp),
-            "SCTP" => Ok(Protocol::Sctp),
-            other => Err(UnknownValue {
-                field: "protocol",
                 value: other.to_owned(),
             }),
         }
@@ -226,32 +154,6 @@ pub struct ServicePort {
 impl fmt::Display for ServicePort {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.port, self.protocol)
-    }
-}
-
-/// `spec.externalTrafficPolicy`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum TrafficPolicy {
-    /// Any node forwards; the source address may be rewritten.
-    #[default]
-    Cluster,
-    /// Only nodes with a ready endpoint announce; the source address is kept.
-    Local,
-}
-
-impl FromStr for TrafficPolicy {
-    type Err = UnknownValue;
-
-    /// `Cluster` or `Local`.
-    fn from_str(text: &str) -> Result<Self, UnknownValue> {
-        match text {
-            "Cluster" => Ok(TrafficPolicy::Cluster),
-            "Local" => Ok(TrafficPolicy::Local),
-            other => Err(UnknownValue {
-                field: "externalTrafficPolicy",
-                value: other.to_owned(),
-            }),
-        }
     }
 }
 

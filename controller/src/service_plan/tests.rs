@@ -3,6 +3,7 @@ use super::*;
 use std::collections::BTreeMap;
 
 use herald_crds::address::parse_entries;
+use herald_crds::names;
 use k8s_openapi::api::core::v1::{
     LoadBalancerIngress, LoadBalancerStatus, ServicePort as ApiPort, ServiceSpec, ServiceStatus,
 };
@@ -97,6 +98,14 @@ fn plan(allocator: &mut Allocator, service: &Service) -> ServicePlan {
     match plan_service(allocator, service, &Labels::new(), &serve_all(), now()) {
         Some(plan) => plan,
         None => panic!("no plan for a named Service"),
+    }
+}
+
+/// Restores `service` as the start-up restore does (its view, no namespace labels).
+fn restore(allocator: &mut Allocator, service: &Service) -> Restored {
+    match ServiceView::new(service, &Labels::new(), &serve_all()) {
+        Some(view) => restore_service(allocator, &view),
+        None => panic!("no view of a named Service"),
     }
 }
 
@@ -322,11 +331,7 @@ fn an_invalid_annotation_keeps_the_address_and_says_why() {
 fn restored_addresses_are_kept_even_when_a_lower_one_is_free() {
     let mut allocator = Allocator::new(vec![pool("a", &["192.0.2.128/30"])]);
     let old = Svc::lb("old").status_ips(&["192.0.2.130"], "a").0;
-    assert!(
-        restore_service(&mut allocator, &old, &Labels::new())
-            .events
-            .is_empty()
-    );
+    assert!(restore(&mut allocator, &old).events.is_empty());
     let plan = plan(&mut allocator, &old);
     assert_eq!(plan.outcome, Outcome::Assigned { changed: false });
     // Only the condition is new; ingress and annotation are already right.
@@ -342,7 +347,7 @@ fn restored_addresses_are_kept_even_when_a_lower_one_is_free() {
 fn restoring_everything_first_keeps_new_services_off_existing_addresses() {
     let mut allocator = Allocator::new(vec![pool("a", &["192.0.2.128/30"])]);
     let old = Svc::lb("old").status_ips(&["192.0.2.128"], "a").0;
-    restore_service(&mut allocator, &old, &Labels::new());
+    restore(&mut allocator, &old);
     let new = plan(&mut allocator, &Svc::lb("new").0);
     assert_eq!(
         new.status.and_then(|s| s.ingress),
@@ -367,7 +372,7 @@ fn a_service_the_allocator_does_not_know_is_restored_before_it_is_assigned() {
 fn an_address_outside_every_pool_is_kept_and_reported() {
     let mut allocator = Allocator::new(vec![pool("a", &["192.0.2.128/30"])]);
     let stray = Svc::lb("stray").status_ips(&["198.51.100.7"], "gone").0;
-    let events = restore_service(&mut allocator, &stray, &Labels::new()).events;
+    let events = restore(&mut allocator, &stray).events;
     assert_eq!(
         events.iter().map(|e| e.reason).collect::<Vec<_>>(),
         vec!["AddressOutsideEveryPool"]

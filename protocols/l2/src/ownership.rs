@@ -48,12 +48,8 @@ use std::net::IpAddr;
 
 use sha2::{Digest, Sha256};
 
-/// `externalTrafficPolicy` of the Service the address belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TrafficPolicy {
-    Cluster,
-    Local,
-}
+/// `externalTrafficPolicy` of the Service the address belongs to (the shared vocabulary's).
+pub use herald_model::TrafficPolicy;
 
 /// What the speaker knows about one node for one address, converted at the edge from Nodes,
 /// L2Advertisements, the node's interfaces and EndpointSlices. Liveness comes separately, from

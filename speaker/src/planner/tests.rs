@@ -14,6 +14,13 @@ fn net(text: &str) -> IpNet {
     text.parse().expect("test prefix")
 }
 
+/// A community as production parses it (the API's parser, then the model's value).
+fn community(text: &str) -> Community {
+    herald_crds::api::CommunityValue::parse(text)
+        .map(Community::from)
+        .expect("community")
+}
+
 fn key(name: &str) -> ServiceKey {
     ServiceKey::new("default", name)
 }
@@ -842,10 +849,10 @@ fn communities_merge_and_local_pref_goes_only_to_ibgp_peers() {
         .peers
         .insert("ebgp".into(), peer("ebgp", 64512, 64500));
     let mut first = bgp_advertisement("first");
-    first.communities = ["65000:1".parse().expect("community")].into();
+    first.communities = [community("65000:1")].into();
     first.local_pref = Some(100);
     let mut second = bgp_advertisement("second");
-    second.communities = ["large:65000:2:3".parse().expect("community")].into();
+    second.communities = [community("large:65000:2:3")].into();
     second.local_pref = Some(200);
     model.bgp_advertisements.insert("first".into(), first);
     model.bgp_advertisements.insert("second".into(), second);

@@ -6,7 +6,8 @@
 //! has no static routes to the Service addresses: the client reaches a Service only if the
 //! speakers' BGP routes put it into the router's kernel table. The tests write the Services'
 //! `status.loadBalancer.ingress` themselves, as the controller would (the benchmark in
-//! `speaker_bgp_bench.rs` runs the real controller). Each test has its own lab, install
+//! `speaker_bgp_bench.rs` runs the real controller, and so does the test of the clean-up of
+//! deleted Nodes' status entries, which is the controller's job). Each test has its own lab, install
 //! namespace (pool, peers, advertisements, Secrets), apps namespace and
 //! `loadBalancerClass`; all of it is removed when the test ends, even on failure (guards).
 //! Must run as root. Measured times are printed (`--nocapture`).
@@ -24,7 +25,7 @@ use bgp_support::{
 use common::{CLIENT_V4, SERVICE_PORT, World, parse_ip, pods_of};
 use herald_lab::frr::{BgpNeighbor, RemoteAs, RouterConfig};
 use herald_lab::wait::{Poll, poll_until};
-use herald_lab::{Family, Result};
+use herald_lab::{Family, Result, herald};
 use serde_json::{Value, json};
 
 #[test]
@@ -367,9 +368,11 @@ fn a_killed_speaker_is_dropped_at_once_a_frozen_one_after_the_hold_time_and_a_te
 }
 
 #[test]
-fn the_status_entry_of_a_deleted_node_whose_speaker_was_killed_is_pruned_by_a_live_speaker()
+fn the_status_entry_of_a_deleted_node_whose_speaker_was_killed_is_pruned_by_the_controller()
 -> Result<()> {
     let mut world = two_node_cluster_service("bgp-prune", json!({}), |_| Ok(()))?;
+    // The controller (leader: no election here) removes entries of deleted Nodes.
+    let _controller = world.start_controller(1)?;
     for node in 1..=2 {
         world.wait_session_entry("router", node, "Established", |e| {
             state_of(e) == Some("Established")
@@ -391,8 +394,8 @@ fn the_status_entry_of_a_deleted_node_whose_speaker_was_killed_is_pruned_by_a_li
         "a killed speaker's entry stays while its Node exists"
     );
 
-    // The Node is deleted for good: node 1's speaker (the only live one) removes the entry
-    // once the Node has been gone for the grace (30 s), not before.
+    // The Node is deleted for good: the controller removes the entry once the Node has been
+    // gone for the grace (30 s), not before.
     let node2 = world.node_name(2)?;
     world.kubectl.delete("node", &node2, None)?;
     let deleted = Instant::now();
@@ -418,7 +421,11 @@ fn the_status_entry_of_a_deleted_node_whose_speaker_was_killed_is_pruned_by_a_li
     );
     let pruned = match pruned {
         Ok(pruned) => pruned,
-        Err(error) => panic!("{error}\nspeaker logs:\n{}", world.speaker_logs()),
+        Err(error) => panic!(
+            "{error}\ncontroller log:\n{}\nspeaker logs:\n{}",
+            _controller.log(),
+            world.speaker_logs()
+        ),
     };
     println!("node 2's status entry removed {pruned:?} after its Node was deleted (grace 30 s)");
     assert_eq!(
@@ -426,10 +433,20 @@ fn the_status_entry_of_a_deleted_node_whose_speaker_was_killed_is_pruned_by_a_li
         Some("Established"),
         "node 1's own entry stays"
     );
+    let controller_metrics = world.lab.node(1)?.netns.exec(&[
+        "curl",
+        "-sS",
+        "--max-time",
+        "5",
+        "http://127.0.0.1:7472/metrics",
+    ])?;
     assert_eq!(
-        world.metric(1, "herald_speaker_bgp_status_entries_pruned_total")?,
-        1.0,
-        "node 1's speaker removed the entry"
+        herald::metric(
+            &controller_metrics,
+            "herald_controller_bgp_status_entries_pruned_total"
+        ),
+        Some(1.0),
+        "the controller removed the entry"
     );
     let reply = world
         .lab

@@ -14,8 +14,7 @@
 //! manager name would make every node's apply delete the other nodes' entries.
 //!
 //! For the same reason an apply cannot remove another node's entry: the entries of deleted
-//! Nodes ([`super::prune`]) are removed with a JSON Patch of the status subresource instead,
-//! whose `test` operations make it fail (422) if the list changed since it was read.
+//! Nodes are removed by the leader controller with a guarded JSON Patch instead.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -29,7 +28,6 @@ use kube::{Api, Client};
 use serde_json::json;
 use tokio::sync::mpsc;
 
-use super::prune::{Prune, patch_operations};
 use super::report::{AnnotationWrite, StatusWrite};
 use super::secrets::SecretWatches;
 use crate::api_writer::{
@@ -55,8 +53,6 @@ pub fn field_manager(node: &str) -> String {
 pub enum Request {
     Status(StatusWrite),
     Annotation(AnnotationWrite),
-    /// Removal of entries of deleted Nodes from one BGPPeer's status.
-    Prune(Prune),
 }
 
 /// How a write ended.
@@ -65,16 +61,6 @@ pub enum WriteResult {
     Ok,
     /// The object does not exist (any more).
     Gone,
-    Failed,
-}
-
-/// How a removal of entries of deleted Nodes ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PruneResult {
-    Removed,
-    /// The list changed since it was read (a `test` failed), or the BGPPeer is gone:
-    /// nothing removed, the next check reads the list again.
-    Raced,
     Failed,
 }
 
@@ -88,11 +74,6 @@ pub enum Outcome {
     Annotation {
         service: ServiceKey,
         result: WriteResult,
-    },
-    Prune {
-        peer: String,
-        nodes: Vec<String>,
-        result: PruneResult,
     },
 }
 
@@ -249,7 +230,6 @@ impl ApiWrite for BgpWrite {
             Request::Status(StatusWrite::Set { peer, .. } | StatusWrite::Remove { peer }) => {
                 format!("bgppeer-status/{namespace}/{peer}/{}", self.context.manager)
             }
-            Request::Prune(prune) => format!("bgppeer-prune/{namespace}/{}", prune.peer),
             Request::Annotation(write) => {
                 format!(
                     "annotation/{}/{}",
@@ -276,36 +256,6 @@ impl ApiWrite for BgpWrite {
                     });
                     Outcome::Status {
                         peer: peer.clone(),
-                        result,
-                    }
-                }
-                Request::Prune(prune) => {
-                    let params = PatchParams {
-                        field_manager: Some(context.manager.clone()),
-                        ..PatchParams::default()
-                    };
-                    // kube's `Patch::Json` holds a `json_patch::Patch`, deserialized here from
-                    // the operations (its type is inferred; the speaker needs no json-patch
-                    // import).
-                    let result = match serde_json::from_value(patch_operations(prune)) {
-                        Ok(patch) => {
-                            let sent = context
-                                .peers
-                                .patch_status(&prune.peer, &params, &Patch::Json::<()>(patch))
-                                .await;
-                            if let unavailable @ Attempt::Unavailable(_) = Attempt::of(&sent) {
-                                return unavailable;
-                            }
-                            classify_prune(sent, &context.namespace, &prune.peer)
-                        }
-                        Err(error) => {
-                            tracing::error!(%error, "cannot build the JSON Patch removing status entries");
-                            PruneResult::Failed
-                        }
-                    };
-                    Outcome::Prune {
-                        nodes: prune.nodes(),
-                        peer: prune.peer.clone(),
                         result,
                     }
                 }
@@ -347,11 +297,6 @@ impl ApiWrite for BgpWrite {
             Request::Annotation(write) => Outcome::Annotation {
                 service: write.service.clone(),
                 result: WriteResult::Failed,
-            },
-            Request::Prune(prune) => Outcome::Prune {
-                nodes: prune.nodes(),
-                peer: prune.peer.clone(),
-                result: PruneResult::Failed,
             },
         };
         let _ = self.context.outcomes.send(outcome);
@@ -398,22 +343,6 @@ fn classify<T>(result: Result<T, kube::Error>, what: impl FnOnce() -> String) ->
     }
 }
 
-fn classify_prune<T>(result: Result<T, kube::Error>, namespace: &str, peer: &str) -> PruneResult {
-    match result {
-        Ok(_) => PruneResult::Removed,
-        // 422: a `test` failed (or an index is out of range); 409: the write conflicted; 404:
-        // the BGPPeer is gone.
-        Err(kube::Error::Api(status)) if matches!(status.code, 404 | 409 | 422) => {
-            tracing::debug!(code = status.code, message = %status.message, peer = %format!("{namespace}/{peer}"), "BGPPeer status changed before the entries of deleted Nodes were removed; checking again later");
-            PruneResult::Raced
-        }
-        Err(error) => {
-            tracing::warn!(%error, peer = %format!("{namespace}/{peer}"), "removing BGPPeer status entries of deleted Nodes failed; will retry");
-            PruneResult::Failed
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -423,28 +352,5 @@ mod tests {
         assert_eq!(field_manager("n1"), "herald-speaker/n1");
         assert_ne!(field_manager("n1"), field_manager("n2"));
         assert_eq!(field_manager(&"a".repeat(300)).len(), 128);
-    }
-
-    #[test]
-    fn the_removal_of_entries_of_deleted_nodes_is_a_json_patch_kube_accepts() {
-        use super::super::prune::EntryView;
-        let prune = Prune {
-            peer: "router".into(),
-            entries: vec![(
-                1,
-                EntryView {
-                    node: "gone".into(),
-                    last_transition_time: Some(json!("2026-01-02T03:04:05Z")),
-                },
-            )],
-        };
-        let patch: Patch<()> = Patch::Json(
-            serde_json::from_value(patch_operations(&prune)).expect("a valid JSON Patch"),
-        );
-        let Patch::Json(ops) = &patch else {
-            panic!("a JSON Patch: {patch:?}");
-        };
-        let ops = serde_json::to_value(ops).expect("serializes");
-        assert_eq!(ops, patch_operations(&prune));
     }
 }

@@ -50,8 +50,6 @@ pub struct BgpMetrics {
     pub peers_held_back: Gauge,
     /// Status and annotation writes, by result.
     pub api_writes: Family<ResultLabel, Counter>,
-    /// Entries of deleted Nodes this speaker removed from BGPPeer statuses.
-    pub status_entries_pruned: Counter,
     /// The BFD sessions beside the BGP sessions (`herald_speaker_bfd_*`).
     pub bfd: crate::bfd::metrics::BfdMetrics,
 }
@@ -100,11 +98,6 @@ impl BgpMetrics {
             "api_writes",
             "BGPPeer status and Service annotation writes, by result",
             metrics.api_writes.clone(),
-        );
-        bgp.register(
-            "status_entries_pruned",
-            "Entries of deleted Nodes this speaker removed from BGPPeer statuses",
-            metrics.status_entries_pruned.clone(),
         );
         metrics
     }

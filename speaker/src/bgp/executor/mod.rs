@@ -5,8 +5,6 @@
 //! - [`report`]: BGPPeer status entries, the per-Service carrier annotation, and when to
 //!   write them (pure).
 //! - [`metrics`]: the `herald_speaker_bgp_*` metrics and their sampling (pure bookkeeping).
-//! - [`prune`]: which BGPPeer status entries of deleted Nodes to remove, by which speaker,
-//!   when (pure).
 //! - [`secrets`]: the password Secrets, cached from watches by name (last-known-good).
 //! - [`kube_edge`]: Secrets, status and annotation writes (I/O with the API server).
 //!
@@ -22,12 +20,8 @@
 //! shared [`crate::api_writer`]), and a retry of peers held back by a missing Secret.
 //!
 //! Entries of other nodes: a speaker killed without SIGTERM on a node that is then deleted
-//! leaves its status entries behind, and nobody owns them any more. Every pass the runtime
-//! hands the executor its watch caches ([`Executor::observe`]: Node names, live speakers,
-//! the BGPPeers' entries); every [`prune::CHECK`] the task removes entries whose
-//! Node has been gone for [`prune::GRACE`] — only on the speaker first by name among the live
-//! ones, each removal guarded by JSON Patch `test`s, at most once per BGPPeer per
-//! [`prune::RETRY`] (see [`prune`] for why). An entry of a Node that exists is never removed.
+//! leaves its status entries behind; the leader controller removes them (its
+//! `peer_status` module), not the speakers.
 //!
 //! Shutdown: peers with graceful restart negotiated are closed without a NOTIFICATION, so
 //! the router keeps the routes for the restart time (RFC 4724 §4); every other session gets
@@ -38,7 +32,6 @@
 pub mod desired;
 pub mod kube_edge;
 pub mod metrics;
-pub mod prune;
 pub mod report;
 pub mod secrets;
 
@@ -54,9 +47,8 @@ use tokio::sync::{mpsc, watch};
 use self::desired::{
     NodeFacts, PeerFacts, Translation, node_ipv4_addresses, other_family_address, translate,
 };
-use self::kube_edge::{KubeEdge, Outcome, PruneResult, Request, WriteResult};
+use self::kube_edge::{KubeEdge, Outcome, Request, WriteResult};
 use self::metrics::{BgpMetrics, MetricsSampler, ResultLabel};
-use self::prune::{ClusterView, PruneBook};
 use self::report::{AnnotationBook, SessionReport, StatusBook, annotation_key, carriers};
 use crate::api_writer::ApiAccess;
 use crate::bgp::codec::Family;
@@ -69,7 +61,6 @@ use crate::planner::{BgpPlan, NodePlan};
 use crate::runtime::executor::{
     ApplyReport, Command, Executor, ExecutorError, ExecutorHandle, serve_received,
 };
-use crate::runtime::watches::Snapshot;
 use crate::task::TaskHandle;
 
 /// How often the sessions are sampled for metrics, status and annotations.
@@ -155,10 +146,6 @@ struct Inner {
     logged_missing_families: BTreeMap<String, Vec<Family>>,
     /// The sessions' status as last sampled, for [`BgpExecutor::status`].
     published: watch::Sender<BTreeMap<String, PeerStatus>>,
-    /// The latest view of the cluster, for pruning (from [`Executor::observe`]).
-    view: Option<Arc<ClusterView>>,
-    prune_book: PruneBook,
-    next_prune_check: Instant,
     next_retry: Instant,
 }
 
@@ -219,9 +206,6 @@ impl BgpExecutor {
             logged_held_back: BTreeMap::new(),
             logged_missing_families: BTreeMap::new(),
             published,
-            view: None,
-            prune_book: PruneBook::default(),
-            next_prune_check: now,
             next_retry: now + HELD_BACK_RETRY,
         };
         let (commands, inbox) = mpsc::unbounded_channel();
@@ -268,13 +252,6 @@ impl Executor for Inner {
         full: bool,
     ) -> BoxFuture<'a, Result<ApplyReport, ExecutorError>> {
         Box::pin(self.apply_plan(&plan.bgp, full))
-    }
-
-    /// Keeps the latest Node names, live speakers and BGPPeer entries for pruning.
-    fn observe(&mut self, snapshot: &Snapshot, live_speakers: &BTreeSet<String>) {
-        if self.kube.is_some() {
-            self.view = Some(Arc::new(ClusterView::new(snapshot, live_speakers)));
-        }
     }
 
     fn shutdown(&mut self) -> BoxFuture<'_, Result<(), ExecutorError>> {
@@ -555,13 +532,6 @@ impl Inner {
     fn record_outcome(&mut self, outcome: Outcome) {
         let result = match &outcome {
             Outcome::Status { result, .. } | Outcome::Annotation { result, .. } => *result,
-            Outcome::Prune { result, .. } => {
-                if *result == PruneResult::Failed {
-                    WriteResult::Failed
-                } else {
-                    WriteResult::Ok
-                }
-            }
         };
         let label = if result == WriteResult::Failed {
             "error"
@@ -573,21 +543,6 @@ impl Inner {
             .get_or_create(&ResultLabel { result: label })
             .inc();
         match (outcome, result) {
-            (
-                Outcome::Prune {
-                    peer,
-                    nodes,
-                    result: PruneResult::Removed,
-                },
-                _,
-            ) => {
-                self.metrics
-                    .status_entries_pruned
-                    .inc_by(u64::try_from(nodes.len()).unwrap_or(u64::MAX));
-                tracing::info!(%peer, ?nodes, "removed BGPPeer status entries of deleted Nodes");
-            }
-            // Raced or failed: the next check reads the list again.
-            (Outcome::Prune { .. }, _) => {}
             (_, WriteResult::Ok) => {}
             (Outcome::Status { peer, .. }, WriteResult::Gone) => self.status_book.gone(&peer),
             (Outcome::Status { peer, .. }, WriteResult::Failed) => self.status_book.failed(&peer),
@@ -614,15 +569,6 @@ impl Inner {
             }
         }
         self.sample(now);
-        if now >= self.next_prune_check {
-            self.next_prune_check = now + prune::CHECK;
-            if let (Some(view), Some(kube)) = (self.view.as_ref(), self.kube.as_ref()) {
-                for prune in self.prune_book.due(&self.config.node, view, now) {
-                    tracing::debug!(peer = %prune.peer, nodes = ?prune.nodes(), "removing BGPPeer status entries of deleted Nodes");
-                    kube.send(Request::Prune(prune));
-                }
-            }
-        }
     }
 
     /// Peers held back by something that may have been fixed since (a Secret created, an
@@ -646,8 +592,7 @@ impl Inner {
 }
 
 /// The executor's task: serves the runtime's commands; seeds the books from the API (with
-/// retries); samples every [`TICK`], records write outcomes, retries held-back peers and
-/// prunes entries of deleted Nodes.
+/// retries); samples every [`TICK`], records write outcomes and retries held-back peers.
 async fn run(
     mut inner: Inner,
     mut commands: mpsc::UnboundedReceiver<Command>,

@@ -12,7 +12,7 @@
 //!   but no longer means (also across restarts: the books are seeded from what the API holds).
 //!
 //! Only this node's entries are written here; entries of nodes that were deleted while their
-//! speaker was dead are removed by one live speaker ([`super::prune`]).
+//! speaker was dead are removed by the leader controller (its `peer_status` module).
 //!
 //! # Why an annotation per node for the Service
 //!

@@ -1,8 +1,8 @@
 //! Kubernetes label selectors as plain data, and their evaluation as a pure function.
 //!
 //! Semantics follow `metav1.LabelSelector`: every `matchLabels` pair and every
-//! `matchExpressions` requirement must hold; an empty selector matches everything. The
-//! reconciler converts the API's selector into this type at the edge.
+//! `matchExpressions` requirement must hold; an empty selector matches everything. The API's
+//! selector is converted into this type at the edge (`herald_crds::convert::label_selector`).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -12,7 +12,7 @@ use std::str::FromStr;
 pub type Labels = BTreeMap<String, String>;
 
 /// The operator of one selector requirement.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum SelectorOperator {
     /// The label is present and its value is one of `values`.
     In,
@@ -55,7 +55,7 @@ impl fmt::Display for SelectorOperator {
 }
 
 /// One `matchExpressions` entry.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct SelectorRequirement {
     /// The label key.
     pub key: String,
@@ -79,7 +79,7 @@ impl SelectorRequirement {
 }
 
 /// A label selector: `matchLabels` and `matchExpressions`, all of which must hold.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct LabelSelector {
     /// Labels that must be present with exactly these values.
     pub match_labels: Labels,
@@ -108,6 +108,12 @@ impl LabelSelector {
             .all(|(key, value)| labels.get(key) == Some(value))
             && self.match_expressions.iter().all(|r| r.matches(labels))
     }
+}
+
+/// True when `selectors` is empty (no restriction) or any of them matches: how lists of
+/// `nodeSelectors` (advertisements, peers) are read.
+pub fn any_selector_matches(selectors: &[LabelSelector], labels: &Labels) -> bool {
+    selectors.is_empty() || selectors.iter().any(|s| s.matches(labels))
 }
 
 impl fmt::Display for LabelSelector {
@@ -226,6 +232,18 @@ mod tests {
         assert!(!selector.matches(&labels(&[("team", "web"), ("env", "prod")])));
         assert!(!selector.matches(&labels(&[("env", "dev")])));
         assert_eq!(selector.to_string(), "team=web,env notin (prod)");
+    }
+
+    #[test]
+    fn an_empty_list_of_selectors_restricts_nothing_and_a_list_needs_one_match() {
+        let web = LabelSelector::with_labels([("team", "web")]);
+        let db = LabelSelector::with_labels([("team", "db")]);
+        assert!(any_selector_matches(&[], &Labels::new()));
+        assert!(any_selector_matches(
+            &[db.clone(), web.clone()],
+            &labels(&[("team", "web")])
+        ));
+        assert!(!any_selector_matches(&[db], &labels(&[("team", "web")])));
     }
 
     #[test]
