@@ -92,7 +92,9 @@ pub fn drift(expected: &TableShape, observed: &TableShape, limit: usize) -> Vec<
         if observed.services.get(key) != Some(chain) {
             note(format!(
                 "element {} . {} . {} missing or wrong",
-                key.address, key.protocol, key.port
+                key.address,
+                key.protocol.nft_name(),
+                key.port
             ));
         }
     }
@@ -100,7 +102,9 @@ pub fn drift(expected: &TableShape, observed: &TableShape, limit: usize) -> Vec<
         if !expected.services.contains_key(key) {
             note(format!(
                 "element {} . {} . {} unexpected",
-                key.address, key.protocol, key.port
+                key.address,
+                key.protocol.nft_name(),
+                key.port
             ));
         }
     }
@@ -110,7 +114,9 @@ pub fn drift(expected: &TableShape, observed: &TableShape, limit: usize) -> Vec<
     {
         note(format!(
             "reject element {} . {} . {} differs",
-            key.address, key.protocol, key.port
+            key.address,
+            key.protocol.nft_name(),
+            key.port
         ));
     }
     found
@@ -209,7 +215,10 @@ fn parse_key(value: &Value) -> Option<ForwardKey> {
     };
     let address: IpAddr = address.as_str()?.parse().ok()?;
     let protocol = match protocol {
-        Value::String(name) => name.parse::<Protocol>().ok()?,
+        // nft lists protocols by their lower-case names.
+        Value::String(name) => [Protocol::Tcp, Protocol::Udp, Protocol::Sctp]
+            .into_iter()
+            .find(|protocol| protocol.nft_name() == name)?,
         Value::Number(number) => match number.as_u64()? {
             6 => Protocol::Tcp,
             17 => Protocol::Udp,
