@@ -1,8 +1,9 @@
 //! herald-speaker: per-node announcement of LoadBalancer addresses.
 //!
-//! Pure cores (model, planner, BGP FSM, L2 frames and ownership, membership, nftables
-//! rendering) with thin I/O edges (kube watches, sockets, `nft`). Each module's header says
-//! where its I/O stops.
+//! Pure cores (model, planner, nftables rendering) with thin I/O edges (kube watches,
+//! sockets, `nft`). The protocols are crates without I/O, re-exported under their old paths:
+//! `herald-bgp` (codec, FSM), `herald-l2` (frames, announcer, ownership), `herald-membership`
+//! and `herald-bfd`. Each module's header says where its I/O stops.
 
 pub mod api_writer;
 pub mod bfd;

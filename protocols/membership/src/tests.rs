@@ -183,6 +183,17 @@ fn without_the_hold_down_a_flapping_node_oscillates() {
     assert!(down_events_seen_by(&cluster, "node-00", "node-02") > 1);
 }
 
+/// No node was ever declared down, and the cluster is converged.
+fn assert_nobody_went_down(cluster: &SimulatedCluster) {
+    let downs = cluster
+        .events()
+        .iter()
+        .filter(|seen| matches!(seen.event, MembershipEvent::NodeDown(_)))
+        .count();
+    assert_eq!(downs, 0);
+    assert!(cluster.converged());
+}
+
 #[test]
 fn ten_percent_packet_loss_does_not_take_anyone_down() {
     let mut cluster = started_cluster(3, 8);
@@ -191,13 +202,7 @@ fn ten_percent_packet_loss_does_not_take_anyone_down() {
         ..NetworkConditions::default()
     });
     cluster.run_for(Duration::from_secs(60));
-    let downs = cluster
-        .events()
-        .iter()
-        .filter(|seen| matches!(seen.event, MembershipEvent::NodeDown(_)))
-        .count();
-    assert_eq!(downs, 0);
-    assert!(cluster.converged());
+    assert_nobody_went_down(&cluster);
 }
 
 #[test]
@@ -210,13 +215,7 @@ fn a_slow_network_with_round_trips_near_the_probe_period_takes_nobody_down() {
         loss: 0.0,
     });
     cluster.run_for(Duration::from_secs(30));
-    let downs = cluster
-        .events()
-        .iter()
-        .filter(|seen| matches!(seen.event, MembershipEvent::NodeDown(_)))
-        .count();
-    assert_eq!(downs, 0);
-    assert!(cluster.converged());
+    assert_nobody_went_down(&cluster);
 }
 
 #[test]

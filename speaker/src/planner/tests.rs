@@ -162,6 +162,27 @@ fn with_service(mut model: Model, service: Service) -> Model {
     model
 }
 
+/// Adds the eBGP peer `router` (our AS 64512, its AS 64500).
+fn add_router(model: &mut Model) {
+    model
+        .peers
+        .insert("router".into(), peer("router", 64512, 64500));
+}
+
+/// Adds the BGPAdvertisement `name` of [`bgp_advertisement`] (no selectors).
+fn add_bgp_advertisement(model: &mut Model, name: &str) {
+    model
+        .bgp_advertisements
+        .insert(name.into(), bgp_advertisement(name));
+}
+
+/// Adds an L2Advertisement `name` without node selectors or interfaces.
+fn add_l2_advertisement(model: &mut Model, name: &str) {
+    model
+        .l2_advertisements
+        .insert(name.into(), l2_advertisement(name, vec![], &[]));
+}
+
 fn all_live() -> BTreeSet<String> {
     ["n1", "n2", "n3"].iter().map(|n| n.to_string()).collect()
 }
@@ -238,15 +259,9 @@ fn local_policy_without_a_local_endpoint_forwards_and_announces_nothing() {
             vec![ready("198.18.1.5", "n1")],
         ),
     );
-    model
-        .peers
-        .insert("router".into(), peer("router", 64512, 64500));
-    model
-        .bgp_advertisements
-        .insert("all".into(), bgp_advertisement("all"));
-    model
-        .l2_advertisements
-        .insert("all".into(), l2_advertisement("all", vec![], &[]));
+    add_router(&mut model);
+    add_bgp_advertisement(&mut model, "all");
+    add_l2_advertisement(&mut model, "all");
     let plan = plan(&model, "n3", &all_live());
     assert!(plan.forwarding.is_empty());
     assert!(plan.bgp.routes.is_empty());
@@ -450,9 +465,7 @@ fn an_address_outside_every_pool_is_neither_forwarded_nor_announced_and_is_repor
             vec![ready("198.18.1.5", "n1")],
         ),
     );
-    model
-        .l2_advertisements
-        .insert("all".into(), l2_advertisement("all", vec![], &[]));
+    add_l2_advertisement(&mut model, "all");
     let plan = plan(&model, "n1", &all_live());
     assert!(plan.forwarding.is_empty());
     assert!(plan.l2.is_empty());
@@ -616,9 +629,7 @@ fn a_dead_speaker_is_not_an_l2_candidate() {
         cluster(),
         service("web", "192.0.2.130", TrafficPolicy::Cluster, vec![]),
     );
-    model
-        .l2_advertisements
-        .insert("all".into(), l2_advertisement("all", vec![], &[]));
+    add_l2_advertisement(&mut model, "all");
     let live: BTreeSet<String> = ["n3".to_string()].into();
     let plan = plan(&model, "n1", &live);
     assert_eq!(
@@ -638,15 +649,9 @@ fn an_excluded_node_is_never_an_l2_candidate_nor_announces_bgp() {
         cluster(),
         service("web", "192.0.2.130", TrafficPolicy::Cluster, vec![]),
     );
-    model
-        .l2_advertisements
-        .insert("all".into(), l2_advertisement("all", vec![], &[]));
-    model
-        .bgp_advertisements
-        .insert("all".into(), bgp_advertisement("all"));
-    model
-        .peers
-        .insert("router".into(), peer("router", 64512, 64500));
+    add_l2_advertisement(&mut model, "all");
+    add_bgp_advertisement(&mut model, "all");
+    add_router(&mut model);
     if let Some(n2) = model.nodes.get_mut("n2") {
         n2.excluded = true;
     }
@@ -680,9 +685,7 @@ fn local_policy_makes_only_nodes_with_a_ready_endpoint_l2_candidates() {
             ],
         ),
     );
-    model
-        .l2_advertisements
-        .insert("all".into(), l2_advertisement("all", vec![], &[]));
+    add_l2_advertisement(&mut model, "all");
     let plan = plan(&model, "n1", &all_live());
     assert_eq!(
         plan.l2[&ip("192.0.2.130")].candidates,
@@ -724,9 +727,7 @@ fn interfaces_of_all_matching_l2_advertisements_are_merged_and_an_empty_list_mea
             ["eth0".to_string(), "eth1".to_string()].into()
         ))
     );
-    model
-        .l2_advertisements
-        .insert("c".into(), l2_advertisement("c", vec![], &[]));
+    add_l2_advertisement(&mut model, "c");
     let any = plan(&model, "n1", &all_live());
     assert_eq!(
         any.l2[&ip("192.0.2.130")].interfaces,
@@ -745,12 +746,8 @@ fn cluster_policy_is_announced_over_bgp_by_every_eligible_node_even_without_endp
             vec![ready("198.18.1.5", "n1")],
         ),
     );
-    model
-        .peers
-        .insert("router".into(), peer("router", 64512, 64500));
-    model
-        .bgp_advertisements
-        .insert("all".into(), bgp_advertisement("all"));
+    add_router(&mut model);
+    add_bgp_advertisement(&mut model, "all");
     for node in ["n1", "n2", "n3"] {
         let plan = plan(&model, node, &all_live());
         let route = &plan.bgp.routes["router"][&net("203.0.113.10/32")];
@@ -775,12 +772,8 @@ fn local_policy_is_announced_over_bgp_only_with_a_local_ready_endpoint_counted()
             ],
         ),
     );
-    model
-        .peers
-        .insert("router".into(), peer("router", 64512, 64500));
-    model
-        .bgp_advertisements
-        .insert("all".into(), bgp_advertisement("all"));
+    add_router(&mut model);
+    add_bgp_advertisement(&mut model, "all");
     let n2 = plan(&model, "n2", &all_live());
     assert_eq!(
         n2.bgp.routes["router"][&net("203.0.113.10/32")].local_ready_endpoints,
@@ -871,12 +864,8 @@ fn link_bandwidth_is_requested_when_any_matching_advertisement_asks_for_it() {
         cluster(),
         service("web", "203.0.113.10", TrafficPolicy::Cluster, vec![]),
     );
-    model
-        .peers
-        .insert("router".into(), peer("router", 64512, 64500));
-    model
-        .bgp_advertisements
-        .insert("plain".into(), bgp_advertisement("plain"));
+    add_router(&mut model);
+    add_bgp_advertisement(&mut model, "plain");
     let plain = plan(&model, "n1", &all_live());
     assert!(!plain.bgp.routes["router"][&net("203.0.113.10/32")].link_bandwidth);
     let mut weighted = bgp_advertisement("weighted");
@@ -903,9 +892,7 @@ fn aggregation_groups_cluster_addresses_but_never_local_ones_or_past_the_pool() 
             vec![ready("198.18.1.5", "n1")],
         ),
     );
-    model
-        .peers
-        .insert("router".into(), peer("router", 64512, 64500));
+    add_router(&mut model);
     let mut aggregate = bgp_advertisement("agg");
     aggregate.aggregation_length_v4 = 16;
     model.bgp_advertisements.insert("agg".into(), aggregate);
@@ -927,15 +914,9 @@ fn a_node_unknown_to_the_model_announces_nothing() {
         cluster(),
         service("web", "192.0.2.130", TrafficPolicy::Cluster, vec![]),
     );
-    model
-        .peers
-        .insert("router".into(), peer("router", 64512, 64500));
-    model
-        .bgp_advertisements
-        .insert("all".into(), bgp_advertisement("all"));
-    model
-        .l2_advertisements
-        .insert("all".into(), l2_advertisement("all", vec![], &[]));
+    add_router(&mut model);
+    add_bgp_advertisement(&mut model, "all");
+    add_l2_advertisement(&mut model, "all");
     let plan = plan(&model, "ghost", &all_live());
     assert!(plan.bgp.sessions.is_empty());
     assert!(!plan.l2[&ip("192.0.2.130")].is_candidate("ghost"));

@@ -87,6 +87,15 @@ fn arp_frame_from(mac: MacAddr, destination: MacAddr, arp: ArpPacket) -> Vec<u8>
     build_arp_frame(mac, destination, &arp)
 }
 
+/// Another node's gratuitous ARP request claiming [`VIP4`].
+fn other_node_claims_vip4() -> Vec<u8> {
+    arp_frame_from(
+        OTHER_MAC,
+        MacAddr::BROADCAST,
+        ArpPacket::gratuitous_request(OTHER_MAC, VIP4),
+    )
+}
+
 fn ns_frame(
     source_mac: MacAddr,
     destination_mac: MacAddr,
@@ -563,11 +572,7 @@ fn a_dad_probe_for_an_owned_address_is_answered_to_all_nodes_and_reported() {
 #[test]
 fn another_mac_claiming_an_owned_address_is_reported_every_time_and_defended_once_per_interval() {
     let (mut announcer, now) = owning(&[IpAddr::V4(VIP4)]);
-    let claim = arp_frame_from(
-        OTHER_MAC,
-        MacAddr::BROADCAST,
-        ArpPacket::gratuitous_request(OTHER_MAC, VIP4),
-    );
+    let claim = other_node_claims_vip4();
     let first = announcer.handle_frame(now, &claim);
     assert_eq!(
         transmitted(&first, TransmitKind::Defence).len(),
@@ -603,11 +608,7 @@ fn a_contested_address_is_given_up_without_defence_when_another_mac_claims_it_an
  {
     let (mut announcer, now) = owning(&[IpAddr::V4(VIP4), IpAddr::V6(VIP6)]);
     announcer.set_contested(set(&[IpAddr::V4(VIP4), IpAddr::V6(VIP6)]));
-    let garp = arp_frame_from(
-        OTHER_MAC,
-        MacAddr::BROADCAST,
-        ArpPacket::gratuitous_request(OTHER_MAC, VIP4),
-    );
+    let garp = other_node_claims_vip4();
     let actions = announcer.handle_frame(now, &garp);
     assert!(
         transmitted(&actions, TransmitKind::Defence).is_empty(),
@@ -684,11 +685,7 @@ fn a_contested_address_is_given_up_without_defence_when_another_mac_claims_it_an
 #[test]
 fn only_the_contested_addresses_give_way_and_uncontesting_restores_the_defence() {
     let (mut announcer, now) = owning(&[IpAddr::V4(VIP4)]);
-    let claim = arp_frame_from(
-        OTHER_MAC,
-        MacAddr::BROADCAST,
-        ArpPacket::gratuitous_request(OTHER_MAC, VIP4),
-    );
+    let claim = other_node_claims_vip4();
     announcer.set_contested(set(&[IpAddr::V6(VIP6)]));
     let defended = announcer.handle_frame(now, &claim);
     assert_eq!(transmitted(&defended, TransmitKind::Defence).len(), 2);
