@@ -45,15 +45,24 @@ pub enum Attempt {
 }
 
 impl Attempt {
-    /// Classifies a kube result: 5xx, 429 and transport errors are [`Attempt::Unavailable`];
-    /// anything else (success, or an answer refusing the write) is [`Attempt::Done`].
+    /// Classifies a kube result: answers 5xx and 429, transport and credential errors are
+    /// [`Attempt::Unavailable`]; anything else (success, an answer refusing the write, a
+    /// request that cannot be built) is [`Attempt::Done`], so that one bad write never
+    /// holds the queue up.
     pub fn of<T>(result: &Result<T, kube::Error>) -> Self {
         match result {
             Ok(_) => Attempt::Done,
             Err(kube::Error::Api(status)) if status.code < 500 && status.code != 429 => {
                 Attempt::Done
             }
-            Err(error) => Attempt::Unavailable(error.to_string()),
+            Err(
+                error @ (kube::Error::Api(_)
+                | kube::Error::HyperError(_)
+                | kube::Error::Service(_)
+                | kube::Error::ReadEvents(_)
+                | kube::Error::Auth(_)),
+            ) => Attempt::Unavailable(error.to_string()),
+            Err(_) => Attempt::Done,
         }
     }
 }
@@ -382,6 +391,28 @@ mod tests {
 
     fn written(api: &FakeApi) -> Vec<String> {
         api.written.lock().expect("lock").clone()
+    }
+
+    #[test]
+    fn server_errors_and_throttling_are_retried_and_refusals_are_not() {
+        let answer = |code: u16| -> Result<(), kube::Error> {
+            Err(kube::Error::Api(Box::new(
+                kube::core::Status::failure("no", "Test").with_code(code),
+            )))
+        };
+        for code in [500, 503, 504, 429] {
+            assert!(
+                matches!(Attempt::of(&answer(code)), Attempt::Unavailable(_)),
+                "{code}"
+            );
+        }
+        for code in [400, 403, 404, 409, 422] {
+            assert_eq!(Attempt::of(&answer(code)), Attempt::Done, "{code}");
+        }
+        assert_eq!(Attempt::of(&Ok::<(), kube::Error>(())), Attempt::Done);
+        let unbuildable: Result<(), kube::Error> =
+            Err(kube::Error::LinesCodecMaxLineLengthExceeded);
+        assert_eq!(Attempt::of(&unbuildable), Attempt::Done);
     }
 
     #[tokio::test]
