@@ -209,7 +209,7 @@ fn parse_key(value: &Value) -> Option<ForwardKey> {
     };
     let address: IpAddr = address.as_str()?.parse().ok()?;
     let protocol = match protocol {
-        Value::String(name) => name.parse::<Protocol>().ok()?,
+        Value::String(name) => Protocol::from_nft_name(name)?,
         Value::Number(number) => match number.as_u64()? {
             6 => Protocol::Tcp,
             17 => Protocol::Udp,

@@ -42,7 +42,7 @@ use std::time::{Duration, Instant};
 use futures::future::BoxFuture;
 use k8s_openapi::jiff::Timestamp;
 use kube::Client;
-use tokio::sync::{Mutex, mpsc, watch};
+use tokio::sync::{Mutex, mpsc};
 use tokio::task::JoinHandle;
 
 use self::desired::{
@@ -59,7 +59,6 @@ use crate::l2::io::discover_interfaces;
 use crate::model::{Peer, SecretKeyRef};
 use crate::planner::{BgpPlan, NodePlan};
 use crate::runtime::executor::{ApplyReport, Executor, ExecutorError};
-use crate::runtime::watches::Snapshot;
 
 /// How often the sessions are sampled for metrics, status and annotations.
 pub const TICK: Duration = Duration::from_millis(250);
