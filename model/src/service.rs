@@ -60,6 +60,13 @@ impl Protocol {
             Protocol::Sctp => "sctp",
         }
     }
+
+    /// The protocol of an nftables name ([`Protocol::nft_name`]), as `nft -j` prints it.
+    pub fn from_nft_name(name: &str) -> Option<Protocol> {
+        [Protocol::Tcp, Protocol::Udp, Protocol::Sctp]
+            .into_iter()
+            .find(|protocol| protocol.nft_name() == name)
+    }
 }
 
 impl fmt::Display for Protocol {
@@ -128,6 +135,8 @@ mod tests {
             assert_eq!(protocol.to_string().parse(), Ok(protocol));
         }
         assert_eq!(Protocol::Sctp.nft_name(), "sctp");
+        assert_eq!(Protocol::from_nft_name("udp"), Some(Protocol::Udp));
+        assert_eq!(Protocol::from_nft_name("UDP"), None);
         assert!("tcp".parse::<Protocol>().is_err());
     }
 

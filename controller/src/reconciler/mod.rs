@@ -153,7 +153,27 @@ struct StoreWriters {
     nodes: reflector::store::Writer<Node>,
 }
 
+/// Waits until `store`'s watch completed its first list.
+async fn listed<K>(store: &Store<K>, kind: &'static str) -> Result<(), Error>
+where
+    K: kube::Resource + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    store
+        .wait_until_ready()
+        .await
+        .map_err(|_| Error::StoreNotReady(kind))
+}
+
 impl Stores {
+    /// Waits until every watch completed its first list (nothing is decided before).
+    async fn wait_until_listed(&self) -> Result<(), Error> {
+        listed(&self.namespaces, "Namespace").await?;
+        listed(&self.nodes, "Node").await?;
+        listed(&self.pools, "IPAddressPool").await?;
+        listed(&self.services, "Service").await
+    }
+
     fn new() -> (Self, StoreWriters) {
         let (services, service_writer) = reflector::store();
         let (pools, pool_writer) = reflector::store();

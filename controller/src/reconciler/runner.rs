@@ -41,29 +41,8 @@ pub async fn run_term(
         pool_pass: Notify::new(),
     });
     let mut tasks = watches::start(&ctx, writers);
-    let Stores {
-        services,
-        pools,
-        namespaces,
-        nodes,
-    } = stores;
-
-    namespaces
-        .wait_until_ready()
-        .await
-        .map_err(|_| Error::StoreNotReady("Namespace"))?;
-    nodes
-        .wait_until_ready()
-        .await
-        .map_err(|_| Error::StoreNotReady("Node"))?;
-    pools
-        .wait_until_ready()
-        .await
-        .map_err(|_| Error::StoreNotReady("IPAddressPool"))?;
-    services
-        .wait_until_ready()
-        .await
-        .map_err(|_| Error::StoreNotReady("Service"))?;
+    stores.wait_until_listed().await?;
+    let services = stores.services;
 
     let started = Instant::now();
     let summary = {

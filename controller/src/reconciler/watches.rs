@@ -8,87 +8,66 @@ use super::*;
 /// Starts the term's reflectors; each watch event goes to its handler below. The tasks stop
 /// when the returned [`Tasks`] drops.
 pub(super) fn start(ctx: &Arc<Context>, writers: StoreWriters) -> Tasks {
-    let mut tasks = Tasks(Vec::new());
-    {
-        let ctx = Arc::clone(ctx);
-        let metallb_annotations = ctx.settings.metallb_annotations;
-        let stream = reflector::reflector(
-            writers.services,
-            watcher(
-                Api::<Service>::all(ctx.client.clone()),
-                watcher::Config::default(),
-            )
-            .default_backoff()
-            .modify(move |service| {
-                if metallb_annotations {
-                    convert::adopt_metallb_annotations(service);
-                }
-            }),
-        );
-        tasks.0.push(tokio::spawn(stream.for_each(move |event| {
-            ctx.on_service_event(event);
-            future::ready(())
-        })));
-    }
-    {
-        let ctx = Arc::clone(ctx);
-        let stream = reflector::reflector(
-            writers.pools,
-            watcher(
-                Api::<IPAddressPool>::namespaced(ctx.client.clone(), &ctx.settings.namespace),
-                watcher::Config::default(),
-            )
-            .default_backoff(),
-        );
-        tasks.0.push(tokio::spawn(stream.for_each(move |event| {
-            ctx.on_pool_event(event);
-            future::ready(())
-        })));
-    }
-    {
-        let ctx = Arc::clone(ctx);
-        let stream = reflector::reflector(
+    let client = || ctx.client.clone();
+    let metallb_annotations = ctx.settings.metallb_annotations;
+    let services = watcher(Api::<Service>::all(client()), watcher::Config::default())
+        .default_backoff()
+        .modify(move |service: &mut Service| {
+            if metallb_annotations {
+                convert::adopt_metallb_annotations(service);
+            }
+        });
+    let pools = watcher(
+        Api::<IPAddressPool>::namespaced(client(), &ctx.settings.namespace),
+        watcher::Config::default(),
+    )
+    .default_backoff();
+    let namespaces =
+        watcher(Api::<Namespace>::all(client()), watcher::Config::default()).default_backoff();
+    // Only the name and the addresses are kept: Node objects are large and change often.
+    let nodes = watcher(Api::<Node>::all(client()), watcher::Config::default())
+        .default_backoff()
+        .modify(|node: &mut Node| {
+            node.metadata.managed_fields = None;
+            node.metadata.annotations = None;
+            node.metadata.labels = None;
+            node.spec = None;
+            let addresses = node.status.take().and_then(|s| s.addresses);
+            node.status = Some(NodeStatus {
+                addresses,
+                ..NodeStatus::default()
+            });
+        });
+    Tasks(vec![
+        spawn(ctx, writers.services, services, Context::on_service_event),
+        spawn(ctx, writers.pools, pools, Context::on_pool_event),
+        spawn(
+            ctx,
             writers.namespaces,
-            watcher(
-                Api::<Namespace>::all(ctx.client.clone()),
-                watcher::Config::default(),
-            )
-            .default_backoff(),
-        );
-        tasks.0.push(tokio::spawn(stream.for_each(move |event| {
-            ctx.on_namespace_event(event);
-            future::ready(())
-        })));
-    }
+            namespaces,
+            Context::on_namespace_event,
+        ),
+        spawn(ctx, writers.nodes, nodes, Context::on_node_event),
+    ])
+}
 
-    {
-        let ctx = Arc::clone(ctx);
-        // Only the name and the addresses are kept: Node objects are large and change often.
-        let stream = reflector::reflector(
-            writers.nodes,
-            watcher(
-                Api::<Node>::all(ctx.client.clone()),
-                watcher::Config::default(),
-            )
-            .default_backoff()
-            .modify(|node| {
-                node.metadata.managed_fields = None;
-                node.metadata.annotations = None;
-                node.metadata.labels = None;
-                node.spec = None;
-                let addresses = node.status.take().and_then(|s| s.addresses);
-                node.status = Some(NodeStatus {
-                    addresses,
-                    ..NodeStatus::default()
-                });
-            }),
-        );
-        tasks.0.push(tokio::spawn(stream.for_each(move |event| {
-            ctx.on_node_event(event);
-            future::ready(())
-        })));
-    }
-    tasks
+/// Runs one reflector: `stream`'s events fill `writer`'s store, then go to `on_event`.
+fn spawn<K, S>(
+    ctx: &Arc<Context>,
+    writer: reflector::store::Writer<K>,
+    stream: S,
+    on_event: fn(&Context, Result<watcher::Event<K>, watcher::Error>),
+) -> tokio::task::JoinHandle<()>
+where
+    K: kube::Resource + Clone + Send + Sync + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone + Send + Sync,
+    S: futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
+{
+    let ctx = Arc::clone(ctx);
+    tokio::spawn(reflector::reflector(writer, stream).for_each(move |event| {
+        on_event(&ctx, event);
+        future::ready(())
+    }))
 }
 
 impl Context {

@@ -146,8 +146,7 @@ fn a_restart_rebooks_recorded_external_ips_after_status_addresses_in_any_listing
     ];
     let mut results = Vec::new();
     for order in [[0, 1, 2], [2, 1, 0], [1, 2, 0]] {
-        let listed: Vec<Arc<Service>> =
-            order.iter().map(|&i| Arc::clone(&services[i])).collect();
+        let listed: Vec<Arc<Service>> = order.iter().map(|&i| Arc::clone(&services[i])).collect();
         let mut state = ControllerState::default();
         state.sync_pools(&pools);
         let summary = state.restore(&listed, |_| Labels::new(), &all());

@@ -215,10 +215,7 @@ fn parse_key(value: &Value) -> Option<ForwardKey> {
     };
     let address: IpAddr = address.as_str()?.parse().ok()?;
     let protocol = match protocol {
-        // nft lists protocols by their lower-case names.
-        Value::String(name) => [Protocol::Tcp, Protocol::Udp, Protocol::Sctp]
-            .into_iter()
-            .find(|protocol| protocol.nft_name() == name)?,
+        Value::String(name) => Protocol::from_nft_name(name)?,
         Value::Number(number) => match number.as_u64()? {
             6 => Protocol::Tcp,
             17 => Protocol::Udp,
