@@ -17,7 +17,7 @@ use std::process::Command;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use herald_bfd::{Profile, State};
+use herald_bfd::{DampingConfig, Profile, State};
 use herald_speaker::bfd::driver::{BfdManager, BfdPeerConfig};
 use herald_speaker::bfd::metrics::{BfdMetrics, PeerLabel};
 use herald_speaker::bfd::socket::Hop;
@@ -129,6 +129,8 @@ fn side(netns: &str, ours: u8, theirs: u8, hold: Duration, report: mpsc::Sender<
                         local_address: Some(IpAddr::V4(Ipv4Addr::new(198, 18, ours, i))),
                         hop: Hop::Single,
                         profile,
+                        strict: false,
+                        damping: DampingConfig::default(),
                     },
                 )
             })
