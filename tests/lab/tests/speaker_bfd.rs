@@ -413,6 +413,35 @@ fn strict_mode_holds_bgp_until_bfd_is_up_while_a_plain_multihop_profile_lets_it_
     );
     world.wait_gateways(VIP_ROUTE, &[n1.clone(), n2.clone()], CONVERGE)?;
 
+    // Multihop accepts a TTL down to minimumTtl (254 unset, RFC 5883 §5): the router's packets
+    // arriving with TTL 200, as if 55 routers away, are refused and counted, and the session
+    // goes down; with the rewrite gone it comes back.
+    let bad_ttl = "herald_speaker_bfd_packets_dropped_total{reason=\"bad_ttl\"";
+    let dropped_before = series_sum(&world, 2, bad_ttl)?;
+    nft_rule(
+        &world,
+        2,
+        ("ip", "hlbfdttl", "pre", "prerouting"),
+        &["udp", "dport", "4784", "ip", "ttl", "set", "200"],
+    )?;
+    let refused = wait_frr_bfd(frr, &n2, "down (TTL 200 refused)", CONVERGE, |s| {
+        !status_is(s, "up")
+    });
+    let dropped_after = series_sum(&world, 2, bad_ttl)?;
+    nft(&world, 2, &["delete", "table", "ip", "hlbfdttl"])?;
+    refused?;
+    assert!(
+        dropped_after > dropped_before,
+        "multihop packets below minimumTtl are counted as dropped: {dropped_before} -> {dropped_after}"
+    );
+    wait_frr_bfd(
+        frr,
+        &n2,
+        "up after the TTL rewrite is gone",
+        CONVERGE,
+        |s| status_is(s, "up"),
+    )?;
+
     // BFD packets dropped on both nodes: both BGP sessions are torn down; node 2's comes back
     // over the still working TCP path, node 1's stays down while its BFD is.
     block_bfd(&world, 1, true)?;
