@@ -17,7 +17,7 @@ use std::process::Command;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use herald_bfd::{Profile, State};
+use herald_bfd::{DampingConfig, Profile, State};
 use herald_speaker::bfd::driver::{BfdManager, BfdPeerConfig};
 use herald_speaker::bfd::metrics::{BfdMetrics, PeerLabel};
 use herald_speaker::bfd::socket::Hop;
@@ -130,7 +130,7 @@ fn side(netns: &str, ours: u8, theirs: u8, hold: Duration, report: mpsc::Sender<
                         hop: Hop::Single,
                         profile,
                         strict: false,
-                        damping: herald_bfd::DampingConfig::default(),
+                        damping: DampingConfig::default(),
                     },
                 )
             })

@@ -181,15 +181,21 @@ mod tests {
         assert_eq!(delays, vec![s(0), s(2), s(4), s(8), s(10), s(10)]);
     }
 
+    /// A damper that went Up, Down, Up, Down at t0 + 0..3 s: two flaps, the next Up is held.
+    fn flapped_twice(t0: Instant) -> Damper {
+        let mut d = Damper::new(config());
+        for (second, up) in [(0, true), (1, false), (2, true), (3, false)] {
+            d.update(t0 + Duration::from_secs(second), up);
+        }
+        assert_eq!(d.flaps(), 2);
+        d
+    }
+
     #[test]
     fn a_down_during_the_hold_down_cancels_the_held_up() {
         let t0 = Instant::now();
         let s = Duration::from_secs;
-        let mut d = Damper::new(config());
-        d.update(t0, true);
-        d.update(t0 + s(1), false);
-        d.update(t0 + s(2), true);
-        d.update(t0 + s(3), false);
+        let mut d = flapped_twice(t0);
         assert_eq!(d.update(t0 + s(4), true), None);
         assert_eq!(d.update(t0 + s(5), false), None);
         assert_eq!(d.poll_timeout(), None);
@@ -200,11 +206,7 @@ mod tests {
     fn an_up_that_lasts_past_stable_after_forgets_the_flaps() {
         let t0 = Instant::now();
         let s = Duration::from_secs;
-        let mut d = Damper::new(config());
-        d.update(t0, true);
-        d.update(t0 + s(1), false);
-        d.update(t0 + s(2), true);
-        d.update(t0 + s(3), false);
+        let mut d = flapped_twice(t0);
         d.update(t0 + s(4), true);
         d.timer(t0 + s(10));
         assert!(d.is_up());

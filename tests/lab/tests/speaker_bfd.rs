@@ -92,6 +92,44 @@ fn nft(world: &World, node: usize, args: &[&str]) -> Result<String> {
     world.lab.exec_in_node(node, &argv)
 }
 
+/// On node `node`: table `family table` with base chain `chain` on `hook` (priority -300,
+/// before anything else), holding `rule`. Removed with `nft delete table family table`.
+fn nft_rule(
+    world: &World,
+    node: usize,
+    (family, table, chain, hook): (&str, &str, &str, &str),
+    rule: &[&str],
+) -> Result<()> {
+    nft(world, node, &["add", "table", family, table])?;
+    let spec = format!("{{ type filter hook {hook} priority -300 ; }}");
+    nft(world, node, &["add", "chain", family, table, chain, &spec])?;
+    let mut argv = vec!["add", "rule", family, table, chain];
+    argv.extend_from_slice(rule);
+    nft(world, node, &argv)?;
+    Ok(())
+}
+
+/// A BFDProfile of 100 ms × 3 named `name`, with `extra` fields.
+fn fast_profile(world: &World, name: &str, extra: Value) -> Result<()> {
+    let mut spec = json!({"receiveInterval": 100, "transmitInterval": 100, "detectMultiplier": 3});
+    if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra.as_object()) {
+        spec.extend(extra.clone());
+    }
+    world.install_object("BFDProfile", name, spec)
+}
+
+/// Announces the VIP from every one of `nodes` nodes (a Cluster Service with a pod on each)
+/// and starts the speakers.
+fn announce_vip_and_start(world: &mut World, nodes: usize) -> Result<()> {
+    world.advertise(json!({}))?;
+    for node in 1..=nodes {
+        world.add_pod(node, &format!("web-{node}"), "web")?;
+    }
+    world.apply_service(&world.service("web", "web", "Cluster"), &[VIP])?;
+    world.wait_ready_endpoints("web", nodes)?;
+    world.start_all_speakers()
+}
+
 #[test]
 fn bfd_with_frr_detects_a_pulled_cable_within_the_detection_time_while_bgp_alone_waits_for_the_hold_time()
 -> Result<()> {
@@ -103,11 +141,7 @@ fn bfd_with_frr_detects_a_pulled_cable_within_the_detection_time_while_bgp_alone
         .neighbor(BgpNeighbor::external(parse_ip(&n1_v6)?))
         .extra(&frr_bfd(&[n1_v4.clone(), n1_v6.clone()]));
     world.start_frr(&config)?;
-    world.install_object(
-        "BFDProfile",
-        "fast",
-        json!({"receiveInterval": 100, "transmitInterval": 100, "detectMultiplier": 3}),
-    )?;
+    fast_profile(&world, "fast", json!({}))?;
     world.peer("router", "192.0.2.1", json!({"bfdProfile": "fast"}))?;
     world.peer(
         "router-v6",
@@ -117,12 +151,7 @@ fn bfd_with_frr_detects_a_pulled_cable_within_the_detection_time_while_bgp_alone
             "nodeSelectors": [{"matchLabels": {"kubernetes.io/hostname": node1}}],
         }),
     )?;
-    world.advertise(json!({}))?;
-    world.add_pod(1, "web-1", "web")?;
-    world.add_pod(2, "web-2", "web")?;
-    world.apply_service(&world.service("web", "web", "Cluster"), &[VIP])?;
-    world.wait_ready_endpoints("web", 2)?;
-    world.start_all_speakers()?;
+    announce_vip_and_start(&mut world, 2)?;
 
     // Up over IPv4 and IPv6, with the profile's timing on both sides.
     let started = Instant::now();
@@ -203,11 +232,7 @@ fn bfd_with_frr_detects_a_pulled_cable_within_the_detection_time_while_bgp_alone
         0.0,
         "no transition out of Up on the speaker"
     );
-    world.install_object(
-        "BFDProfile",
-        "fast",
-        json!({"receiveInterval": 100, "transmitInterval": 100, "detectMultiplier": 3}),
-    )?;
+    fast_profile(&world, "fast", json!({}))?;
     wait_frr_bfd(
         frr,
         &n1_v4,
@@ -248,34 +273,11 @@ fn bfd_with_frr_detects_a_pulled_cable_within_the_detection_time_while_bgp_alone
         1,
         "herald_speaker_bfd_packets_dropped_total{reason=\"bad_ttl\"",
     )?;
-    nft(&world, 1, &["add", "table", "ip", "hlbfdttl"])?;
-    nft(
+    nft_rule(
         &world,
         1,
-        &[
-            "add",
-            "chain",
-            "ip",
-            "hlbfdttl",
-            "pre",
-            "{",
-            "type",
-            "filter",
-            "hook",
-            "prerouting",
-            "priority",
-            "-300",
-            ";",
-            "}",
-        ],
-    )?;
-    nft(
-        &world,
-        1,
-        &[
-            "add", "rule", "ip", "hlbfdttl", "pre", "udp", "dport", "3784", "ip", "ttl", "set",
-            "254",
-        ],
+        ("ip", "hlbfdttl", "pre", "prerouting"),
+        &["udp", "dport", "3784", "ip", "ttl", "set", "254"],
     )?;
     let refused = wait_frr_bfd(frr, &n1_v4, "down (TTL 254 refused)", CONVERGE, |s| {
         status_is(s, "down")
@@ -311,47 +313,12 @@ fn block_bfd(world: &World, node: usize, on: bool) -> Result<()> {
         nft(world, node, &["delete", "table", "inet", "hlbfdblock"])?;
         return Ok(());
     }
-    nft(world, node, &["add", "table", "inet", "hlbfdblock"])?;
-    nft(
+    nft_rule(
         world,
         node,
-        &[
-            "add",
-            "chain",
-            "inet",
-            "hlbfdblock",
-            "in",
-            "{",
-            "type",
-            "filter",
-            "hook",
-            "input",
-            "priority",
-            "-300",
-            ";",
-            "}",
-        ],
-    )?;
-    nft(
-        world,
-        node,
-        &[
-            "add",
-            "rule",
-            "inet",
-            "hlbfdblock",
-            "in",
-            "udp",
-            "dport",
-            "{",
-            "3784",
-            ",",
-            "4784",
-            "}",
-            "drop",
-        ],
-    )?;
-    Ok(())
+        ("inet", "hlbfdblock", "in", "input"),
+        &["udp", "dport", "{", "3784", ",", "4784", "}", "drop"],
+    )
 }
 
 /// True when the router's BGP session with `peer` is Established.
@@ -392,16 +359,6 @@ fn strict_mode_holds_bgp_until_bfd_is_up_while_a_plain_multihop_profile_lets_it_
         })
         .extra(&frr_bfd(&[]));
     world.start_frr(&config)?;
-    let timing = |extra: Value| {
-        let mut spec =
-            json!({"receiveInterval": 100, "transmitInterval": 100, "detectMultiplier": 3});
-        if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra.as_object()) {
-            spec.extend(extra.clone());
-        }
-        spec
-    };
-    world.install_object("BFDProfile", "strict", timing(json!({"strictMode": true})))?;
-    world.install_object("BFDProfile", "plain", timing(json!({})))?;
     let only = |node: &str| json!([{"matchLabels": {"kubernetes.io/hostname": node}}]);
     world.peer(
         "router-strict",
@@ -413,12 +370,7 @@ fn strict_mode_holds_bgp_until_bfd_is_up_while_a_plain_multihop_profile_lets_it_
         "192.0.2.1",
         json!({"bfdProfile": "plain", "ebgpMultiHop": true, "nodeSelectors": only(&node2)}),
     )?;
-    world.advertise(json!({}))?;
-    world.add_pod(1, "web-1", "web")?;
-    world.add_pod(2, "web-2", "web")?;
-    world.apply_service(&world.service("web", "web", "Cluster"), &[VIP])?;
-    world.wait_ready_endpoints("web", 2)?;
-    world.start_all_speakers()?;
+    announce_vip_and_start(&mut world, 2)?;
 
     // No BFD at the router: the plain profile's BGP runs, the strict one's is held.
     let frr = world.lab.frr()?;
@@ -460,6 +412,35 @@ fn strict_mode_holds_bgp_until_bfd_is_up_while_a_plain_multihop_profile_lets_it_
         1.0
     );
     world.wait_gateways(VIP_ROUTE, &[n1.clone(), n2.clone()], CONVERGE)?;
+
+    // Multihop accepts a TTL down to minimumTtl (254 unset, RFC 5883 §5): the router's packets
+    // arriving with TTL 200, as if 55 routers away, are refused and counted, and the session
+    // goes down; with the rewrite gone it comes back.
+    let bad_ttl = "herald_speaker_bfd_packets_dropped_total{reason=\"bad_ttl\"";
+    let dropped_before = series_sum(&world, 2, bad_ttl)?;
+    nft_rule(
+        &world,
+        2,
+        ("ip", "hlbfdttl", "pre", "prerouting"),
+        &["udp", "dport", "4784", "ip", "ttl", "set", "200"],
+    )?;
+    let refused = wait_frr_bfd(frr, &n2, "down (TTL 200 refused)", CONVERGE, |s| {
+        !status_is(s, "up")
+    });
+    let dropped_after = series_sum(&world, 2, bad_ttl)?;
+    nft(&world, 2, &["delete", "table", "ip", "hlbfdttl"])?;
+    refused?;
+    assert!(
+        dropped_after > dropped_before,
+        "multihop packets below minimumTtl are counted as dropped: {dropped_before} -> {dropped_after}"
+    );
+    wait_frr_bfd(
+        frr,
+        &n2,
+        "up after the TTL rewrite is gone",
+        CONVERGE,
+        |s| status_is(s, "up"),
+    )?;
 
     // BFD packets dropped on both nodes: both BGP sessions are torn down; node 2's comes back
     // over the still working TCP path, node 1's stays down while its BFD is.
@@ -550,22 +531,13 @@ fn graceful_restart_keeps_routes_over_a_restart_while_a_cable_pull_drops_them_wi
         ))
         .extra(&frr_bfd(std::slice::from_ref(&n1)));
     world.start_frr(&config)?;
-    world.install_object(
-        "BFDProfile",
-        "fast",
-        json!({"receiveInterval": 100, "transmitInterval": 100, "detectMultiplier": 3}),
-    )?;
+    fast_profile(&world, "fast", json!({}))?;
     world.peer(
         "router",
         "192.0.2.1",
         json!({"bfdProfile": "fast", "enableGracefulRestart": true, "holdTime": "9s", "keepaliveTime": "3s"}),
     )?;
-    world.advertise(json!({}))?;
-    world.add_pod(1, "web-1", "web")?;
-    world.add_pod(2, "web-2", "web")?;
-    world.apply_service(&world.service("web", "web", "Cluster"), &[VIP])?;
-    world.wait_ready_endpoints("web", 2)?;
-    world.start_all_speakers()?;
+    announce_vip_and_start(&mut world, 2)?;
     let both = [n1.clone(), n2.clone()];
     let up = |world: &World| -> Result<()> {
         let frr = world.lab.frr()?;
@@ -673,11 +645,7 @@ fn bench_cable_pull_to_next_hop_removed_bfd_vs_hold_time() -> Result<()> {
         .router_config()
         .extra(&frr_bfd(std::slice::from_ref(&lans[0])));
     world.start_frr(&config)?;
-    world.install_object(
-        "BFDProfile",
-        "fast",
-        json!({"receiveInterval": 100, "transmitInterval": 100, "detectMultiplier": 3}),
-    )?;
+    fast_profile(&world, "fast", json!({}))?;
     let only = |node: &str| json!([{"matchLabels": {"kubernetes.io/hostname": node}}]);
     world.peer(
         "router-bfd",
@@ -694,13 +662,7 @@ fn bench_cable_pull_to_next_hop_removed_bfd_vs_hold_time() -> Result<()> {
         "192.0.2.1",
         json!({"holdTime": "3s", "keepaliveTime": "1s", "nodeSelectors": only(&names[2])}),
     )?;
-    world.advertise(json!({}))?;
-    for node in 1..=3 {
-        world.add_pod(node, &format!("web-{node}"), "web")?;
-    }
-    world.apply_service(&world.service("web", "web", "Cluster"), &[VIP])?;
-    world.wait_ready_endpoints("web", 3)?;
-    world.start_all_speakers()?;
+    announce_vip_and_start(&mut world, 3)?;
     wait_frr_bfd(world.lab.frr()?, &lans[0], "up", BFD_UP, |s| {
         status_is(s, "up")
     })?;
