@@ -102,7 +102,6 @@ impl Drop for Replicas {
 }
 
 #[test]
-#[ignore = "not yet run in the lab (the lab lock was busy until the deadline)"]
 fn two_controllers_never_both_lead_across_an_outage_longer_than_the_lease() -> Result<()> {
     let chaos = BgpChaos::start("chaos-lease")?;
     let binary = herald_lab::herald::controller_binary()?

@@ -376,12 +376,13 @@ pub fn wait_controller_restored(world: &World, node: usize) -> Result<()> {
         Duration::from_secs(60),
         Duration::from_millis(500),
         || {
-            let restored = controller_metric(world, node, "herald_controller_restored_addresses")?;
-            Ok(if restored >= 2.0 {
-                herald_lab::wait::Poll::Ready(())
-            } else {
-                herald_lab::wait::Poll::Pending(format!("restored {restored}"))
-            })
+            // Not serving yet (a fresh start) reads as not restored yet.
+            Ok(
+                match controller_metric(world, node, "herald_controller_restored_addresses") {
+                    Ok(restored) if restored >= 2.0 => herald_lab::wait::Poll::Ready(()),
+                    other => herald_lab::wait::Poll::Pending(format!("restored {other:?}")),
+                },
+            )
         },
     )?;
     std::thread::sleep(Duration::from_secs(5));
