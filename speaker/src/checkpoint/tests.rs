@@ -247,6 +247,18 @@ proptest! {
     }
 }
 
+/// A runtime to drive a [`Checkpointer`] of n1 with, and the checkpointer.
+fn new_writer(
+    config: &CheckpointConfig,
+    metrics: &CheckpointMetrics,
+) -> (tokio::runtime::Runtime, Checkpointer) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    let writer = Checkpointer::new(config.clone(), "n1".into(), metrics.clone());
+    (runtime, writer)
+}
+
 fn scratch_dir(name: &str) -> PathBuf {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -270,10 +282,7 @@ fn the_file_is_written_atomically_private_and_read_back_by_load() {
         load(&config, "n1", unix_now(), &metrics).is_none(),
         "no file yet"
     );
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .expect("runtime");
-    let mut writer = Checkpointer::new(config.clone(), "n1".into(), metrics.clone());
+    let (runtime, mut writer) = new_writer(&config, &metrics);
     let now = unix_now();
     runtime.block_on(writer.record(&snapshot("198.51.100.10"), now, None));
     runtime.block_on(writer.record(&snapshot("198.51.100.10"), now + 1, None));
@@ -348,10 +357,7 @@ fn a_failed_write_is_counted_and_retried_on_the_next_pass() {
         directory: blocker.clone(),
         max_age: MAX_AGE,
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .expect("runtime");
-    let mut writer = Checkpointer::new(config.clone(), "n1".into(), metrics.clone());
+    let (runtime, mut writer) = new_writer(&config, &metrics);
     let now = unix_now();
     runtime.block_on(writer.record(&snapshot("198.51.100.10"), now, None));
     runtime.block_on(writer.record(&snapshot("198.51.100.10"), now, None));
@@ -362,7 +368,7 @@ fn a_failed_write_is_counted_and_retried_on_the_next_pass() {
     );
     assert_eq!(metrics.writes.get(), 0);
     config.directory = base.join("ok");
-    let mut writer = Checkpointer::new(config, "n1".into(), metrics.clone());
+    let (_, mut writer) = new_writer(&config, &metrics);
     runtime.block_on(writer.record(&snapshot("198.51.100.10"), now, None));
     assert_eq!(metrics.writes.get(), 1);
     let _ = std::fs::remove_dir_all(&base);

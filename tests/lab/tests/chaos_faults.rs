@@ -45,7 +45,6 @@ fn line(fault: &str, report: &herald_lab::chaos::ProbeReport) -> String {
 }
 
 #[test]
-#[ignore = "not yet run in the lab (the lab lock was busy until the deadline)"]
 fn control_plane_controller_speaker_and_router_restarts_keep_the_invariants() -> Result<()> {
     let mut chaos = BgpChaos::start("chaos-faults")?;
     let mut controller = chaos.world.start_controller(1)?;

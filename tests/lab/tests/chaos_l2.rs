@@ -187,7 +187,6 @@ fn check_l2(world: &World, restarted: Option<usize>, label: &str, violations: &m
 }
 
 #[test]
-#[ignore = "not yet run in the lab (the lab lock was busy until the deadline)"]
 fn a_layer2_speaker_restarted_during_an_api_freeze_resumes_from_its_checkpoint() -> Result<()> {
     let scratch = Scratch::new("l2");
     let dir = scratch.arg();
