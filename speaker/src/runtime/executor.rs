@@ -10,7 +10,7 @@
 //!
 //! One pattern for every executor: it is one owned task ([`ExecutorHandle`], stopped when the
 //! handle is dropped) that owns all of its state and is fed [`Command`]s — apply (or resync)
-//! a plan, observe the cluster, shut down. The runtime talks to executors only through those
+//! a plan, shut down. The runtime talks to executors only through those
 //! messages; nothing is shared behind a mutex. An executor without events of its own (the
 //! forwarding executor, [`crate::forwarding::ForwardingExecutor`]) implements [`Executor`]
 //! and runs in [`ExecutorHandle::spawn`]'s loop; the BGP and layer-2 executors
@@ -18,21 +18,14 @@
 //! selects on their timers and sessions, and hand each command to [`serve`]. Their writes
 //! to the API go through the one queued writer, [`crate::api_writer`].
 //!
-//! Besides the plan, every pass hands each executor what the watches show
-//! ([`Executor::observe`]: the snapshot and the live speakers), for executors that also
-//! tidy up after other nodes — the BGP executor removes BGPPeer status entries of deleted
-//! Nodes.
-//!
 //! I/O happens only inside the executors' tasks.
 
-use std::collections::BTreeSet;
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use tokio::sync::{mpsc, oneshot};
 
-use super::watches::Snapshot;
 use crate::planner::NodePlan;
 use crate::task::TaskHandle;
 
@@ -101,15 +94,6 @@ pub trait Executor: Send {
     ) -> BoxFuture<'a, Result<ApplyReport, ExecutorError>>;
 
     fn shutdown(&mut self) -> BoxFuture<'_, Result<(), ExecutorError>>;
-
-    /// What the watches show, on every pass before the plan is applied: the snapshot the
-    /// plan is computed from (complete lists: passes start only after the first lists
-    /// completed) and the live speakers (this node included). For executors that act on
-    /// the cluster beyond this node's plan; must return at once (no I/O: keep the data for
-    /// the executor's own timers). By default ignored.
-    fn observe(&mut self, snapshot: &Snapshot, live_speakers: &BTreeSet<String>) {
-        let _ = (snapshot, live_speakers);
-    }
 }
 
 /// A message from the runtime to an executor's task.
@@ -120,12 +104,6 @@ pub enum Command {
         plan: Arc<NodePlan>,
         full: bool,
         reply: oneshot::Sender<Result<ApplyReport, ExecutorError>>,
-    },
-    /// What the watches show (see [`Executor::observe`]); replied to once taken in.
-    Observe {
-        snapshot: Arc<Snapshot>,
-        live_speakers: Arc<BTreeSet<String>>,
-        reply: oneshot::Sender<()>,
     },
     /// Shut down (see [`Executor::shutdown`]), reply, and end the task.
     Shutdown {
@@ -138,7 +116,6 @@ impl std::fmt::Debug for Command {
         f.write_str(match self {
             Command::Apply { full: false, .. } => "Apply",
             Command::Apply { full: true, .. } => "Resync",
-            Command::Observe { .. } => "Observe",
             Command::Shutdown { .. } => "Shutdown",
         })
     }
@@ -152,15 +129,6 @@ pub async fn serve(command: Command, executor: &mut dyn Executor) -> ControlFlow
             let result = executor.apply(&plan, full).await;
             // The runtime may have stopped waiting (shutdown); the work is done either way.
             let _ = reply.send(result);
-            ControlFlow::Continue(())
-        }
-        Command::Observe {
-            snapshot,
-            live_speakers,
-            reply,
-        } => {
-            executor.observe(&snapshot, &live_speakers);
-            let _ = reply.send(());
             ControlFlow::Continue(())
         }
         Command::Shutdown { reply } => {
@@ -246,19 +214,6 @@ impl ExecutorHandle {
         answer.await.unwrap_or_else(|_| Err(self.stopped()))
     }
 
-    /// Hands over what the watches show; returns once the executor has taken it in.
-    pub async fn observe(&self, snapshot: &Arc<Snapshot>, live_speakers: &Arc<BTreeSet<String>>) {
-        let (reply, taken) = oneshot::channel();
-        let command = Command::Observe {
-            snapshot: Arc::clone(snapshot),
-            live_speakers: Arc::clone(live_speakers),
-            reply,
-        };
-        if self.commands.send(command).is_ok() {
-            let _ = taken.await;
-        }
-    }
-
     /// Shuts the executor down and waits for it.
     pub async fn shutdown(&self) -> Result<(), ExecutorError> {
         let (reply, answer) = oneshot::channel();
@@ -298,14 +253,6 @@ impl Executors {
     /// Names of the executors present, in apply order.
     pub fn names(&self) -> Vec<&'static str> {
         self.in_apply_order().map(ExecutorHandle::name).collect()
-    }
-
-    /// Hands the snapshot and the live speakers to every executor ([`Executor::observe`]).
-    pub async fn observe(&self, snapshot: &Arc<Snapshot>, live_speakers: &BTreeSet<String>) {
-        let live = Arc::new(live_speakers.clone());
-        for executor in self.in_apply_order() {
-            executor.observe(snapshot, &live).await;
-        }
     }
 
     /// Applies the plan with every executor in order. A failing executor does not stop the
@@ -410,14 +357,6 @@ mod tests {
                 Ok(())
             })
         }
-
-        fn observe(&mut self, snapshot: &Snapshot, live_speakers: &BTreeSet<String>) {
-            self.note(&format!(
-                "observe {} nodes, {} live",
-                snapshot.nodes.len(),
-                live_speakers.len()
-            ));
-        }
     }
 
     fn journal_of(journal: &Arc<Mutex<Vec<String>>>) -> Vec<String> {
@@ -448,30 +387,6 @@ mod tests {
                 "shutdown bgp",
                 "shutdown l2",
                 "shutdown forwarding",
-            ]
-        );
-    }
-
-    #[tokio::test]
-    async fn every_executor_observes_the_snapshot_and_the_live_speakers() {
-        let journal = Arc::new(Mutex::new(Vec::new()));
-        let executors = Executors {
-            bgp: Recording::spawned("bgp", &journal, false),
-            l2: None,
-            forwarding: Recording::spawned("forwarding", &journal, false),
-        };
-        let snapshot = Snapshot {
-            nodes: vec![Default::default(); 3],
-            ..Default::default()
-        };
-        executors
-            .observe(&Arc::new(snapshot), &["n1".to_string()].into())
-            .await;
-        assert_eq!(
-            journal_of(&journal),
-            [
-                "observe 3 nodes, 1 live bgp",
-                "observe 3 nodes, 1 live forwarding"
             ]
         );
     }

@@ -152,7 +152,6 @@ impl Reconciler {
         let started = Instant::now();
         self.sync_membership(snapshot).await;
         let live = self.live_speakers();
-        self.executors.observe(snapshot, &live).await;
         let dead = self.dead_nodes(&live);
         let Pass { plan, problems } = compute_pass(snapshot, &self.config, &live, &dead);
         self.report_problems(&problems, &plan);
