@@ -9,8 +9,9 @@
 //!   mode: that is what BFD is for.
 //! - In strict mode (the BFDProfile's `strictMode`, the behaviour FRR calls `bfd strict`), a
 //!   BGP session is not brought up while its configured BFD session is not Up (RFC 5882 §10.2:
-//!   "a BGP session is not established until BFD is Up"). A session already Established is not
-//!   torn down just because BFD was configured later: only a failure does that.
+//!   "a BGP session is not established until BFD is Up"). That includes a session already
+//!   Established when its strict BFD session appears (the speaker may see a BGPPeer before
+//!   the BFDProfile it names): it is stopped until BFD is Up.
 //! - An AdminDown from the remote is not a path failure (RFC 5882 §3.2); it reaches BGP as
 //!   [`PathState::Unmonitored`] and neither tears down nor holds back.
 
@@ -57,12 +58,13 @@ pub enum BgpAction {
 }
 
 /// The actions for a change of the BFD view from `previous` to `current`, given whether BGP is
-/// currently `held` (by an earlier [`BgpAction::Hold`]) and `established`.
+/// currently `held` (by an earlier [`BgpAction::Hold`]). `_established` is kept for the
+/// caller's logs and future policy; strict mode holds an Established session too.
 pub fn bgp_actions(
     previous: PathView,
     current: PathView,
     held: bool,
-    established: bool,
+    _established: bool,
 ) -> Vec<BgpAction> {
     let mut actions = Vec::new();
     let failed = previous.state == PathState::Up && current.state == PathState::Down;
@@ -73,7 +75,7 @@ pub fn bgp_actions(
         if !current.holds_bgp() {
             actions.push(BgpAction::Release);
         }
-    } else if current.holds_bgp() && (failed || !established) {
+    } else if current.holds_bgp() {
         actions.push(BgpAction::Hold);
     }
     actions
@@ -154,13 +156,14 @@ mod tests {
     }
 
     #[test]
-    fn bfd_configured_strict_later_holds_a_session_not_yet_up_but_leaves_an_established_one() {
+    fn bfd_configured_strict_later_holds_the_session_established_or_not() {
         let before = PathView::UNMONITORED;
-        assert_eq!(
-            bgp_actions(before, view(Down, true), false, false),
-            vec![Hold]
-        );
-        assert_eq!(bgp_actions(before, view(Down, true), false, true), vec![]);
+        for established in [false, true] {
+            assert_eq!(
+                bgp_actions(before, view(Down, true), false, established),
+                vec![Hold]
+            );
+        }
     }
 
     #[test]
