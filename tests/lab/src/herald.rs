@@ -70,9 +70,23 @@ fn binary(name: &str, env_override: &str) -> Result<PathBuf> {
 }
 
 /// Applies the chart's CRDs (`charts/herald/crds`) and waits until every one is served.
+///
+/// Tests of one binary run in parallel against one control plane: two first applies racing
+/// each other make one of them fail with `AlreadyExists` (apply is read, then create). The
+/// applies of this process are serialised, and one lost race with another process is retried.
 pub fn install_crds(kubectl: &Kubectl) -> Result<()> {
+    static INSTALLING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _serialised = INSTALLING
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let crd_dir = paths::repo_root().join("charts/herald/crds");
-    kubectl.run(&["apply", "-f", &crd_dir.to_string_lossy()])?;
+    let crd_dir = crd_dir.to_string_lossy();
+    if let Err(error) = kubectl.run(&["apply", "-f", &crd_dir]) {
+        if !error.to_string().contains("AlreadyExists") {
+            return Err(error);
+        }
+        kubectl.run(&["apply", "-f", &crd_dir])?;
+    }
     let mut args = vec!["wait", "--for=condition=Established"];
     args.extend(CRDS);
     args.push("--timeout=60s");
