@@ -381,15 +381,18 @@ impl PodProblem {
     }
 
     /// [`PodProblem::describe`] plus the last `lines` lines of the container's newest
-    /// log file on the node (read from disk: it works with the kubelet down, too).
+    /// non-empty log file on the node (read from disk: it works with the kubelet down, too).
+    /// A restart that has just begun has an empty file; the attempt before it says why.
     pub fn report(&self, lines: usize) -> String {
         let dir = self.log_dir();
         let newest = std::fs::read_dir(&dir).ok().and_then(|entries| {
             entries
                 .filter_map(|e| e.ok())
                 .filter(|e| e.path().extension().is_some_and(|x| x == "log"))
-                .max_by_key(|e| e.metadata().and_then(|m| m.modified()).ok())
-                .map(|e| e.path())
+                .filter_map(|e| e.metadata().ok().map(|m| (e.path(), m)))
+                .filter(|(_, m)| m.len() > 0)
+                .max_by_key(|(_, m)| m.modified().ok())
+                .map(|(path, _)| path)
         });
         match newest.and_then(|p| std::fs::read_to_string(&p).ok().map(|t| (p, t))) {
             Some((path, text)) => format!(
