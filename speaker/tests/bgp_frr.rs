@@ -450,6 +450,13 @@ fn lab_json(command: &str) -> serde_json::Value {
     serde_json::from_str(&lab_vtysh(command)).unwrap_or(serde_json::Value::Null)
 }
 
+/// Whether FRR's BGP table for `family` ("ipv4" or "ipv6") holds `prefix`.
+fn in_frr(family: &str, prefix: &str) -> bool {
+    lab_json(&format!("show bgp {family} unicast json"))["routes"]
+        .get(prefix)
+        .is_some()
+}
+
 /// Runs inside the node namespace: an IPv6 TCP session (MD5 over IPv6) carrying an IPv6 route
 /// (next hop: the connection's own address) and an IPv4 route (configured IPv4 next hop).
 fn ipv6_session_side() {
@@ -464,12 +471,7 @@ fn ipv6_session_side() {
         established(&manager, "router6").await;
         tokio::task::block_in_place(|| {
             wait_until("both routes in FRR", Duration::from_secs(30), || {
-                lab_json("show bgp ipv6 unicast json")["routes"]
-                    .get("2001:db8:100::20/128")
-                    .is_some()
-                    && lab_json("show bgp ipv4 unicast json")["routes"]
-                        .get("203.0.113.20/32")
-                        .is_some()
+                in_frr("ipv6", "2001:db8:100::20/128") && in_frr("ipv4", "203.0.113.20/32")
             });
             let v6 = lab_vtysh("show bgp ipv6 unicast 2001:db8:100::20/128 json");
             assert!(v6.contains("2001:db8:1::11"), "IPv6 next hop: {v6}");
@@ -564,11 +566,7 @@ fn frr_restart_side() {
         let routes = plain_routes(&["203.0.113.40/32"]);
         let mut manager = BgpManager::new(Some(&ListenConfig::default())).unwrap();
         manager.apply(&desired("router", peer, routes)).unwrap();
-        let route_in_frr = || {
-            lab_json("show bgp ipv4 unicast json")["routes"]
-                .get("203.0.113.40/32")
-                .is_some()
-        };
+        let route_in_frr = || in_frr("ipv4", "203.0.113.40/32");
         established(&manager, "router").await;
         tokio::task::block_in_place(|| {
             wait_until("the route in FRR", Duration::from_secs(30), route_in_frr);
@@ -664,6 +662,25 @@ fn ibgp_side() {
     });
 }
 
+/// Waits (bounded) for the session to "router" to report an error `accept` takes, asserting
+/// it never reaches Established meanwhile; returns that error.
+async fn first_error(
+    manager: &BgpManager,
+    what: &str,
+    accept: impl Fn(&SessionError) -> bool,
+) -> SessionError {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = manager.status()["router"].session.clone();
+        assert_ne!(status.state, State::Established);
+        if let Some(error) = status.last_error.as_ref().filter(|e| accept(e)) {
+            return error.clone();
+        }
+        assert!(Instant::now() < deadline, "no {what}: {status:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// Runs inside the node namespace: first our ASN is not the one FRR expects, then the ASN is
 /// right but the MD5 password is wrong.
 fn misconfigured_side() {
@@ -674,18 +691,15 @@ fn misconfigured_side() {
         manager
             .apply(&desired("router", wrong_asn, BTreeMap::new()))
             .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let status = manager.status()["router"].session.clone();
-            assert_ne!(status.state, State::Established);
-            if let Some(SessionError::NotificationReceived(n)) = &status.last_error {
-                assert_eq!((n.code, n.subcode), (2, 2), "FRR answers Bad Peer AS");
-                println!("wrong ASN: {}", status.last_error.unwrap());
-                break;
-            }
-            assert!(Instant::now() < deadline, "no Bad Peer AS: {status:?}");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        let error = first_error(&manager, "Bad Peer AS", |e| {
+            matches!(e, SessionError::NotificationReceived(_))
+        })
+        .await;
+        let SessionError::NotificationReceived(n) = &error else {
+            unreachable!("first_error returns only what it accepts")
+        };
+        assert_eq!((n.code, n.subcode), (2, 2), "FRR answers Bad Peer AS");
+        println!("wrong ASN: {error}");
 
         let mut wrong_password = PeerConfig::new(session(64512, 1), ROUTER);
         wrong_password.password = Some("not-the-password".into());
@@ -693,17 +707,11 @@ fn misconfigured_side() {
             .apply(&desired("router", wrong_password, BTreeMap::new()))
             .unwrap();
         // FRR's kernel drops our unsigned-for-it SYNs: the connection never comes up.
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let status = manager.status()["router"].session.clone();
-            assert_ne!(status.state, State::Established);
-            if status.last_error == Some(SessionError::ConnectFailed) {
-                println!("wrong password: {}", status.last_error.unwrap());
-                break;
-            }
-            assert!(Instant::now() < deadline, "no connect failure: {status:?}");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        let error = first_error(&manager, "connect failure", |e| {
+            *e == SessionError::ConnectFailed
+        })
+        .await;
+        println!("wrong password: {error}");
         manager.shutdown(StopReason::PeerDeconfigured).await;
     });
 }
@@ -740,9 +748,7 @@ fn herald_side() {
 
         tokio::task::block_in_place(|| {
             wait_until("the IPv4 route in FRR", Duration::from_secs(30), || {
-                json("show bgp ipv4 unicast json")["routes"]
-                    .get("203.0.113.10/32")
-                    .is_some()
+                in_frr("ipv4", "203.0.113.10/32")
             });
             println!("route in FRR after {:?}", started.elapsed());
             let detail = vtysh("show bgp ipv4 unicast 203.0.113.10/32 json");
@@ -759,9 +765,7 @@ fn herald_side() {
             let path = &json("show bgp ipv4 unicast 203.0.113.10/32 json")["paths"][0];
             assert_eq!(path["aspath"]["string"], "64512", "AS_PATH as FRR reads it");
             wait_until("the IPv6 route in FRR", Duration::from_secs(30), || {
-                json("show bgp ipv6 unicast json")["routes"]
-                    .get("2001:db8:100::10/128")
-                    .is_some()
+                in_frr("ipv6", "2001:db8:100::10/128")
             });
             wait_until(
                 "the route in the router's kernel",
@@ -778,12 +782,7 @@ fn herald_side() {
         manager.apply(&desired).unwrap();
         tokio::task::block_in_place(|| {
             wait_until("the withdrawals", Duration::from_secs(30), || {
-                json("show bgp ipv4 unicast json")["routes"]
-                    .get("203.0.113.10/32")
-                    .is_none()
-                    && json("show bgp ipv6 unicast json")["routes"]
-                        .get("2001:db8:100::10/128")
-                        .is_none()
+                !in_frr("ipv4", "203.0.113.10/32") && !in_frr("ipv6", "2001:db8:100::10/128")
             });
         });
 
