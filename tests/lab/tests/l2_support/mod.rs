@@ -36,6 +36,18 @@ use crate::common::{SERVICE_PORT, SETUP_TIMEOUT, Setup, World};
 /// The L2-mode pool of the address plan (inside the node LAN).
 pub const L2_POOL: [&str; 2] = [plan::L2_POOL_V4, plan::L2_POOL_V6];
 /// Generous bound for a failover (the goal is under one second).
+/// Speakers with layer 2 and forwarding on (the owner's DNAT carries the traffic to the
+/// pods: no kube-proxy in the lab), resyncing every 5 s, niced.
+pub fn l2_setup() -> Setup {
+    Setup {
+        router_pod_routes: true,
+        speaker_flags: &["--layer2", "on", "--forwarding", "on"],
+        resync_interval: "5s",
+        niced: true,
+        endpoints_timeout: SETUP_TIMEOUT,
+    }
+}
+
 pub const FAILOVER_DEADLINE: Duration = Duration::from_secs(10);
 
 pub fn ms(duration: Duration) -> u128 {
@@ -48,18 +60,7 @@ impl World {
     /// the pool `l2` (the address plan's L2 range) and an L2Advertisement for it; an apps
     /// namespace.
     pub fn l2(hint: &str, nodes: usize) -> Result<World> {
-        let world = World::create(
-            hint,
-            nodes,
-            Setup {
-                router_pod_routes: true,
-                // The owner's DNAT carries the traffic to the pods (no kube-proxy in the lab).
-                speaker_flags: &["--layer2", "on", "--forwarding", "on"],
-                resync_interval: "5s",
-                niced: true,
-                endpoints_timeout: SETUP_TIMEOUT,
-            },
-        )?;
+        let world = World::create(hint, nodes, l2_setup())?;
         world.install_object("IPAddressPool", "l2", json!({"addresses": L2_POOL}))?;
         world.install_object("L2Advertisement", "l2", json!({"pools": ["l2"]}))?;
         Ok(world)
