@@ -48,6 +48,22 @@ pub fn l2_setup() -> Setup {
     }
 }
 
+/// Failover benchmarks: the probed address, the probe's pace and time-out, and the bound
+/// on one failover (generous for the reference detection, 5–8 s measured).
+pub const BENCH_V4: &str = "192.0.2.160";
+pub const PROBE_INTERVAL: Duration = Duration::from_millis(50);
+pub const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
+pub const RUN_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Runs per fault of a failover benchmark: `HERALD_L2_BENCH_RUNS`, else `default`.
+pub fn runs_from_env(default: usize) -> usize {
+    std::env::var("HERALD_L2_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(default)
+}
+
 pub const FAILOVER_DEADLINE: Duration = Duration::from_secs(10);
 
 pub fn ms(duration: Duration) -> u128 {
