@@ -38,7 +38,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use common::{World, parse_ip};
 use herald_lab::bench::percentile;
 use herald_lab::{LabError, Result};
-use l2_support::{BENCH_V4 as V4, PROBE_INTERVAL, PROBE_TIMEOUT, RUN_DEADLINE, ms, runs_from_env};
+use l2_support::{BENCH_V4 as V4, ms, runs_from_env};
 
 const V6: &str = "2001:db8:1::160";
 /// After the old owner returns: longer than the start-up hold (2 s) and the rejoin hold-down
@@ -135,15 +135,7 @@ fn one_run(world: &mut World, fault: Fault) -> Result<Run> {
         Fault::Kill | Fault::KillReference => world.kill_speaker(owner)?,
         Fault::Cable => world.lab.set_node_lan(owner, false)?,
     }
-    let (reply, failover) = world.probe_until_within(
-        address,
-        t0,
-        PROBE_INTERVAL,
-        PROBE_TIMEOUT,
-        RUN_DEADLINE,
-        |r| r.node != owner_name,
-    )?;
-    let successor = world.node_index(&reply.node)?;
+    let (failover, successor) = world.bench_failover(address, t0, &owner_name)?;
     world.wait_record("svc", address, successor)?;
     let recorded = t0.elapsed();
     let log = world.speaker_mut(successor)?.log();

@@ -48,9 +48,7 @@ use herald_lab::bench::percentile;
 use herald_lab::herald::MEMBERLIST_SECRET;
 use herald_lab::metallb::{self, MetalLb};
 use herald_lab::{LabError, LabProcess, Result};
-use l2_support::{
-    BENCH_V4 as V4, L2_POOL, PROBE_INTERVAL, PROBE_TIMEOUT, RUN_DEADLINE, ms, runs_from_env,
-};
+use l2_support::{BENCH_V4 as V4, L2_POOL, ms, runs_from_env};
 use serde_json::json;
 
 /// After the old owner returns and membership is whole: Herald's start-up hold (2 s) and
@@ -251,15 +249,7 @@ fn one_run(world: &mut World, mut side: Option<&mut MetalLbSide>, fault: Fault) 
         (Fault::Kill, None) => world.kill_speaker(owner)?,
         (Fault::Cable, _) => world.lab.set_node_lan(owner, false)?,
     }
-    let (reply, failover) = world.probe_until_within(
-        address,
-        t0,
-        PROBE_INTERVAL,
-        PROBE_TIMEOUT,
-        RUN_DEADLINE,
-        |r| r.node != owner_name,
-    )?;
-    let successor = world.node_index(&reply.node)?;
+    let (failover, successor) = world.bench_failover(address, t0, &owner_name)?;
 
     // The old owner returns.
     match (fault, side.as_deref_mut()) {

@@ -245,6 +245,25 @@ impl World {
     }
 
     /// [`World::probe_until`] with another deadline.
+    /// Failover benchmarks: probes `address` at the bench pace until a reply comes through a
+    /// node other than `owner_name`; returns the time since `since` and that node's index.
+    pub fn bench_failover(
+        &self,
+        address: IpAddr,
+        since: Instant,
+        owner_name: &str,
+    ) -> Result<(Duration, usize)> {
+        let (reply, failover) = self.probe_until_within(
+            address,
+            since,
+            PROBE_INTERVAL,
+            PROBE_TIMEOUT,
+            RUN_DEADLINE,
+            |r| r.node != owner_name,
+        )?;
+        Ok((failover, self.node_index(&reply.node)?))
+    }
+
     pub fn probe_until_within(
         &self,
         address: IpAddr,
