@@ -218,12 +218,22 @@ impl Drop for Lab {
     }
 }
 
+/// An FRR configuration: the router's BGP instance (AS 64500) with `$body` below it.
+macro_rules! frr_router {
+    ($body:literal) => {
+        concat!(
+            "frr defaults traditional\n",
+            "hostname herald-test-router\n",
+            "router bgp 64500\n",
+            " bgp router-id 192.0.2.1\n",
+            $body
+        )
+    };
+}
+
 fn frr_config() -> String {
-    "frr defaults traditional
-hostname herald-test-router
-router bgp 64500
- bgp router-id 192.0.2.1
- no bgp ebgp-requires-policy
+    frr_router!(
+        " no bgp ebgp-requires-policy
  no bgp default ipv4-unicast
  neighbor 192.0.2.11 remote-as 64512
  neighbor 192.0.2.11 password herald-md5-secret
@@ -236,6 +246,7 @@ router bgp 64500
   neighbor 192.0.2.11 activate
  exit-address-family
 "
+    )
     .to_string()
 }
 
@@ -388,11 +399,8 @@ fn ten_thousand_prefixes_side() {
 
 /// FRR peering with the node over IPv6 (and graceful restart on, for the restart test).
 fn frr_config_ipv6_and_graceful_restart() -> String {
-    "frr defaults traditional
-hostname herald-test-router
-router bgp 64500
- bgp router-id 192.0.2.1
- no bgp ebgp-requires-policy
+    frr_router!(
+        " no bgp ebgp-requires-policy
  no bgp default ipv4-unicast
  bgp graceful-restart
  neighbor 2001:db8:1::11 remote-as 64512
@@ -410,6 +418,7 @@ router bgp 64500
   neighbor 2001:db8:1::11 activate
  exit-address-family
 "
+    )
     .to_string()
 }
 
@@ -614,18 +623,16 @@ fn frr_restart_side() {
 
 #[test]
 fn over_ibgp_frr_receives_our_local_pref_and_an_empty_as_path() {
-    let config = "frr defaults traditional
-hostname herald-test-router
-router bgp 64500
- bgp router-id 192.0.2.1
- no bgp default ipv4-unicast
+    let config = frr_router!(
+        " no bgp default ipv4-unicast
  neighbor 192.0.2.11 remote-as 64500
  neighbor 192.0.2.11 timers 3 9
  neighbor 192.0.2.11 timers connect 2
  address-family ipv4 unicast
   neighbor 192.0.2.11 activate
  exit-address-family
-";
+"
+    );
     lab_test(
         "g",
         "over_ibgp_frr_receives_our_local_pref_and_an_empty_as_path",
