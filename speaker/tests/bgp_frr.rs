@@ -57,6 +57,75 @@ fn must(program: &str, args: &[&str]) {
     );
 }
 
+/// The node's address on the veth, and the router's.
+const NODE: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 11);
+const ROUTER: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
+
+/// Our side of a session to FRR's AS 64500, with the short timers every test uses.
+fn session(local_as: u32, connect_retry_secs: u64) -> SessionConfig {
+    let mut session = SessionConfig::new(local_as, 64500, NODE);
+    session.hold_time_secs = 9;
+    session.connect_retry = Duration::from_secs(connect_retry_secs);
+    session
+}
+
+/// A peer at `address` with the TCP-MD5 password FRR expects.
+fn md5_peer(session: SessionConfig, address: IpAddr) -> PeerConfig {
+    let mut peer = PeerConfig::new(session, address);
+    peer.password = Some(PASSWORD.into());
+    peer
+}
+
+/// One peer named `name` and the routes announced to it.
+fn desired(name: &str, peer: PeerConfig, routes: BTreeMap<IpNet, RouteAttributes>) -> DesiredBgp {
+    DesiredBgp {
+        peers: [(name.to_string(), peer)].into(),
+        routes: [(name.to_string(), routes)].into(),
+    }
+}
+
+/// Routes with default attributes.
+fn plain_routes(prefixes: &[&str]) -> BTreeMap<IpNet, RouteAttributes> {
+    prefixes
+        .iter()
+        .map(|p| (p.parse().unwrap(), RouteAttributes::default()))
+        .collect()
+}
+
+/// Waits (bounded) for `peer` to be Established, failing with the status otherwise.
+async fn established(manager: &BgpManager, peer: &str) {
+    assert!(
+        manager
+            .wait_for_state(peer, State::Established, Duration::from_secs(60))
+            .await,
+        "no session with {peer}: {:?}",
+        manager.status()
+    );
+}
+
+/// Starts one FRR daemon of lab `frr` in `router_ns`, writing its pid to `pid_file`.
+fn start_frr_daemon(router_ns: &str, frr: &str, daemon: &str, pid_file: &str) {
+    let binary = format!("/usr/lib/frr/{daemon}");
+    must(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            router_ns,
+            &binary,
+            "-d",
+            "-N",
+            frr,
+            "-F",
+            "traditional",
+            "-A",
+            "127.0.0.1",
+            "-i",
+            pid_file,
+        ],
+    );
+}
+
 /// Everything the parent creates; removed on drop, also when an assertion fails.
 struct Lab {
     names: Names,
@@ -104,26 +173,7 @@ impl Lab {
         std::fs::write(format!("{etc}/vtysh.conf"), "").unwrap();
         must("chown", &["-R", "frr:frr", &etc, &var]);
         for daemon in ["zebra", "bgpd"] {
-            let binary = format!("/usr/lib/frr/{daemon}");
-            let pid_file = format!("{var}/{daemon}.pid");
-            must(
-                "ip",
-                &[
-                    "netns",
-                    "exec",
-                    &n.router_ns,
-                    &binary,
-                    "-d",
-                    "-N",
-                    &n.frr,
-                    "-F",
-                    "traditional",
-                    "-A",
-                    "127.0.0.1",
-                    "-i",
-                    &pid_file,
-                ],
-            );
+            start_frr_daemon(&n.router_ns, &n.frr, daemon, &format!("{var}/{daemon}.pid"));
         }
         // bgpd needs a moment before vtysh can reach it; bounded retries.
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -168,12 +218,22 @@ impl Drop for Lab {
     }
 }
 
+/// An FRR configuration: the router's BGP instance (AS 64500) with `$body` below it.
+macro_rules! frr_router {
+    ($body:literal) => {
+        concat!(
+            "frr defaults traditional\n",
+            "hostname herald-test-router\n",
+            "router bgp 64500\n",
+            " bgp router-id 192.0.2.1\n",
+            $body
+        )
+    };
+}
+
 fn frr_config() -> String {
-    "frr defaults traditional
-hostname herald-test-router
-router bgp 64500
- bgp router-id 192.0.2.1
- no bgp ebgp-requires-policy
+    frr_router!(
+        " no bgp ebgp-requires-policy
  no bgp default ipv4-unicast
  neighbor 192.0.2.11 remote-as 64512
  neighbor 192.0.2.11 password herald-md5-secret
@@ -186,6 +246,7 @@ router bgp 64500
   neighbor 192.0.2.11 activate
  exit-address-family
 "
+    )
     .to_string()
 }
 
@@ -208,13 +269,22 @@ fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
     }
 }
 
-/// Sets up the lab and runs `test_name` again inside the node namespace, where the
-/// `CHILD_ENV` branch of that test does the Herald side.
-fn run_in_lab(tag: &str, test_name: &str) {
-    run_in_lab_with(tag, test_name, &frr_config());
+/// Both halves of a test: in the child (`CHILD_ENV` set) the Herald `side`; in the parent
+/// the lab, skipped (with a message) without root or FRR, around a re-run of `test_name`.
+fn lab_test(tag: &str, test_name: &str, frr_config: &str, side: fn()) {
+    if std::env::var_os(CHILD_ENV).is_some() {
+        return side();
+    }
+    if let Some(reason) = prerequisites_missing() {
+        eprintln!("skipped: {reason}");
+        return;
+    }
+    run_in_lab(tag, test_name, frr_config);
 }
 
-fn run_in_lab_with(tag: &str, test_name: &str, frr_config: &str) {
+/// Sets up the lab and runs `test_name` again inside the node namespace, where the
+/// `CHILD_ENV` branch of that test does the Herald side.
+fn run_in_lab(tag: &str, test_name: &str, frr_config: &str) {
     let lab = Lab::new(tag, frr_config);
     let exe = std::env::current_exe().unwrap();
     let exe = exe.to_str().unwrap();
@@ -252,44 +322,32 @@ fn run_in_lab_with(tag: &str, test_name: &str, frr_config: &str) {
 
 #[test]
 fn herald_peers_with_frr_which_learns_installs_and_withdraws_the_routes() {
-    if std::env::var_os(CHILD_ENV).is_some() {
-        return herald_side();
-    }
-    if let Some(reason) = prerequisites_missing() {
-        eprintln!("skipped: {reason}");
-        return;
-    }
-    run_in_lab(
+    lab_test(
         "a",
         "herald_peers_with_frr_which_learns_installs_and_withdraws_the_routes",
+        &frr_config(),
+        herald_side,
     );
 }
 
 #[test]
 fn a_wrong_asn_and_a_wrong_password_each_give_a_clear_status_and_no_crash() {
-    if std::env::var_os(CHILD_ENV).is_some() {
-        return misconfigured_side();
-    }
-    if let Some(reason) = prerequisites_missing() {
-        eprintln!("skipped: {reason}");
-        return;
-    }
-    run_in_lab(
+    lab_test(
         "b",
         "a_wrong_asn_and_a_wrong_password_each_give_a_clear_status_and_no_crash",
+        &frr_config(),
+        misconfigured_side,
     );
 }
 
 #[test]
 fn ten_thousand_prefixes_reach_frr_in_few_packed_updates() {
-    if std::env::var_os(CHILD_ENV).is_some() {
-        return ten_thousand_prefixes_side();
-    }
-    if let Some(reason) = prerequisites_missing() {
-        eprintln!("skipped: {reason}");
-        return;
-    }
-    run_in_lab("c", "ten_thousand_prefixes_reach_frr_in_few_packed_updates");
+    lab_test(
+        "c",
+        "ten_thousand_prefixes_reach_frr_in_few_packed_updates",
+        &frr_config(),
+        ten_thousand_prefixes_side,
+    );
 }
 
 /// Number of /32s announced, from the benchmarking range 198.18.0.0/15.
@@ -298,46 +356,18 @@ const MANY_PREFIXES: u32 = 10_000;
 /// Runs inside the node namespace: announces 10,000 /32s on an Established session, measures
 /// until FRR counts them all, and checks how many UPDATEs that took.
 fn ten_thousand_prefixes_side() {
-    let router_ns = std::env::var("HERALD_FRR_ROUTER_NS").unwrap();
-    let frr = std::env::var("HERALD_FRR_NAME").unwrap();
     let received = || -> u64 {
-        let out = run(
-            "ip",
-            &[
-                "netns",
-                "exec",
-                &router_ns,
-                "vtysh",
-                "-N",
-                &frr,
-                "-c",
-                "show bgp ipv4 unicast summary json",
-            ],
-        );
-        let summary: serde_json::Value =
-            serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
-        summary["peers"]["192.0.2.11"]["pfxRcd"]
+        lab_json("show bgp ipv4 unicast summary json")["peers"]["192.0.2.11"]["pfxRcd"]
             .as_u64()
             .unwrap_or(0)
     };
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        let mut session = SessionConfig::new(64512, 64500, Ipv4Addr::new(192, 0, 2, 11));
-        session.hold_time_secs = 9;
-        session.connect_retry = Duration::from_secs(2);
-        let mut peer = PeerConfig::new(session, IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)));
-        peer.password = Some(PASSWORD.into());
-        let mut desired = DesiredBgp {
-            peers: [("router".to_string(), peer)].into(),
-            routes: BTreeMap::new(),
-        };
+        let peer = md5_peer(session(64512, 2), ROUTER);
+        let mut desired = desired("router", peer, BTreeMap::new());
         let mut manager = BgpManager::new(None).unwrap();
         manager.apply(&desired).unwrap();
-        assert!(
-            manager
-                .wait_for_state("router", State::Established, Duration::from_secs(60))
-                .await
-        );
+        established(&manager, "router").await;
         let before = manager.status()["router"].session.update_messages_sent;
         let base = u32::from(Ipv4Addr::new(198, 18, 0, 0));
         let routes: BTreeMap<IpNet, RouteAttributes> = (0..MANY_PREFIXES)
@@ -369,11 +399,8 @@ fn ten_thousand_prefixes_side() {
 
 /// FRR peering with the node over IPv6 (and graceful restart on, for the restart test).
 fn frr_config_ipv6_and_graceful_restart() -> String {
-    "frr defaults traditional
-hostname herald-test-router
-router bgp 64500
- bgp router-id 192.0.2.1
- no bgp ebgp-requires-policy
+    frr_router!(
+        " no bgp ebgp-requires-policy
  no bgp default ipv4-unicast
  bgp graceful-restart
  neighbor 2001:db8:1::11 remote-as 64512
@@ -391,38 +418,27 @@ router bgp 64500
   neighbor 2001:db8:1::11 activate
  exit-address-family
 "
+    )
     .to_string()
 }
 
 #[test]
 fn herald_peers_with_frr_over_an_ipv6_session_carrying_both_families() {
-    if std::env::var_os(CHILD_ENV).is_some() {
-        return ipv6_session_side();
-    }
-    if let Some(reason) = prerequisites_missing() {
-        eprintln!("skipped: {reason}");
-        return;
-    }
-    run_in_lab_with(
+    lab_test(
         "d",
         "herald_peers_with_frr_over_an_ipv6_session_carrying_both_families",
         &frr_config_ipv6_and_graceful_restart(),
+        ipv6_session_side,
     );
 }
 
 #[test]
 fn with_graceful_restart_frr_keeps_the_routes_while_the_speaker_restarts() {
-    if std::env::var_os(CHILD_ENV).is_some() {
-        return graceful_restart_side();
-    }
-    if let Some(reason) = prerequisites_missing() {
-        eprintln!("skipped: {reason}");
-        return;
-    }
-    run_in_lab_with(
+    lab_test(
         "e",
         "with_graceful_restart_frr_keeps_the_routes_while_the_speaker_restarts",
         &frr_config_ipv6_and_graceful_restart(),
+        graceful_restart_side,
     );
 }
 
@@ -443,49 +459,28 @@ fn lab_json(command: &str) -> serde_json::Value {
     serde_json::from_str(&lab_vtysh(command)).unwrap_or(serde_json::Value::Null)
 }
 
+/// Whether FRR's BGP table for `family` ("ipv4" or "ipv6") holds `prefix`.
+fn in_frr(family: &str, prefix: &str) -> bool {
+    lab_json(&format!("show bgp {family} unicast json"))["routes"]
+        .get(prefix)
+        .is_some()
+}
+
 /// Runs inside the node namespace: an IPv6 TCP session (MD5 over IPv6) carrying an IPv6 route
 /// (next hop: the connection's own address) and an IPv4 route (configured IPv4 next hop).
 fn ipv6_session_side() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        let mut session = SessionConfig::new(64512, 64500, Ipv4Addr::new(192, 0, 2, 11));
-        session.hold_time_secs = 9;
-        session.connect_retry = Duration::from_secs(2);
-        session.next_hop_v4 = Some(Ipv4Addr::new(192, 0, 2, 11));
-        let mut peer = PeerConfig::new(session, "2001:db8:1::1".parse().unwrap());
-        peer.password = Some(PASSWORD.into());
-        let routes: BTreeMap<IpNet, RouteAttributes> = [
-            (
-                "2001:db8:100::20/128".parse().unwrap(),
-                RouteAttributes::default(),
-            ),
-            (
-                "203.0.113.20/32".parse().unwrap(),
-                RouteAttributes::default(),
-            ),
-        ]
-        .into();
-        let desired = DesiredBgp {
-            peers: [("router6".to_string(), peer)].into(),
-            routes: [("router6".to_string(), routes)].into(),
-        };
+        let mut session = session(64512, 2);
+        session.next_hop_v4 = Some(NODE);
+        let peer = md5_peer(session, "2001:db8:1::1".parse().unwrap());
+        let routes = plain_routes(&["2001:db8:100::20/128", "203.0.113.20/32"]);
         let mut manager = BgpManager::new(Some(&ListenConfig::default())).unwrap();
-        manager.apply(&desired).unwrap();
-        assert!(
-            manager
-                .wait_for_state("router6", State::Established, Duration::from_secs(60))
-                .await,
-            "no IPv6 session: {:?}",
-            manager.status()
-        );
+        manager.apply(&desired("router6", peer, routes)).unwrap();
+        established(&manager, "router6").await;
         tokio::task::block_in_place(|| {
             wait_until("both routes in FRR", Duration::from_secs(30), || {
-                lab_json("show bgp ipv6 unicast json")["routes"]
-                    .get("2001:db8:100::20/128")
-                    .is_some()
-                    && lab_json("show bgp ipv4 unicast json")["routes"]
-                        .get("203.0.113.20/32")
-                        .is_some()
+                in_frr("ipv6", "2001:db8:100::20/128") && in_frr("ipv4", "203.0.113.20/32")
             });
             let v6 = lab_vtysh("show bgp ipv6 unicast 2001:db8:100::20/128 json");
             assert!(v6.contains("2001:db8:1::11"), "IPv6 next hop: {v6}");
@@ -503,35 +498,21 @@ fn graceful_restart_side() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         let desired = |restarting: bool| {
-            let mut session = SessionConfig::new(64512, 64500, Ipv4Addr::new(192, 0, 2, 11));
-            session.hold_time_secs = 9;
-            session.connect_retry = Duration::from_secs(1);
+            let mut session = session(64512, 1);
             session.families = vec![herald_speaker::bgp::codec::Family::Ipv4Unicast];
             session.graceful_restart = Some(GracefulRestartConfig {
                 restart_time_secs: 60,
                 restarting,
             });
-            let peer = PeerConfig::new(session, IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)));
-            let routes: BTreeMap<IpNet, RouteAttributes> = [(
-                "203.0.113.30/32".parse().unwrap(),
-                RouteAttributes::default(),
-            )]
-            .into();
-            DesiredBgp {
-                peers: [("router".to_string(), peer)].into(),
-                routes: [("router".to_string(), routes)].into(),
-            }
+            let peer = PeerConfig::new(session, ROUTER);
+            desired("router", peer, plain_routes(&["203.0.113.30/32"]))
         };
         let route = || lab_json("show bgp ipv4 unicast 203.0.113.30/32 json");
         let is_stale = |v: &serde_json::Value| v["paths"][0]["stale"].as_bool() == Some(true);
 
         let mut first = BgpManager::new(None).unwrap();
         first.apply(&desired(false)).unwrap();
-        assert!(
-            first
-                .wait_for_state("router", State::Established, Duration::from_secs(60))
-                .await
-        );
+        established(&first, "router").await;
         tokio::task::block_in_place(|| {
             wait_until("the route in FRR", Duration::from_secs(30), || {
                 route()["paths"][0].is_object()
@@ -551,11 +532,7 @@ fn graceful_restart_side() {
 
         let mut second = BgpManager::new(None).unwrap();
         second.apply(&desired(true)).unwrap();
-        assert!(
-            second
-                .wait_for_state("router", State::Established, Duration::from_secs(60))
-                .await
-        );
+        established(&second, "router").await;
         tokio::task::block_in_place(|| {
             wait_until(
                 "the route to be fresh again",
@@ -579,16 +556,11 @@ fn graceful_restart_side() {
 
 #[test]
 fn after_frr_restarts_the_session_and_the_route_come_back_by_themselves() {
-    if std::env::var_os(CHILD_ENV).is_some() {
-        return frr_restart_side();
-    }
-    if let Some(reason) = prerequisites_missing() {
-        eprintln!("skipped: {reason}");
-        return;
-    }
-    run_in_lab(
+    lab_test(
         "f",
         "after_frr_restarts_the_session_and_the_route_come_back_by_themselves",
+        &frr_config(),
+        frr_restart_side,
     );
 }
 
@@ -599,32 +571,12 @@ fn frr_restart_side() {
     let pid_file = format!("/var/run/frr/{frr}/bgpd.pid");
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        let mut session = SessionConfig::new(64512, 64500, Ipv4Addr::new(192, 0, 2, 11));
-        session.hold_time_secs = 9;
-        session.connect_retry = Duration::from_secs(1);
-        let mut peer = PeerConfig::new(session, IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)));
-        peer.password = Some(PASSWORD.into());
-        let routes: BTreeMap<IpNet, RouteAttributes> = [(
-            "203.0.113.40/32".parse().unwrap(),
-            RouteAttributes::default(),
-        )]
-        .into();
-        let desired = DesiredBgp {
-            peers: [("router".to_string(), peer)].into(),
-            routes: [("router".to_string(), routes)].into(),
-        };
+        let peer = md5_peer(session(64512, 1), ROUTER);
+        let routes = plain_routes(&["203.0.113.40/32"]);
         let mut manager = BgpManager::new(Some(&ListenConfig::default())).unwrap();
-        manager.apply(&desired).unwrap();
-        let route_in_frr = || {
-            lab_json("show bgp ipv4 unicast json")["routes"]
-                .get("203.0.113.40/32")
-                .is_some()
-        };
-        assert!(
-            manager
-                .wait_for_state("router", State::Established, Duration::from_secs(60))
-                .await
-        );
+        manager.apply(&desired("router", peer, routes)).unwrap();
+        let route_in_frr = || in_frr("ipv4", "203.0.113.40/32");
+        established(&manager, "router").await;
         tokio::task::block_in_place(|| {
             wait_until("the route in FRR", Duration::from_secs(30), route_in_frr);
             let pid = std::fs::read_to_string(&pid_file).unwrap();
@@ -642,24 +594,7 @@ fn frr_restart_side() {
                 !Path::new(&pid_file).exists()
                     || run("pgrep", &["-F", &pid_file]).status.code() == Some(1)
             });
-            must(
-                "ip",
-                &[
-                    "netns",
-                    "exec",
-                    &router_ns,
-                    "/usr/lib/frr/bgpd",
-                    "-d",
-                    "-N",
-                    &frr,
-                    "-F",
-                    "traditional",
-                    "-A",
-                    "127.0.0.1",
-                    "-i",
-                    &pid_file,
-                ],
-            );
+            start_frr_daemon(&router_ns, &frr, "bgpd", &pid_file);
             wait_until("the configuration to load", Duration::from_secs(20), || {
                 run(
                     "ip",
@@ -670,13 +605,7 @@ fn frr_restart_side() {
             });
         });
         let started = Instant::now();
-        assert!(
-            manager
-                .wait_for_state("router", State::Established, Duration::from_secs(60))
-                .await,
-            "no new session: {:?}",
-            manager.status()
-        );
+        established(&manager, "router").await;
         tokio::task::block_in_place(|| {
             wait_until(
                 "the route back in FRR",
@@ -694,29 +623,21 @@ fn frr_restart_side() {
 
 #[test]
 fn over_ibgp_frr_receives_our_local_pref_and_an_empty_as_path() {
-    if std::env::var_os(CHILD_ENV).is_some() {
-        return ibgp_side();
-    }
-    if let Some(reason) = prerequisites_missing() {
-        eprintln!("skipped: {reason}");
-        return;
-    }
-    let config = "frr defaults traditional
-hostname herald-test-router
-router bgp 64500
- bgp router-id 192.0.2.1
- no bgp default ipv4-unicast
+    let config = frr_router!(
+        " no bgp default ipv4-unicast
  neighbor 192.0.2.11 remote-as 64500
  neighbor 192.0.2.11 timers 3 9
  neighbor 192.0.2.11 timers connect 2
  address-family ipv4 unicast
   neighbor 192.0.2.11 activate
  exit-address-family
-";
-    run_in_lab_with(
+"
+    );
+    lab_test(
         "g",
         "over_ibgp_frr_receives_our_local_pref_and_an_empty_as_path",
         config,
+        ibgp_side,
     );
 }
 
@@ -724,30 +645,18 @@ router bgp 64500
 fn ibgp_side() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        let mut session = SessionConfig::new(64500, 64500, Ipv4Addr::new(192, 0, 2, 11));
-        session.hold_time_secs = 9;
-        session.connect_retry = Duration::from_secs(1);
+        let mut session = session(64500, 1);
         session.families = vec![herald_speaker::bgp::codec::Family::Ipv4Unicast];
-        let peer = PeerConfig::new(session, IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)));
+        let peer = PeerConfig::new(session, ROUTER);
         let attributes = RouteAttributes {
             local_pref: Some(250),
             ..Default::default()
         };
         let routes: BTreeMap<IpNet, RouteAttributes> =
             [("203.0.113.50/32".parse().unwrap(), attributes)].into();
-        let desired = DesiredBgp {
-            peers: [("router".to_string(), peer)].into(),
-            routes: [("router".to_string(), routes)].into(),
-        };
         let mut manager = BgpManager::new(None).unwrap();
-        manager.apply(&desired).unwrap();
-        assert!(
-            manager
-                .wait_for_state("router", State::Established, Duration::from_secs(60))
-                .await,
-            "no iBGP session: {:?}",
-            manager.status()
-        );
+        manager.apply(&desired("router", peer, routes)).unwrap();
+        established(&manager, "router").await;
         tokio::task::block_in_place(|| {
             wait_until("the route in FRR", Duration::from_secs(30), || {
                 lab_json("show bgp ipv4 unicast 203.0.113.50/32 json")["paths"][0].is_object()
@@ -760,60 +669,56 @@ fn ibgp_side() {
     });
 }
 
+/// Waits (bounded) for the session to "router" to report an error `accept` takes, asserting
+/// it never reaches Established meanwhile; returns that error.
+async fn first_error(
+    manager: &BgpManager,
+    what: &str,
+    accept: impl Fn(&SessionError) -> bool,
+) -> SessionError {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = manager.status()["router"].session.clone();
+        assert_ne!(status.state, State::Established);
+        if let Some(error) = status.last_error.as_ref().filter(|e| accept(e)) {
+            return error.clone();
+        }
+        assert!(Instant::now() < deadline, "no {what}: {status:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// Runs inside the node namespace: first our ASN is not the one FRR expects, then the ASN is
 /// right but the MD5 password is wrong.
 fn misconfigured_side() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        let session = |local_as: u32| {
-            let mut session = SessionConfig::new(local_as, 64500, Ipv4Addr::new(192, 0, 2, 11));
-            session.hold_time_secs = 9;
-            session.connect_retry = Duration::from_secs(1);
-            session
-        };
-        let router = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
-        let mut wrong_asn = PeerConfig::new(session(64513), router);
-        wrong_asn.password = Some(PASSWORD.into());
+        let wrong_asn = md5_peer(session(64513, 1), ROUTER);
         let mut manager = BgpManager::new(None).unwrap();
         manager
-            .apply(&DesiredBgp {
-                peers: [("router".to_string(), wrong_asn)].into(),
-                routes: BTreeMap::new(),
-            })
+            .apply(&desired("router", wrong_asn, BTreeMap::new()))
             .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let status = manager.status()["router"].session.clone();
-            assert_ne!(status.state, State::Established);
-            if let Some(SessionError::NotificationReceived(n)) = &status.last_error {
-                assert_eq!((n.code, n.subcode), (2, 2), "FRR answers Bad Peer AS");
-                println!("wrong ASN: {}", status.last_error.unwrap());
-                break;
-            }
-            assert!(Instant::now() < deadline, "no Bad Peer AS: {status:?}");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        let error = first_error(&manager, "Bad Peer AS", |e| {
+            matches!(e, SessionError::NotificationReceived(_))
+        })
+        .await;
+        let SessionError::NotificationReceived(n) = &error else {
+            unreachable!("first_error returns only what it accepts")
+        };
+        assert_eq!((n.code, n.subcode), (2, 2), "FRR answers Bad Peer AS");
+        println!("wrong ASN: {error}");
 
-        let mut wrong_password = PeerConfig::new(session(64512), router);
+        let mut wrong_password = PeerConfig::new(session(64512, 1), ROUTER);
         wrong_password.password = Some("not-the-password".into());
         manager
-            .apply(&DesiredBgp {
-                peers: [("router".to_string(), wrong_password)].into(),
-                routes: BTreeMap::new(),
-            })
+            .apply(&desired("router", wrong_password, BTreeMap::new()))
             .unwrap();
         // FRR's kernel drops our unsigned-for-it SYNs: the connection never comes up.
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let status = manager.status()["router"].session.clone();
-            assert_ne!(status.state, State::Established);
-            if status.last_error == Some(SessionError::ConnectFailed) {
-                println!("wrong password: {}", status.last_error.unwrap());
-                break;
-            }
-            assert!(Instant::now() < deadline, "no connect failure: {status:?}");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        let error = first_error(&manager, "connect failure", |e| {
+            *e == SessionError::ConnectFailed
+        })
+        .await;
+        println!("wrong password: {error}");
         manager.shutdown(StopReason::PeerDeconfigured).await;
     });
 }
@@ -821,28 +726,12 @@ fn misconfigured_side() {
 /// Runs inside the node namespace.
 fn herald_side() {
     let router_ns = std::env::var("HERALD_FRR_ROUTER_NS").unwrap();
-    let frr = std::env::var("HERALD_FRR_NAME").unwrap();
-    let vtysh = |command: &str| -> String {
-        let out = run(
-            "ip",
-            &[
-                "netns", "exec", &router_ns, "vtysh", "-N", &frr, "-c", command,
-            ],
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
-    let json = |command: &str| -> serde_json::Value {
-        serde_json::from_str(&vtysh(command)).unwrap_or(serde_json::Value::Null)
-    };
-
+    let (vtysh, json) = (lab_vtysh, lab_json);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        let mut session = SessionConfig::new(64512, 64500, Ipv4Addr::new(192, 0, 2, 11));
-        session.hold_time_secs = 9;
-        session.connect_retry = Duration::from_secs(2);
+        let mut session = session(64512, 2);
         session.next_hop_v6 = Some("2001:db8:1::11".parse().unwrap());
-        let mut peer = PeerConfig::new(session, IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)));
-        peer.password = Some(PASSWORD.into());
+        let peer = md5_peer(session, ROUTER);
         let v4: IpNet = "203.0.113.10/32".parse().unwrap();
         let v6: IpNet = "2001:db8:100::10/128".parse().unwrap();
         let attributes = RouteAttributes {
@@ -857,27 +746,16 @@ fn herald_side() {
         };
         let routes: BTreeMap<IpNet, RouteAttributes> =
             [(v4, attributes), (v6, RouteAttributes::default())].into();
-        let mut desired = DesiredBgp {
-            peers: [("router".to_string(), peer)].into(),
-            routes: [("router".to_string(), routes)].into(),
-        };
+        let mut desired = desired("router", peer, routes);
         let mut manager = BgpManager::new(Some(&ListenConfig::default())).unwrap();
         manager.apply(&desired).unwrap();
         let started = Instant::now();
-        assert!(
-            manager
-                .wait_for_state("router", State::Established, Duration::from_secs(60))
-                .await,
-            "no session: {:?}",
-            manager.status()
-        );
+        established(&manager, "router").await;
         println!("established after {:?}", started.elapsed());
 
         tokio::task::block_in_place(|| {
             wait_until("the IPv4 route in FRR", Duration::from_secs(30), || {
-                json("show bgp ipv4 unicast json")["routes"]
-                    .get("203.0.113.10/32")
-                    .is_some()
+                in_frr("ipv4", "203.0.113.10/32")
             });
             println!("route in FRR after {:?}", started.elapsed());
             let detail = vtysh("show bgp ipv4 unicast 203.0.113.10/32 json");
@@ -894,9 +772,7 @@ fn herald_side() {
             let path = &json("show bgp ipv4 unicast 203.0.113.10/32 json")["paths"][0];
             assert_eq!(path["aspath"]["string"], "64512", "AS_PATH as FRR reads it");
             wait_until("the IPv6 route in FRR", Duration::from_secs(30), || {
-                json("show bgp ipv6 unicast json")["routes"]
-                    .get("2001:db8:100::10/128")
-                    .is_some()
+                in_frr("ipv6", "2001:db8:100::10/128")
             });
             wait_until(
                 "the route in the router's kernel",
@@ -913,12 +789,7 @@ fn herald_side() {
         manager.apply(&desired).unwrap();
         tokio::task::block_in_place(|| {
             wait_until("the withdrawals", Duration::from_secs(30), || {
-                json("show bgp ipv4 unicast json")["routes"]
-                    .get("203.0.113.10/32")
-                    .is_none()
-                    && json("show bgp ipv6 unicast json")["routes"]
-                        .get("2001:db8:100::10/128")
-                        .is_none()
+                !in_frr("ipv4", "203.0.113.10/32") && !in_frr("ipv6", "2001:db8:100::10/128")
             });
         });
 

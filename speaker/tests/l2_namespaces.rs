@@ -117,24 +117,12 @@ impl Lab {
                 "lo",
             ]);
         }
-        must(&[
-            "ip",
-            "netns",
-            "exec",
-            a,
-            "sysctl",
-            "-qw",
+        for key in [
             "net.ipv4.conf.all.arp_ignore=1",
-        ]);
-        must(&[
-            "ip",
-            "netns",
-            "exec",
-            a,
-            "sysctl",
-            "-qw",
             "net.ipv4.conf.va.arp_ignore=1",
-        ]);
+        ] {
+            must(&["ip", "netns", "exec", a, "sysctl", "-qw", key]);
+        }
         lab
     }
 

@@ -96,12 +96,7 @@ pub fn install_crds(kubectl: &Kubectl) -> Result<()> {
 
 /// A Herald object (`IPAddressPool`, `BGPPeer`, ...) named `name` in `namespace`.
 pub fn object(kind: &str, name: &str, namespace: &str, spec: Value) -> Value {
-    json!({
-        "apiVersion": API_VERSION,
-        "kind": kind,
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": spec,
-    })
+    crate::kube::namespaced_object(API_VERSION, kind, name, namespace, spec)
 }
 
 /// Strips the finalizers off every IPAddressPool in `namespace`, best effort: a controller

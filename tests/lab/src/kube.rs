@@ -412,20 +412,7 @@ impl Kubectl {
         namespace: Option<&str>,
         patch: &Value,
     ) -> Result<()> {
-        let patch = patch.to_string();
-        let mut args = vec![
-            "patch",
-            kind,
-            name,
-            "--subresource=status",
-            "--type=merge",
-            "-p",
-            &patch,
-        ];
-        if let Some(ns) = namespace {
-            args.extend(["-n", ns]);
-        }
-        self.run(&args).map(|_| ())
+        self.merge_patch(&["--subresource=status"], kind, name, namespace, patch)
     }
 
     /// A JSON merge patch of an object.
@@ -436,8 +423,22 @@ impl Kubectl {
         namespace: Option<&str>,
         patch: &Value,
     ) -> Result<()> {
+        self.merge_patch(&[], kind, name, namespace, patch)
+    }
+
+    /// `kubectl patch --type=merge` with `extra` flags before the patch.
+    fn merge_patch(
+        &self,
+        extra: &[&str],
+        kind: &str,
+        name: &str,
+        namespace: Option<&str>,
+        patch: &Value,
+    ) -> Result<()> {
         let patch = patch.to_string();
-        let mut args = vec!["patch", kind, name, "--type=merge", "-p", &patch];
+        let mut args = vec!["patch", kind, name];
+        args.extend(extra);
+        args.extend(["--type=merge", "-p", &patch]);
         if let Some(ns) = namespace {
             args.extend(["-n", ns]);
         }
@@ -1205,6 +1206,22 @@ impl EndpointView {
                 .map(str::to_string),
         }
     }
+}
+
+/// A namespaced custom object of `api_version`/`kind` named `name` with `spec`.
+pub fn namespaced_object(
+    api_version: &str,
+    kind: &str,
+    name: &str,
+    namespace: &str,
+    spec: Value,
+) -> Value {
+    json!({
+        "apiVersion": api_version,
+        "kind": kind,
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": spec,
+    })
 }
 
 #[cfg(test)]

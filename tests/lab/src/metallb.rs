@@ -27,7 +27,7 @@
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::kube::{Kubectl, PodSpec};
 use crate::paths;
@@ -188,12 +188,7 @@ pub fn speaker_pod(name: &str, node: &str, address: IpAddr) -> PodSpec {
 
 /// A MetalLB object (`IPAddressPool`, `L2Advertisement`, ...) named `name` in `namespace`.
 pub fn object(kind: &str, name: &str, namespace: &str, spec: Value) -> Value {
-    json!({
-        "apiVersion": API_VERSION,
-        "kind": kind,
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": spec,
-    })
+    crate::kube::namespaced_object(API_VERSION, kind, name, namespace, spec)
 }
 
 #[cfg(test)]

@@ -38,17 +38,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use common::{World, parse_ip};
 use herald_lab::bench::percentile;
 use herald_lab::{LabError, Result};
-use l2_support::ms;
+use l2_support::{BENCH_V4 as V4, ms, runs_from_env};
 
-const V4: &str = "192.0.2.160";
 const V6: &str = "2001:db8:1::160";
-const PROBE_INTERVAL: Duration = Duration::from_millis(50);
-const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 /// After the old owner returns: longer than the start-up hold (2 s) and the rejoin hold-down
 /// (3 s), so a take-back would have happened.
 const SETTLE: Duration = Duration::from_secs(4);
-/// Bound on one failover: generous for the reference timing (detection 5–8 s).
-const RUN_DEADLINE: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Fault {
@@ -140,15 +135,7 @@ fn one_run(world: &mut World, fault: Fault) -> Result<Run> {
         Fault::Kill | Fault::KillReference => world.kill_speaker(owner)?,
         Fault::Cable => world.lab.set_node_lan(owner, false)?,
     }
-    let (reply, failover) = world.probe_until_within(
-        address,
-        t0,
-        PROBE_INTERVAL,
-        PROBE_TIMEOUT,
-        RUN_DEADLINE,
-        |r| r.node != owner_name,
-    )?;
-    let successor = world.node_index(&reply.node)?;
+    let (failover, successor) = world.bench_failover(address, t0, &owner_name)?;
     world.wait_record("svc", address, successor)?;
     let recorded = t0.elapsed();
     let log = world.speaker_mut(successor)?.log();
@@ -317,14 +304,6 @@ fn bench(kill_runs: usize, cable_runs: usize, reference_runs: usize) -> Result<V
         runs.len()
     );
     Ok(runs)
-}
-
-fn runs_from_env(default: usize) -> usize {
-    std::env::var("HERALD_L2_BENCH_RUNS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .filter(|n| *n > 0)
-        .unwrap_or(default)
 }
 
 #[test]

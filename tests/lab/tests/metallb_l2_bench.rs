@@ -48,17 +48,12 @@ use herald_lab::bench::percentile;
 use herald_lab::herald::MEMBERLIST_SECRET;
 use herald_lab::metallb::{self, MetalLb};
 use herald_lab::{LabError, LabProcess, Result};
-use l2_support::{L2_POOL, ms};
+use l2_support::{BENCH_V4 as V4, L2_POOL, ms, runs_from_env};
 use serde_json::json;
 
-const V4: &str = "192.0.2.160";
-const PROBE_INTERVAL: Duration = Duration::from_millis(50);
-const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 /// After the old owner returns and membership is whole: Herald's start-up hold (2 s) and
 /// rejoin hold-down (3 s) are over, and MetalLB's re-election after a join has run.
 const SETTLE: Duration = Duration::from_secs(5);
-/// Bound on one failover: generous for MetalLB's detection (5–8 s measured).
-const RUN_DEADLINE: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Program {
@@ -254,15 +249,7 @@ fn one_run(world: &mut World, mut side: Option<&mut MetalLbSide>, fault: Fault) 
         (Fault::Kill, None) => world.kill_speaker(owner)?,
         (Fault::Cable, _) => world.lab.set_node_lan(owner, false)?,
     }
-    let (reply, failover) = world.probe_until_within(
-        address,
-        t0,
-        PROBE_INTERVAL,
-        PROBE_TIMEOUT,
-        RUN_DEADLINE,
-        |r| r.node != owner_name,
-    )?;
-    let successor = world.node_index(&reply.node)?;
+    let (failover, successor) = world.bench_failover(address, t0, &owner_name)?;
 
     // The old owner returns.
     match (fault, side.as_deref_mut()) {
@@ -405,14 +392,6 @@ fn compare(kills: usize, cables: usize) -> Result<Vec<Run>> {
     }
     print_table(&runs, &version);
     Ok(runs)
-}
-
-fn runs_from_env(default: usize) -> usize {
-    std::env::var("HERALD_L2_BENCH_RUNS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .filter(|n| *n > 0)
-        .unwrap_or(default)
 }
 
 #[test]

@@ -30,7 +30,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{SETUP_TIMEOUT, Setup, World, kubectl_with_crds};
+use common::{World, kubectl_with_crds};
 use herald_cli::source::{self, Document};
 use herald_cli::status;
 use herald_cli::translate::{self, Migration, Options};
@@ -292,17 +292,7 @@ fn migrate_from_the_cluster_reads_what_the_files_say() -> Result<()> {
 /// The lab world for the switch: two nodes with layer 2 and forwarding, no Herald objects
 /// yet (they come from the migration), one echo pod per node.
 fn switch_world() -> Result<World> {
-    let mut world = World::create(
-        "migrate-l2",
-        2,
-        Setup {
-            router_pod_routes: true,
-            speaker_flags: &["--layer2", "on", "--forwarding", "on"],
-            resync_interval: "5s",
-            niced: true,
-            endpoints_timeout: SETUP_TIMEOUT,
-        },
-    )?;
+    let mut world = World::create("migrate-l2", 2, l2_support::l2_setup())?;
     for node in 1..=2 {
         world.add_pod(node, &format!("migrate-{node}"), "app")?;
     }

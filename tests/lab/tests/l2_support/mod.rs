@@ -36,6 +36,34 @@ use crate::common::{SERVICE_PORT, SETUP_TIMEOUT, Setup, World};
 /// The L2-mode pool of the address plan (inside the node LAN).
 pub const L2_POOL: [&str; 2] = [plan::L2_POOL_V4, plan::L2_POOL_V6];
 /// Generous bound for a failover (the goal is under one second).
+/// Speakers with layer 2 and forwarding on (the owner's DNAT carries the traffic to the
+/// pods: no kube-proxy in the lab), resyncing every 5 s, niced.
+pub fn l2_setup() -> Setup {
+    Setup {
+        router_pod_routes: true,
+        speaker_flags: &["--layer2", "on", "--forwarding", "on"],
+        resync_interval: "5s",
+        niced: true,
+        endpoints_timeout: SETUP_TIMEOUT,
+    }
+}
+
+/// Failover benchmarks: the probed address, the probe's pace and time-out, and the bound
+/// on one failover (generous for the reference detection, 5–8 s measured).
+pub const BENCH_V4: &str = "192.0.2.160";
+pub const PROBE_INTERVAL: Duration = Duration::from_millis(50);
+pub const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
+pub const RUN_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Runs per fault of a failover benchmark: `HERALD_L2_BENCH_RUNS`, else `default`.
+pub fn runs_from_env(default: usize) -> usize {
+    std::env::var("HERALD_L2_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(default)
+}
+
 pub const FAILOVER_DEADLINE: Duration = Duration::from_secs(10);
 
 pub fn ms(duration: Duration) -> u128 {
@@ -48,18 +76,7 @@ impl World {
     /// the pool `l2` (the address plan's L2 range) and an L2Advertisement for it; an apps
     /// namespace.
     pub fn l2(hint: &str, nodes: usize) -> Result<World> {
-        let world = World::create(
-            hint,
-            nodes,
-            Setup {
-                router_pod_routes: true,
-                // The owner's DNAT carries the traffic to the pods (no kube-proxy in the lab).
-                speaker_flags: &["--layer2", "on", "--forwarding", "on"],
-                resync_interval: "5s",
-                niced: true,
-                endpoints_timeout: SETUP_TIMEOUT,
-            },
-        )?;
+        let world = World::create(hint, nodes, l2_setup())?;
         world.install_object("IPAddressPool", "l2", json!({"addresses": L2_POOL}))?;
         world.install_object("L2Advertisement", "l2", json!({"pools": ["l2"]}))?;
         Ok(world)
@@ -228,6 +245,25 @@ impl World {
     }
 
     /// [`World::probe_until`] with another deadline.
+    /// Failover benchmarks: probes `address` at the bench pace until a reply comes through a
+    /// node other than `owner_name`; returns the time since `since` and that node's index.
+    pub fn bench_failover(
+        &self,
+        address: IpAddr,
+        since: Instant,
+        owner_name: &str,
+    ) -> Result<(Duration, usize)> {
+        let (reply, failover) = self.probe_until_within(
+            address,
+            since,
+            PROBE_INTERVAL,
+            PROBE_TIMEOUT,
+            RUN_DEADLINE,
+            |r| r.node != owner_name,
+        )?;
+        Ok((failover, self.node_index(&reply.node)?))
+    }
+
     pub fn probe_until_within(
         &self,
         address: IpAddr,
