@@ -28,6 +28,9 @@ use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
 use kube::{Api, Client};
 use serde_json::json;
 
+/// Longest one API request of the hook may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Removes what would outlive `helm uninstall`: stops the controller, removes Herald's
 /// finalizer from the install namespace's IPAddressPools, deletes the leader Lease.
 #[derive(Debug, Parser)]
@@ -213,8 +216,15 @@ pub async fn dispatch() -> Option<anyhow::Result<()>> {
     }
     Some(async {
         let args = PreDeleteArgs::parse_from(argv);
-        let client = Client::try_default()
+        // Every request bounded: a hook stuck on one call would hold `helm uninstall` until
+        // its own timeout; a failed attempt ends the pod and the Job retries.
+        let mut config = kube::Config::infer()
             .await
+            .map_err(|e| anyhow::anyhow!("reading the in-cluster configuration: {e}"))?;
+        config.connect_timeout = Some(REQUEST_TIMEOUT);
+        config.read_timeout = Some(REQUEST_TIMEOUT);
+        config.write_timeout = Some(REQUEST_TIMEOUT);
+        let client = Client::try_from(config)
             .map_err(|e| anyhow::anyhow!("building the Kubernetes client: {e}"))?;
         let summary = run(client, &args).await?;
         println!(

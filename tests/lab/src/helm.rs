@@ -91,9 +91,13 @@ impl HelmRelease {
 
     /// `helm uninstall`, as a user runs it: the chart's pre-delete hook Job runs first,
     /// then the release's resources are deleted (waited for).
+    ///
+    /// When it fails, the release is still removed without hooks (the error is returned):
+    /// its cluster-scoped objects (ClusterRoles) would otherwise make every later install of
+    /// the same release name in the lab fail.
     pub fn uninstall(&mut self) -> Result<()> {
         self.uninstalled = true;
-        cmd::run_checked(
+        let result = cmd::run_checked(
             Command::new(&self.helm)
                 .args(["uninstall", &self.name, "-n", &self.namespace, "--wait"])
                 .args(["--timeout", "90s"])
@@ -102,7 +106,18 @@ impl HelmRelease {
             None,
             HELM_TIMEOUT,
         )
-        .map(|_| ())
+        .map(|_| ());
+        if result.is_err() {
+            let _ = cmd::run(
+                Command::new(&self.helm)
+                    .args(["uninstall", &self.name, "-n", &self.namespace, "--no-hooks"])
+                    .arg("--kubeconfig")
+                    .arg(&self.kubeconfig),
+                None,
+                HELM_TIMEOUT,
+            );
+        }
+        result
     }
 }
 
