@@ -342,13 +342,15 @@ fn assert_stays_down(frr: &FrrInstance, peer: &str, how_long: Duration, why: &st
 /// router, node 2's BGP runs and node 1's does not; once the router runs BFD both come up
 /// (node 2's as a multihop session on UDP 4784); with BFD packets dropped on both nodes, both
 /// BGP sessions go down, node 2's comes back over TCP at once and node 1's waits until BFD is
-/// Up again.
+/// Up again. Node 2 also has a multihop session over IPv6, which comes Up beside the IPv4 one.
 #[test]
 fn strict_mode_holds_bgp_until_bfd_is_up_while_a_plain_multihop_profile_lets_it_run() -> Result<()>
 {
     let mut world = World::bgp("bfds", 2)?;
-    let (n1, n2) = (world.lan_v4(1)?, world.lan_v4(2)?);
+    let (n1, n2, n2_v6) = (world.lan_v4(1)?, world.lan_v4(2)?, world.lan_v6(2)?);
     let (node1, node2) = (world.node_name(1)?, world.node_name(2)?);
+    let mut multihop_v6 = BgpNeighbor::external(parse_ip(&n2_v6)?);
+    multihop_v6.ebgp_multihop = Some(2);
     // The router runs no BFD with either node yet (the profile is defined, not used).
     let config = world
         .router_config()
@@ -357,6 +359,7 @@ fn strict_mode_holds_bgp_until_bfd_is_up_while_a_plain_multihop_profile_lets_it_
                 n.ebgp_multihop = Some(2);
             }
         })
+        .neighbor(multihop_v6)
         .extra(&frr_bfd(&[]));
     world.start_frr(&config)?;
     let only = |node: &str| json!([{"matchLabels": {"kubernetes.io/hostname": node}}]);
@@ -368,6 +371,11 @@ fn strict_mode_holds_bgp_until_bfd_is_up_while_a_plain_multihop_profile_lets_it_
     world.peer(
         "router-multihop",
         "192.0.2.1",
+        json!({"bfdProfile": "plain", "ebgpMultiHop": true, "nodeSelectors": only(&node2)}),
+    )?;
+    world.peer(
+        "router-multihop-v6",
+        "2001:db8:1::1",
         json!({"bfdProfile": "plain", "ebgpMultiHop": true, "nodeSelectors": only(&node2)}),
     )?;
     announce_vip_and_start(&mut world, 2)?;
@@ -392,12 +400,22 @@ fn strict_mode_holds_bgp_until_bfd_is_up_while_a_plain_multihop_profile_lets_it_
         &format!("router bgp {ROUTER_ASN}"),
         &format!("neighbor {n1} bfd profile fast"),
         &format!("neighbor {n2} bfd profile fast"),
+        &format!("neighbor {n2_v6} bfd profile fast"),
     ])?;
-    for peer in [&n1, &n2] {
+    for peer in [&n1, &n2, &n2_v6] {
         wait_frr_bfd(frr, peer, "up", BFD_UP, |s| status_is(s, "up"))?;
     }
-    let multihop = frr_bfd_peer(frr, &n2)?.unwrap_or_default();
-    assert_eq!(multihop["multihop"], true, "{multihop}");
+    for peer in [&n2, &n2_v6] {
+        let multihop = frr_bfd_peer(frr, peer)?.unwrap_or_default();
+        assert_eq!(multihop["multihop"], true, "{multihop}");
+    }
+    assert_eq!(
+        world.metric(
+            2,
+            "herald_speaker_bfd_session_up{peer=\"router-multihop-v6\"}"
+        )?,
+        1.0
+    );
     assert_eq!(
         frr_bfd_peer(frr, &n1)?.unwrap_or_default()["multihop"],
         false
