@@ -362,6 +362,8 @@ fn strict_mode_holds_bgp_until_bfd_is_up_while_a_plain_multihop_profile_lets_it_
         .neighbor(multihop_v6)
         .extra(&frr_bfd(&[]));
     world.start_frr(&config)?;
+    fast_profile(&world, "strict", json!({"strictMode": true}))?;
+    fast_profile(&world, "plain", json!({}))?;
     let only = |node: &str| json!([{"matchLabels": {"kubernetes.io/hostname": node}}]);
     world.peer(
         "router-strict",
