@@ -417,6 +417,9 @@ fn text_tail(text: &str, lines: usize) -> String {
 }
 
 /// Reasons a container waits that mean it cannot run as it is.
+/// Restarts after a failed exit from which a container counts as crash-looping.
+const REPEATED_RESTARTS: i64 = 2;
+
 const BAD_WAITING_REASONS: [&str; 8] = [
     "CrashLoopBackOff",
     "ErrImageNeverPull",
@@ -437,15 +440,33 @@ pub fn pod_problems(pod: &Value) -> Vec<PodProblem> {
         .flat_map(|key| pod["status"][*key].as_array().cloned().unwrap_or_default())
         .filter_map(|status| {
             let waiting = &status["state"]["waiting"];
-            let reason = waiting["reason"].as_str()?;
-            BAD_WAITING_REASONS.contains(&reason).then(|| PodProblem {
+            let (reason, message) = match waiting["reason"].as_str() {
+                Some(reason) if BAD_WAITING_REASONS.contains(&reason) => {
+                    (reason.to_string(), text(&waiting["message"]))
+                }
+                // Between two back-offs the container runs again for a moment; one that
+                // has failed again and again is crash-looping whatever its state now.
+                _ => {
+                    let failed = &status["lastState"]["terminated"];
+                    let exit_code = failed["exitCode"].as_i64().unwrap_or(0);
+                    let restarts = status["restartCount"].as_i64().unwrap_or(0);
+                    if exit_code == 0 || restarts < REPEATED_RESTARTS {
+                        return None;
+                    }
+                    (
+                        "CrashLoopBackOff".to_string(),
+                        format!("restarted {restarts} times, last exit code {exit_code}"),
+                    )
+                }
+            };
+            Some(PodProblem {
                 namespace: text(&pod["metadata"]["namespace"]),
                 pod: text(&pod["metadata"]["name"]),
                 uid: text(&pod["metadata"]["uid"]),
                 node: text(&pod["spec"]["nodeName"]),
                 container: text(&status["name"]),
-                reason: reason.to_string(),
-                message: text(&waiting["message"]),
+                reason,
+                message,
             })
         })
         .collect()
@@ -1339,6 +1360,32 @@ mod tests {
                 .ends_with("nodes/n2/pod-logs/hs_herald-speaker-x_u1/speaker")
         );
         assert!(pod_problems(&json!({})).is_empty());
+    }
+
+    #[test]
+    fn a_container_running_again_after_repeated_failed_exits_is_crash_looping() {
+        let status = |restarts: i64, exit_code: i64| {
+            json!({
+                "metadata": {"name": "crasher", "namespace": "t", "uid": "u"},
+                "spec": {"nodeName": "n1"},
+                "status": {"containerStatuses": [{
+                    "name": "main", "restartCount": restarts, "state": {"running": {}},
+                    "lastState": {"terminated": {"exitCode": exit_code}}
+                }]}
+            })
+        };
+        let problems = pod_problems(&status(2, 2));
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].reason, "CrashLoopBackOff");
+        assert!(problems[0].describe().contains("last exit code 2"));
+        assert!(
+            pod_problems(&status(1, 2)).is_empty(),
+            "one failure is not a loop"
+        );
+        assert!(
+            pod_problems(&status(5, 0)).is_empty(),
+            "clean exits are not failures"
+        );
     }
 
     #[test]
