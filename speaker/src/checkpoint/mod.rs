@@ -167,7 +167,7 @@ impl Checkpointer {
             Ok(Ok(())) => {
                 self.metrics.writes.inc();
                 self.metrics
-                    .confirmed
+                    .confirmed_seconds
                     .set(i64::try_from(confirmed).unwrap_or(i64::MAX));
                 self.last = Some(next);
                 if self.failures > 0 {
